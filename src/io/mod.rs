@@ -1,0 +1,6 @@
+//! Reading and writing files: images, MRC stacks, LabelImg XML, weights.
+
+pub mod image;
+pub mod mrc;
+pub mod voc;
+pub mod weights;

@@ -1,0 +1,1 @@
+//! Pascal VOC XML as LabelImg reads and writes it.

@@ -1,0 +1,1 @@
+//! safetensors weight files under torchvision names.

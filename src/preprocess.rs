@@ -1,0 +1,1 @@
+//! The study's preprocessing: bilateral filter, histogram equalization; Gaussian filter; SNR.

@@ -1,0 +1,1 @@
+//! Synthetic cryo-ET images with ground truth.

@@ -1,0 +1,1 @@
+//! Training: targets, losses, Adam, data, the training loop.

@@ -1,0 +1,1 @@
+//! 3D: linking per-slice boxes into objects across z.
