@@ -13,6 +13,7 @@ pub mod error;
 
 pub mod io;
 pub mod preprocess;
+pub mod transform;
 
 pub mod nn;
 pub mod backbone;

@@ -3,4 +3,5 @@
 pub mod image;
 pub mod mrc;
 pub mod voc;
+pub mod detections;
 pub mod weights;

@@ -1,0 +1,1 @@
+//! Detection results as files: JSON (one per image or stack), CSV rows; the schema `detect` writes and `eval` reads.
