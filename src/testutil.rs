@@ -5,7 +5,7 @@
 //! criterion of the acceptance tests), and on failure reports the max abs and rel differences and
 //! the first index that breaks the bound.
 
-use ndarray::{ArrayD, ArrayViewD};
+use ndarray::{ArrayD, ArrayViewD, Dimension};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -28,7 +28,7 @@ pub fn compare(actual: ArrayViewD<f32>, expected: ArrayViewD<f32>, rel_tol: f32)
         max_abs = max_abs.max(d);
         max_rel = max_rel.max(d / b.abs().max(1e-12));
         if d > bound && first.is_none() {
-            first = Some(idx.as_array_view().to_vec());
+            first = Some(idx.slice().to_vec());
         }
     }
     (max_abs, max_rel, max_b, first)
