@@ -27,5 +27,6 @@ pub mod synth;
 pub mod volume;
 
 pub mod cli;
+pub mod testutil;
 
 pub use error::{Error, Result};
