@@ -277,8 +277,26 @@ def randomize(model: GeneralizedRCNN, seed: int) -> None:
             normal(m.bias, 0.1)
 
     x = random_input(*CALIBRATION_SIZE, CALIBRATION_SEED)
+    # Stage-wise rescaling: y = relu(a) is positively homogeneous, so scaling the stem's bn1 and,
+    # in each stage's first block, both bn3 and the downsample bn (weight and bias) by s scales
+    # that output by s exactly. Set each to std 1 on the calibration input; within a stage the
+    # residual sums then grow only over that stage's blocks.
+    bb = model.backbone
+
+    def rescale(bns, y):
+        s = 1.0 / y.std()
+        for bn in bns:
+            bn.weight.mul_(s)
+            bn.bias.mul_(s)
+
+    rescale([bb.bn1], bb.relu(bb.bn1(bb.conv1(x))))
+    y = bb.maxpool(bb.relu(bb.bn1(bb.conv1(x))))
+    for layer in (bb.layer1, bb.layer2, bb.layer3, model.roi_heads.box_head.layer4):
+        rescale([layer[0].bn3, layer[0].downsample[1]], layer[0](y))
+        y = layer(y) if layer is not model.roi_heads.box_head.layer4 else y
+
     head = model.rpn.head
-    t = torch.relu(head.conv(model.backbone(x)))
+    t = torch.relu(head.conv(bb(x)))
 
     def calibrate(layer, inp, std, bias_std):
         normal(layer.weight, 1.0)
@@ -307,13 +325,13 @@ def random_input(h: int, w: int, seed: int) -> torch.Tensor:
     x = torch.randn(1, 3, h, w, generator=g)
     x = torch.nn.functional.avg_pool2d(x, 5, 1, 2, count_include_pad=False) * 2.0
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
-    for _ in range(max(2, (h * w) // 4000)):
+    for _ in range(max(2, (h * w) // 8000)):
         cy, cx = torch.rand(2, generator=g) * torch.tensor([h, w])
-        ry, rx = 4 + torch.rand(2, generator=g) * torch.tensor([h / 4, w / 4])
+        ry, rx = 4 + torch.rand(2, generator=g) * min(h, w) / 8
         amp = 1.0 + torch.rand(1, generator=g)
         blob = torch.exp(-(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2))
         x = x + amp * blob
-    return x.contiguous()
+    return ((x - x.mean()) / x.std()).contiguous()  # normalised: mean 0, std 1
 
 
 # --------------------------------------------------------------------------------------------
