@@ -246,3 +246,62 @@ pub fn check_finite(path: &Path, img: Array2<f32>, mask: bool) -> Result<(Array2
     img.mapv_inplace(|v| if v.is_finite() { v } else { median });
     Ok((img, bad))
 }
+
+/// What a file header says about an image, without decoding the pixels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageInfo {
+    /// "PNG", "JPEG", "TIFF".
+    pub format: String,
+    pub width: u32,
+    pub height: u32,
+    /// Colour type and bit depth, e.g. "gray 16-bit", "RGB 8-bit", "gray 32-bit float".
+    pub color: String,
+}
+
+/// Read the header of an image file (format, size, colour type and bit depth).
+pub fn image_info(path: &Path) -> Result<ImageInfo> {
+    let reader = image::ImageReader::open(path)
+        .map_err(|e| Error::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?;
+    let format = reader.format();
+    if format == Some(image::ImageFormat::Tiff) {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let bad = |e: tiff::TiffError| Error::format(path, format!("cannot decode TIFF: {e}"));
+        let mut dec = tiff::decoder::Decoder::new(std::io::BufReader::new(file)).map_err(bad)?;
+        let (width, height) = dec.dimensions().map_err(bad)?;
+        let sample = match dec.find_tag_unsigned::<u16>(tiff::tags::Tag::SampleFormat) {
+            Ok(Some(3)) => " float",
+            Ok(Some(2)) => " signed",
+            _ => "",
+        };
+        let color = match dec.colortype().map_err(bad)? {
+            tiff::ColorType::Gray(b) => format!("gray {b}-bit{sample}"),
+            tiff::ColorType::GrayA(b) => format!("gray+alpha {b}-bit{sample}"),
+            tiff::ColorType::RGB(b) => format!("RGB {b}-bit{sample}"),
+            tiff::ColorType::RGBA(b) => format!("RGBA {b}-bit{sample}"),
+            other => format!("{other:?}"),
+        };
+        return Ok(ImageInfo { format: "TIFF".into(), width, height, color });
+    }
+    let name = format.map(|f| format!("{f:?}").to_uppercase()).unwrap_or_else(|| "unknown".into());
+    let dec = reader
+        .into_decoder()
+        .map_err(|e| Error::format(path, format!("cannot decode image header: {e}")))?;
+    use image::ImageDecoder;
+    let (width, height) = dec.dimensions();
+    let ct = dec.color_type();
+    let bits = ct.bits_per_pixel() / ct.channel_count() as u16;
+    let kind = match ct.channel_count() {
+        1 => "gray",
+        2 => "gray+alpha",
+        3 => "RGB",
+        _ => "RGBA",
+    };
+    let float = if matches!(ct, image::ColorType::Rgb32F | image::ColorType::Rgba32F) {
+        " float"
+    } else {
+        ""
+    };
+    Ok(ImageInfo { format: name, width, height, color: format!("{kind} {bits}-bit{float}") })
+}
