@@ -204,6 +204,8 @@ pub struct EvalReport {
 #[derive(Debug, Clone, Copy)]
 struct Row {
     class: usize,
+    /// Index of the detection in its image's `pred` list.
+    input: usize,
     score: f64,
     /// Rank of the detection among its image's detections of its class (0 = best).
     rank: usize,
@@ -240,27 +242,37 @@ fn match_all(images: &[ImageEval], classes: &[String], thr: f64, plus_one: bool)
             let mut rows = Vec::new();
             for (ci, c) in classes.iter().enumerate() {
                 let gts: Vec<&GtBox> = im.gt.iter().filter(|g| &g.class == c).collect();
-                let preds: Vec<&PredBox> = im.pred.iter().filter(|p| &p.class == c).collect();
+                let preds: Vec<(usize, &PredBox)> = im
+                    .pred
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| &p.class == c)
+                    .collect();
                 if preds.is_empty() {
                     continue;
                 }
-                let scores: Vec<f64> = preds.iter().map(|p| p.score as f64).collect();
+                let scores: Vec<f64> = preds.iter().map(|(_, p)| p.score as f64).collect();
                 let order = matching::sort_by_score(&scores);
                 let gt_boxes: Vec<[f64; 4]> = gts.iter().map(|g| iou::to_f64(g.bbox)).collect();
                 let difficult: Vec<bool> = gts.iter().map(|g| g.difficult).collect();
-                let pred_boxes: Vec<[f64; 4]> =
-                    order.iter().map(|&i| iou::to_f64(preds[i].bbox)).collect();
+                let pred_boxes: Vec<[f64; 4]> = order
+                    .iter()
+                    .map(|&i| iou::to_f64(preds[i].1.bbox))
+                    .collect();
                 let ms =
                     matching::match_detections(&gt_boxes, &difficult, &pred_boxes, thr, plus_one);
                 for (rank, (&i, m)) in order.iter().zip(ms).enumerate() {
                     rows.push(Row {
                         class: ci,
+                        input: preds[i].0,
                         score: scores[i],
                         rank,
                         m,
                     });
                 }
             }
+            // Input order, so that a stable sort by score breaks ties by input order.
+            rows.sort_by_key(|r| r.input);
             rows
         })
         .collect();
