@@ -27,5 +27,6 @@ pub mod train;
 pub mod volume;
 
 pub mod cli;
+pub mod testutil;
 
 pub use error::{Error, Result};
