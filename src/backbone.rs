@@ -35,7 +35,13 @@ impl ConvBn {
     }
 
     /// Loads `{conv}.weight` and `{bn}.{weight,bias,running_mean,running_var}`; padding = k / 2.
-    pub fn load(wf: &mut WeightFile, conv: &str, bn: &str, stride: usize, eps: f32) -> Result<Self> {
+    pub fn load(
+        wf: &mut WeightFile,
+        conv: &str,
+        bn: &str,
+        stride: usize,
+        eps: f32,
+    ) -> Result<Self> {
         let w = take4(wf, &format!("{conv}.weight"))?;
         let co = w.dim().0;
         let pad = w.dim().2 / 2;
@@ -59,23 +65,40 @@ impl ConvBn {
     }
 
     /// `act(bn(conv(x)) + residual)`.
-    pub fn forward(&self, x: &Array4<f32>, residual: Option<&Array4<f32>>, relu: bool) -> Array4<f32> {
+    pub fn forward(
+        &self,
+        x: &Array4<f32>,
+        residual: Option<&Array4<f32>>,
+        relu: bool,
+    ) -> Array4<f32> {
         self.fused.forward_fused(x, residual, relu)
     }
 
     /// Appends `(name, tensor)` pairs in torchvision's naming for saving.
     pub fn export(&self, conv: &str, bn: &str, out: &mut Vec<(String, ndarray::ArrayD<f32>)>) {
-        out.push((format!("{conv}.weight"), self.conv.weight.clone().into_dyn()));
+        out.push((
+            format!("{conv}.weight"),
+            self.conv.weight.clone().into_dyn(),
+        ));
         out.push((format!("{bn}.weight"), self.bn.weight.clone().into_dyn()));
         out.push((format!("{bn}.bias"), self.bn.bias.clone().into_dyn()));
-        out.push((format!("{bn}.running_mean"), self.bn.running_mean.clone().into_dyn()));
-        out.push((format!("{bn}.running_var"), self.bn.running_var.clone().into_dyn()));
+        out.push((
+            format!("{bn}.running_mean"),
+            self.bn.running_mean.clone().into_dyn(),
+        ));
+        out.push((
+            format!("{bn}.running_var"),
+            self.bn.running_var.clone().into_dyn(),
+        ));
     }
 }
 
 /// Takes a 4-D tensor.
 pub fn take4(wf: &mut WeightFile, name: &str) -> Result<Array4<f32>> {
-    Ok(wf.take(name, 4)?.into_dimensionality::<Ix4>().expect("checked"))
+    Ok(wf
+        .take(name, 4)?
+        .into_dimensionality::<Ix4>()
+        .expect("checked"))
 }
 
 #[derive(Debug, Clone)]
@@ -92,11 +115,22 @@ impl Bottleneck {
         let conv2 = ConvBn::load(wf, &format!("{p}.conv2"), &format!("{p}.bn2"), stride, eps)?;
         let conv3 = ConvBn::load(wf, &format!("{p}.conv3"), &format!("{p}.bn3"), 1, eps)?;
         let downsample = if wf.contains(&format!("{p}.downsample.0.weight")) {
-            Some(ConvBn::load(wf, &format!("{p}.downsample.0"), &format!("{p}.downsample.1"), stride, eps)?)
+            Some(ConvBn::load(
+                wf,
+                &format!("{p}.downsample.0"),
+                &format!("{p}.downsample.1"),
+                stride,
+                eps,
+            )?)
         } else {
             None
         };
-        let b = Bottleneck { conv1, conv2, conv3, downsample };
+        let b = Bottleneck {
+            conv1,
+            conv2,
+            conv3,
+            downsample,
+        };
         b.check(wf, p)?;
         Ok(b)
     }
@@ -107,19 +141,38 @@ impl Bottleneck {
         let (c1, c2, c3) = (&self.conv1.conv, &self.conv2.conv, &self.conv3.conv);
         let bad = |what: String| Err(Error::weights(&wf.path, format!("block `{p}`: {what}")));
         if c2.in_channels() != c1.out_channels() {
-            return bad(format!("conv2.weight takes {} channels but conv1.weight gives {}", c2.in_channels(), c1.out_channels()));
+            return bad(format!(
+                "conv2.weight takes {} channels but conv1.weight gives {}",
+                c2.in_channels(),
+                c1.out_channels()
+            ));
         }
         if c3.in_channels() != c2.out_channels() {
-            return bad(format!("conv3.weight takes {} channels but conv2.weight gives {}", c3.in_channels(), c2.out_channels()));
+            return bad(format!(
+                "conv3.weight takes {} channels but conv2.weight gives {}",
+                c3.in_channels(),
+                c2.out_channels()
+            ));
         }
         match &self.downsample {
-            Some(d) if d.conv.out_channels() != c3.out_channels() || d.conv.in_channels() != c1.in_channels() => bad(format!(
-                "downsample.0.weight maps {} -> {} channels, expected {} -> {}",
-                d.conv.in_channels(), d.conv.out_channels(), c1.in_channels(), c3.out_channels()
-            )),
-            None if c1.in_channels() != c3.out_channels() || c2.stride != 1 => {
-                bad(format!("no downsample but {} -> {} channels (stride {})", c1.in_channels(), c3.out_channels(), c2.stride))
+            Some(d)
+                if d.conv.out_channels() != c3.out_channels()
+                    || d.conv.in_channels() != c1.in_channels() =>
+            {
+                bad(format!(
+                    "downsample.0.weight maps {} -> {} channels, expected {} -> {}",
+                    d.conv.in_channels(),
+                    d.conv.out_channels(),
+                    c1.in_channels(),
+                    c3.out_channels()
+                ))
             }
+            None if c1.in_channels() != c3.out_channels() || c2.stride != 1 => bad(format!(
+                "no downsample but {} -> {} channels (stride {})",
+                c1.in_channels(),
+                c3.out_channels(),
+                c2.stride
+            )),
             _ => Ok(()),
         }
     }
@@ -144,11 +197,18 @@ impl Bottleneck {
     }
 
     pub fn export(&self, p: &str, out: &mut Vec<(String, ndarray::ArrayD<f32>)>) {
-        self.conv1.export(&format!("{p}.conv1"), &format!("{p}.bn1"), out);
-        self.conv2.export(&format!("{p}.conv2"), &format!("{p}.bn2"), out);
-        self.conv3.export(&format!("{p}.conv3"), &format!("{p}.bn3"), out);
+        self.conv1
+            .export(&format!("{p}.conv1"), &format!("{p}.bn1"), out);
+        self.conv2
+            .export(&format!("{p}.conv2"), &format!("{p}.bn2"), out);
+        self.conv3
+            .export(&format!("{p}.conv3"), &format!("{p}.bn3"), out);
         if let Some(d) = &self.downsample {
-            d.export(&format!("{p}.downsample.0"), &format!("{p}.downsample.1"), out);
+            d.export(
+                &format!("{p}.downsample.0"),
+                &format!("{p}.downsample.1"),
+                out,
+            );
         }
     }
 }
@@ -165,14 +225,31 @@ impl Stage {
         let mut blocks = Vec::new();
         while wf.contains(&format!("{prefix}.{}.conv1.weight", blocks.len())) {
             let i = blocks.len();
-            blocks.push(Bottleneck::load(wf, &format!("{prefix}.{i}"), if i == 0 { stride } else { 1 }, eps)?);
+            blocks.push(Bottleneck::load(
+                wf,
+                &format!("{prefix}.{i}"),
+                if i == 0 { stride } else { 1 },
+                eps,
+            )?);
         }
         if blocks.is_empty() {
-            return Err(Error::weights(&wf.path, format!("missing tensor `{prefix}.0.conv1.weight` (stage `{prefix}` has no blocks)")));
+            return Err(Error::weights(
+                &wf.path,
+                format!(
+                    "missing tensor `{prefix}.0.conv1.weight` (stage `{prefix}` has no blocks)"
+                ),
+            ));
         }
         for w in blocks.windows(2) {
             if w[1].in_channels() != w[0].out_channels() {
-                return Err(Error::weights(&wf.path, format!("stage `{prefix}`: a block gives {} channels, the next takes {}", w[0].out_channels(), w[1].in_channels())));
+                return Err(Error::weights(
+                    &wf.path,
+                    format!(
+                        "stage `{prefix}`: a block gives {} channels, the next takes {}",
+                        w[0].out_channels(),
+                        w[1].in_channels()
+                    ),
+                ));
             }
         }
         Ok(Stage { blocks })
@@ -218,18 +295,30 @@ impl Backbone {
     pub fn load(wf: &mut WeightFile, eps: f32) -> Result<Self> {
         let conv1 = ConvBn::load(wf, "backbone.conv1", "backbone.bn1", 2, eps)?;
         if conv1.conv.in_channels() != 3 {
-            return Err(Error::weights(&wf.path, format!("tensor `backbone.conv1.weight` takes {} input channels, expected 3", conv1.conv.in_channels())));
+            return Err(Error::weights(
+                &wf.path,
+                format!(
+                    "tensor `backbone.conv1.weight` takes {} input channels, expected 3",
+                    conv1.conv.in_channels()
+                ),
+            ));
         }
         let mut layers = Vec::new();
         for (k, stride) in [(1, 1), (2, 2), (3, 2)] {
             let stage = Stage::load(wf, &format!("backbone.layer{k}"), stride, eps)?;
-            let prev = layers.last().map_or(conv1.conv.out_channels(), |s: &Stage| s.out_channels());
+            let prev = layers
+                .last()
+                .map_or(conv1.conv.out_channels(), |s: &Stage| s.out_channels());
             if stage.in_channels() != prev {
                 return Err(Error::weights(&wf.path, format!("`backbone.layer{k}.0.conv1.weight` takes {} channels, the previous layer gives {prev}", stage.in_channels())));
             }
             layers.push(stage);
         }
-        Ok(Backbone { conv1, maxpool: MaxPool2d::resnet(), layers })
+        Ok(Backbone {
+            conv1,
+            maxpool: MaxPool2d::resnet(),
+            layers,
+        })
     }
 
     pub fn out_channels(&self) -> usize {

@@ -3,17 +3,16 @@
 
 use std::path::PathBuf;
 
+use cryodet::testutil::{assert_close, FORWARD};
 use cryodet::volume::{
     iou3d, label_volume, link_slices, montage, object_color, read_tilt_angles, tilt_file_for,
     write_imod_points, write_objects_csv, write_objects_json, LinkConfig, Object3d, SliceBox,
 };
 use cryodet::Error;
-use ndarray::Array2;
+use ndarray::{arr1, Array2};
 use rand::{seq::SliceRandom, Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Tolerance for values computed in f32 from small exact inputs (IoU, means).
-const F32_TOL: f32 = 1e-6;
 /// Acceptance: every synthetic organelle seen on >= this many slices must be found ...
 const MIN_TRUE_SLICES: usize = 3;
 /// ... with a 3D IoU at least this high.
@@ -58,15 +57,6 @@ fn zs_of(o: &Object3d) -> Vec<usize> {
     o.slices.iter().map(|(z, _)| *z).collect()
 }
 
-fn assert_near(name: &str, actual: f32, expected: f32, tol: f32) {
-    let diff = (actual - expected).abs();
-    assert!(
-        diff <= tol,
-        "{name}: actual {actual}, expected {expected}, abs diff {diff}, rel diff {}",
-        diff / expected.abs().max(1e-12)
-    );
-}
-
 fn tmp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cryodet_volume_{name}_{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -100,7 +90,12 @@ fn single_object_over_ten_slices() {
         [10.0 - 11.0, 20.0, 2.0, 40.0 + 11.0, 50.0 + 11.0, 12.0]
     );
     let mean = (2..12).map(|z| 0.5 + 0.04 * z as f32).sum::<f32>() / 10.0;
-    assert_near("mean score", o.score, mean, F32_TOL);
+    assert_close(
+        "mean score",
+        arr1(&[o.score]).view().into_dyn(),
+        arr1(&[mean]).view().into_dyn(),
+        FORWARD,
+    );
     assert!(!o.touches_first && !o.touches_last);
 }
 
@@ -425,10 +420,19 @@ fn iou3d_of_known_boxes() {
             0.024,
         ),
     ];
-    for (name, b, expected) in cases {
-        assert_near(name, iou3d(&a, &b), expected, F32_TOL);
-        assert_near(name, iou3d(&b, &a), expected, F32_TOL);
-    }
+    // both argument orders; on failure the first bad index names the case (index / 2)
+    let actual: Vec<f32> = cases
+        .iter()
+        .flat_map(|(_, b, _)| [iou3d(&a, b), iou3d(b, &a)])
+        .collect();
+    let expected: Vec<f32> = cases.iter().flat_map(|(_, _, e)| [*e, *e]).collect();
+    let names: Vec<&str> = cases.iter().map(|(n, _, _)| *n).collect();
+    assert_close(
+        &format!("iou3d of {names:?}"),
+        arr1(&actual).view().into_dyn(),
+        arr1(&expected).view().into_dyn(),
+        FORWARD,
+    );
     let empty = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
     assert_eq!(iou3d(&empty, &empty), 0.0);
 }

@@ -78,8 +78,17 @@ mod tests {
 
     #[test]
     fn folded_conv_equals_conv_then_bn() {
-        let x = Array4::from_shape_fn((3, 2, 5, 7), |(c, n, h, w)| ((c * 7 + n * 5 + h * 3 + w) as f32 * 0.37).sin());
-        let conv = Conv2d::new(Array4::from_shape_fn((4, 3, 3, 3), |(a, b, c, d)| ((a + 2 * b + 3 * c + 5 * d) as f32 * 0.21).cos()), None, 2, 1);
+        let x = Array4::from_shape_fn((3, 2, 5, 7), |(c, n, h, w)| {
+            ((c * 7 + n * 5 + h * 3 + w) as f32 * 0.37).sin()
+        });
+        let conv = Conv2d::new(
+            Array4::from_shape_fn((4, 3, 3, 3), |(a, b, c, d)| {
+                ((a + 2 * b + 3 * c + 5 * d) as f32 * 0.21).cos()
+            }),
+            None,
+            2,
+            1,
+        );
         let bn = FrozenBatchNorm2d {
             weight: Array1::from(vec![0.5, 1.5, -0.7, 2.0]),
             bias: Array1::from(vec![0.1, -0.2, 0.3, 0.0]),
@@ -89,6 +98,11 @@ mod tests {
         };
         let want = bn.forward(&conv.forward(&x));
         let got = bn.fold(&conv).forward(&x);
-        assert_close("conv+bn folded", got.view().into_dyn(), want.view().into_dyn(), FORWARD);
+        assert_close(
+            "conv+bn folded",
+            got.view().into_dyn(),
+            want.view().into_dyn(),
+            FORWARD,
+        );
     }
 }

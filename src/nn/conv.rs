@@ -39,9 +39,19 @@ pub fn out_size(i: usize, k: usize, s: usize, p: usize) -> usize {
 }
 
 impl Conv2d {
-    pub fn new(weight: Array4<f32>, bias: Option<Array1<f32>>, stride: usize, padding: usize) -> Self {
+    pub fn new(
+        weight: Array4<f32>,
+        bias: Option<Array1<f32>>,
+        stride: usize,
+        padding: usize,
+    ) -> Self {
         let weight = weight.as_standard_layout().into_owned();
-        Conv2d { weight, bias, stride, padding }
+        Conv2d {
+            weight,
+            bias,
+            stride,
+            padding,
+        }
     }
 
     pub fn out_channels(&self) -> usize {
@@ -57,10 +67,18 @@ impl Conv2d {
     }
 
     /// `y = act(conv(x) + b + residual)` with `act` = ReLU or identity, in one pass over y.
-    pub fn forward_fused(&self, x: &Array4<f32>, residual: Option<&Array4<f32>>, relu: bool) -> Array4<f32> {
+    pub fn forward_fused(
+        &self,
+        x: &Array4<f32>,
+        residual: Option<&Array4<f32>>,
+        relu: bool,
+    ) -> Array4<f32> {
         let (ci, n, h, w) = x.dim();
         let (co, wci, kh, kw) = self.weight.dim();
-        assert_eq!(ci, wci, "conv: input has {ci} channels, weight expects {wci}");
+        assert_eq!(
+            ci, wci,
+            "conv: input has {ci} channels, weight expects {wci}"
+        );
         let (s, p) = (self.stride, self.padding);
         let (oh, ow) = (out_size(h, kh, s, p), out_size(w, kw, s, p));
         let cols = n * oh * ow;
@@ -85,14 +103,25 @@ impl Conv2d {
 }
 
 /// In place over `y: [Co, N, OH, OW]`: `y = act(y + b[co] + residual)`, parallel over channels.
-pub fn epilogue(y: &mut Array4<f32>, bias: Option<&Array1<f32>>, residual: Option<&Array4<f32>>, relu: bool) {
+pub fn epilogue(
+    y: &mut Array4<f32>,
+    bias: Option<&Array1<f32>>,
+    residual: Option<&Array4<f32>>,
+    relu: bool,
+) {
     let co = y.dim().0;
     let plane = y.len() / co.max(1);
     if plane == 0 {
         return;
     }
     let res = residual.map(|r| {
-        assert_eq!(r.dim(), y.dim(), "residual shape {:?} != output {:?}", r.dim(), y.dim());
+        assert_eq!(
+            r.dim(),
+            y.dim(),
+            "residual shape {:?} != output {:?}",
+            r.dim(),
+            y.dim()
+        );
         r.as_standard_layout()
     });
     let res_s = res.as_ref().map(|r| r.as_slice().expect("standard layout"));
@@ -131,7 +160,11 @@ pub fn im2col(x: ArrayView4<f32>, kh: usize, kw: usize, s: usize, p: usize) -> V
         let (c, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
         // valid output columns: 0 <= ox*s + kx - p < w
         let ox_lo = if kx >= p { 0 } else { (p - kx).div_ceil(s) };
-        let ox_hi = if w + p > kx { ((w + p - kx - 1) / s + 1).min(ow) } else { 0 };
+        let ox_hi = if w + p > kx {
+            ((w + p - kx - 1) / s + 1).min(ow)
+        } else {
+            0
+        };
         for nn in 0..n {
             for oy in 0..oh {
                 let iy = (oy * s + ky) as isize - p as isize;
@@ -155,7 +188,13 @@ pub fn im2col(x: ArrayView4<f32>, kh: usize, kw: usize, s: usize, p: usize) -> V
 }
 
 /// The definition, seven loops, no tricks: the reference for the tests.
-pub fn conv2d_naive(x: ArrayView4<f32>, w: ArrayView4<f32>, b: Option<&Array1<f32>>, s: usize, p: usize) -> Array4<f32> {
+pub fn conv2d_naive(
+    x: ArrayView4<f32>,
+    w: ArrayView4<f32>,
+    b: Option<&Array1<f32>>,
+    s: usize,
+    p: usize,
+) -> Array4<f32> {
     let (ci, n, h, wd) = x.dim();
     let (co, _, kh, kw) = w.dim();
     let (oh, ow) = (out_size(h, kh, s, p), out_size(wd, kw, s, p));
@@ -171,7 +210,9 @@ pub fn conv2d_naive(x: ArrayView4<f32>, w: ArrayView4<f32>, b: Option<&Array1<f3
                                 let iy = (oy * s + ky) as isize - p as isize;
                                 let ix = (ox * s + kx) as isize - p as isize;
                                 if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
-                                    acc += (w[[o, c, ky, kx]] * x[[c, nn, iy as usize, ix as usize]]) as f64;
+                                    acc += (w[[o, c, ky, kx]]
+                                        * x[[c, nn, iy as usize, ix as usize]])
+                                        as f64;
                                 }
                             }
                         }
@@ -200,13 +241,13 @@ mod tests {
     #[test]
     fn conv_fast_matches_naive() {
         for &(ci, co, k, s, p, n, h, w) in &[
-            (3, 5, 7, 2, 3, 1, 17, 23),  // stem
-            (6, 4, 3, 1, 1, 2, 9, 11),   // 3x3 stride 1, batch 2
-            (6, 4, 3, 2, 1, 3, 9, 12),   // 3x3 stride 2, odd
-            (8, 5, 1, 1, 0, 2, 5, 7),    // 1x1, no im2col
-            (8, 5, 1, 2, 0, 1, 7, 10),   // 1x1 stride 2 (downsample)
-            (2, 3, 3, 1, 1, 1, 1, 1),    // 1x1 image, all taps but the centre padded
-            (2, 3, 5, 3, 2, 1, 6, 13),   // stride 3, wide padding
+            (3, 5, 7, 2, 3, 1, 17, 23), // stem
+            (6, 4, 3, 1, 1, 2, 9, 11),  // 3x3 stride 1, batch 2
+            (6, 4, 3, 2, 1, 3, 9, 12),  // 3x3 stride 2, odd
+            (8, 5, 1, 1, 0, 2, 5, 7),   // 1x1, no im2col
+            (8, 5, 1, 2, 0, 1, 7, 10),  // 1x1 stride 2 (downsample)
+            (2, 3, 3, 1, 1, 1, 1, 1),   // 1x1 image, all taps but the centre padded
+            (2, 3, 5, 3, 2, 1, 6, 13),  // stride 3, wide padding
         ] {
             let x = rand4((ci, n, h, w), 1);
             let wt = rand4((co, ci, k, k), 2);
@@ -214,11 +255,21 @@ mod tests {
             let conv = Conv2d::new(wt.clone(), Some(b.clone()), s, p);
             let want = conv2d_naive(x.view(), wt.view(), Some(&b), s, p);
             let got = conv.forward(&x);
-            assert_close(&format!("conv k{k} s{s} p{p} {h}x{w}"), got.view().into_dyn(), want.view().into_dyn(), FORWARD);
+            assert_close(
+                &format!("conv k{k} s{s} p{p} {h}x{w}"),
+                got.view().into_dyn(),
+                want.view().into_dyn(),
+                FORWARD,
+            );
             let res = rand4(want.dim(), 3);
             let got = conv.forward_fused(&x, Some(&res), true);
             let want = (want + &res).mapv(|v| v.max(0.0));
-            assert_close("conv fused", got.view().into_dyn(), want.view().into_dyn(), FORWARD);
+            assert_close(
+                "conv fused",
+                got.view().into_dyn(),
+                want.view().into_dyn(),
+                FORWARD,
+            );
         }
     }
 }

@@ -16,12 +16,28 @@ pub struct Mat<'a> {
 impl<'a> Mat<'a> {
     /// Row-major `[rows, cols]`, contiguous.
     pub fn rows(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        assert!(data.len() >= rows * cols, "Mat: {} elements < {rows}x{cols}", data.len());
-        Mat { data, rows, cols, rs: cols as isize, cs: 1 }
+        assert!(
+            data.len() >= rows * cols,
+            "Mat: {} elements < {rows}x{cols}",
+            data.len()
+        );
+        Mat {
+            data,
+            rows,
+            cols,
+            rs: cols as isize,
+            cs: 1,
+        }
     }
     /// The transpose, without copying.
     pub fn t(self) -> Self {
-        Mat { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
+        Mat {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
     }
 }
 
@@ -30,7 +46,11 @@ impl<'a> Mat<'a> {
 pub fn gemm(alpha: f32, a: Mat, b: Mat, beta: f32, c: &mut [f32]) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "gemm: inner dimensions {k} != {}", b.rows);
-    assert!(c.len() >= m * n, "gemm: output has {} elements < {m}x{n}", c.len());
+    assert!(
+        c.len() >= m * n,
+        "gemm: output has {} elements < {m}x{n}",
+        c.len()
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -43,10 +63,20 @@ pub fn gemm(alpha: f32, a: Mat, b: Mat, beta: f32, c: &mut [f32]) {
     // m*n elements written with row stride n; `c` does not alias `a` or `b` (&mut borrow).
     unsafe {
         matrixmultiply::sgemm(
-            m, k, n, alpha,
-            a.data.as_ptr(), a.rs, a.cs,
-            b.data.as_ptr(), b.rs, b.cs,
-            beta, c.as_mut_ptr(), n as isize, 1,
+            m,
+            k,
+            n,
+            alpha,
+            a.data.as_ptr(),
+            a.rs,
+            a.cs,
+            b.data.as_ptr(),
+            b.rs,
+            b.cs,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
         );
     }
 }
@@ -58,7 +88,9 @@ pub fn set_threads(threads: usize) {
     if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
         std::env::set_var("MATMUL_NUM_THREADS", threads.to_string());
     }
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global();
 }
 
 #[cfg(test)]
@@ -74,11 +106,21 @@ mod tests {
         gemm(1.0, Mat::rows(&a, m, k), Mat::rows(&b, k, n), 0.0, &mut c);
         // c^T = b^T a^T through transposed views
         let mut ct = vec![0.0; n * m];
-        gemm(1.0, Mat::rows(&b, k, n).t(), Mat::rows(&a, m, k).t(), 0.0, &mut ct);
+        gemm(
+            1.0,
+            Mat::rows(&b, k, n).t(),
+            Mat::rows(&a, m, k).t(),
+            0.0,
+            &mut ct,
+        );
         for i in 0..m {
             for j in 0..n {
                 let want: f32 = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
-                assert!((c[i * n + j] - want).abs() < 1e-5, "c[{i},{j}] = {} != {want}", c[i * n + j]);
+                assert!(
+                    (c[i * n + j] - want).abs() < 1e-5,
+                    "c[{i},{j}] = {} != {want}",
+                    c[i * n + j]
+                );
                 assert!((ct[j * m + i] - want).abs() < 1e-5);
             }
         }

@@ -25,7 +25,10 @@ pub struct LinearGrads {
 
 impl Linear {
     pub fn new(weight: Array2<f32>, bias: Array1<f32>) -> Self {
-        Linear { weight: weight.as_standard_layout().into_owned(), bias }
+        Linear {
+            weight: weight.as_standard_layout().into_owned(),
+            bias,
+        }
     }
 
     pub fn forward(&self, x: ArrayView2<f32>) -> Array2<f32> {
@@ -35,7 +38,13 @@ impl Linear {
         let x = x.as_standard_layout();
         let mut y = Array2::from_shape_fn((n, o), |(_, j)| self.bias[j]);
         let w = Mat::rows(self.weight.as_slice().expect("standard"), o, i).t();
-        gemm(1.0, Mat::rows(x.as_slice().expect("standard"), n, i), w, 1.0, y.as_slice_mut().expect("standard"));
+        gemm(
+            1.0,
+            Mat::rows(x.as_slice().expect("standard"), n, i),
+            w,
+            1.0,
+            y.as_slice_mut().expect("standard"),
+        );
         y
     }
 
@@ -44,11 +53,26 @@ impl Linear {
         let o = self.weight.dim().0;
         let x = x.as_standard_layout();
         let dy = dy.as_standard_layout();
-        let (xs, dys) = (x.as_slice().expect("standard"), dy.as_slice().expect("standard"));
+        let (xs, dys) = (
+            x.as_slice().expect("standard"),
+            dy.as_slice().expect("standard"),
+        );
         let mut dx = Array2::zeros((n, i));
-        gemm(1.0, Mat::rows(dys, n, o), Mat::rows(self.weight.as_slice().expect("standard"), o, i), 0.0, dx.as_slice_mut().unwrap());
+        gemm(
+            1.0,
+            Mat::rows(dys, n, o),
+            Mat::rows(self.weight.as_slice().expect("standard"), o, i),
+            0.0,
+            dx.as_slice_mut().unwrap(),
+        );
         let mut dw = Array2::zeros((o, i));
-        gemm(1.0, Mat::rows(dys, n, o).t(), Mat::rows(xs, n, i), 0.0, dw.as_slice_mut().unwrap());
+        gemm(
+            1.0,
+            Mat::rows(dys, n, o).t(),
+            Mat::rows(xs, n, i),
+            0.0,
+            dw.as_slice_mut().unwrap(),
+        );
         let db = dy.sum_axis(Axis(0));
         LinearGrads { dx, dw, db }
     }

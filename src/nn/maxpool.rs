@@ -22,7 +22,11 @@ pub struct MaxPool2d {
 impl MaxPool2d {
     /// ResNet's stem pooling.
     pub fn resnet() -> Self {
-        MaxPool2d { kernel: 3, stride: 2, padding: 1 }
+        MaxPool2d {
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+        }
     }
 
     /// Returns `(y, argmax)`; argmax holds flat indices `iy * W + ix` into each input plane.
@@ -72,21 +76,33 @@ impl MaxPool2d {
     }
 
     /// `dx[c, n, argmax] += dy[c, n, oh, ow]`; `input_hw` = (H, W) of the forward input.
-    pub fn backward(&self, dy: &Array4<f32>, argmax: &Array4<u32>, input_hw: (usize, usize)) -> Array4<f32> {
+    pub fn backward(
+        &self,
+        dy: &Array4<f32>,
+        argmax: &Array4<u32>,
+        input_hw: (usize, usize),
+    ) -> Array4<f32> {
         let (c, n, _, _) = dy.dim();
         let (h, w) = input_hw;
         let mut dx = Array4::<f32>::zeros((c, n, h, w));
-        dx.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(ch, mut dxc)| {
-            for nn in 0..n {
-                let mut plane = dxc.index_axis_mut(Axis(0), nn);
-                let flat = plane.as_slice_mut().expect("standard layout");
-                let g = dy.index_axis(Axis(0), ch);
-                let a = argmax.index_axis(Axis(0), ch);
-                for (gv, &ai) in g.index_axis(Axis(0), nn).iter().zip(a.index_axis(Axis(0), nn).iter()) {
-                    flat[ai as usize] += gv;
+        dx.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(ch, mut dxc)| {
+                for nn in 0..n {
+                    let mut plane = dxc.index_axis_mut(Axis(0), nn);
+                    let flat = plane.as_slice_mut().expect("standard layout");
+                    let g = dy.index_axis(Axis(0), ch);
+                    let a = argmax.index_axis(Axis(0), ch);
+                    for (gv, &ai) in g
+                        .index_axis(Axis(0), nn)
+                        .iter()
+                        .zip(a.index_axis(Axis(0), nn).iter())
+                    {
+                        flat[ai as usize] += gv;
+                    }
                 }
-            }
-        });
+            });
         dx
     }
 }

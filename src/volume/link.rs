@@ -39,6 +39,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::detection::nms;
+
 /// One detection on one slice: `bbox` is `(x1, y1, x2, y2)` in pixel coordinates of the slice
 /// (torchvision convention: pixel `i` covers `[i, i + 1)`, width `x2 - x1`, no `+1`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -127,21 +129,6 @@ impl Object3d {
     }
 }
 
-/// 2D IoU of boxes `(x1, y1, x2, y2)`, torchvision's `box_iou` for one pair (no `+1`);
-/// 0 when the union is empty.
-pub(crate) fn iou2d(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = iw * ih;
-    let area = |r: &[f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
-    let union = area(a) + area(b) - inter;
-    if union > 0.0 {
-        inter / union
-    } else {
-        0.0
-    }
-}
-
 /// 3D IoU of boxes `(x1, y1, z1, x2, y2, z2)` (z2 exclusive, so a box on one slice has depth 1):
 /// `|A ∩ B| / |A ∪ B|` with `|A| = (x2 - x1)(y2 - y1)(z2 - z1)`; 0 when the union is empty.
 pub fn iou3d(a: &[f32; 6], b: &[f32; 6]) -> f32 {
@@ -217,7 +204,8 @@ pub fn link_slices(slices: &[(usize, Vec<SliceBox>)], cfg: &LinkConfig) -> Vec<O
                 if sb.class_id != tracks[t].class_id {
                     continue;
                 }
-                let iou = iou2d(&last.bbox, &sb.bbox);
+                // torchvision's IoU; NaN for two empty boxes, which the test below rejects.
+                let iou = nms::iou(&last.bbox, &sb.bbox);
                 if iou > 0.0 && iou >= cfg.iou_threshold {
                     cands.push((iou, z - z_prev, t, b));
                 }
