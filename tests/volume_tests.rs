@@ -243,6 +243,29 @@ fn merge_ends_the_weaker_track() {
 }
 
 #[test]
+fn merge_with_equal_overlaps_prefers_the_recently_seen_track() {
+    // Track A is seen on z 0 only, track B on z 0, 1, 2. On z 3 one box overlaps both last
+    // boxes with IoU 15 / 25 = 0.6: B (gap 1) beats A (gap 3), and A is ended by the merge.
+    let mut stack = empty_stack(5);
+    put(&mut stack, [0], sb([0.0, 0.0, 20.0, 10.0]));
+    put(&mut stack, 0..3, sb([10.0, 0.0, 30.0, 10.0]));
+    put(&mut stack, [3], sb([5.0, 0.0, 25.0, 10.0]));
+    let objs = link_slices(
+        &stack,
+        &LinkConfig {
+            max_gap: 3,
+            ..LinkConfig::default()
+        },
+    );
+    assert_eq!(objs.len(), 2, "{objs:?}");
+    assert_eq!((objs[0].bbox3d[0], zs_of(&objs[0])), (0.0, vec![0]));
+    assert_eq!(
+        (objs[1].bbox3d[0], zs_of(&objs[1])),
+        (5.0, vec![0, 1, 2, 3])
+    );
+}
+
+#[test]
 fn objects_touching_first_and_last_slice_are_flagged() {
     let mut stack = empty_stack(10);
     put(&mut stack, 0..3, sb([0.0, 0.0, 10.0, 10.0]));

@@ -188,7 +188,10 @@ pub fn link_slices(slices: &[(usize, Vec<SliceBox>)], cfg: &LinkConfig) -> Vec<O
     let (Some(&z_first), Some(&z_last)) = (by_z.keys().next(), by_z.keys().next_back()) else {
         return Vec::new();
     };
-    let reach = (cfg.max_gap + 1).saturating_mul(cfg.stride.max(1));
+    let reach = cfg
+        .max_gap
+        .saturating_add(1)
+        .saturating_mul(cfg.stride.max(1));
 
     let mut tracks: Vec<Track> = Vec::new();
     let mut open: Vec<usize> = Vec::new(); // indices into `tracks`, in creation order
@@ -219,20 +222,21 @@ pub fn link_slices(slices: &[(usize, Vec<SliceBox>)], cfg: &LinkConfig) -> Vec<O
         });
 
         let mut box_taken = vec![false; boxes.len()];
-        let mut continued: Vec<usize> = Vec::new();
-        let mut lost_merge: Vec<usize> = Vec::new();
+        let mut continued = vec![false; tracks.len()];
+        let mut lost_to_merge = vec![false; tracks.len()];
         for &(_, _, t, b) in &cands {
-            let track_done = continued.contains(&t);
-            if !track_done && !box_taken[b] {
+            if continued[t] {
+                continue; // a split if `b` stays free: it starts a new track below
+            }
+            if box_taken[b] {
+                lost_to_merge[t] = true; // its box went to a stronger track
+            } else {
                 tracks[t].boxes.push((z, boxes[b]));
                 box_taken[b] = true;
-                continued.push(t);
-            } else if !track_done {
-                lost_merge.push(t); // its box went to a stronger track
+                continued[t] = true;
             }
-            // track_done && !box_taken: a split; the box starts a new track below.
         }
-        open.retain(|t| continued.contains(t) || !lost_merge.contains(t));
+        open.retain(|&t| continued[t] || !lost_to_merge[t]);
 
         for (b, sb) in boxes.iter().enumerate() {
             if !box_taken[b] {
