@@ -510,3 +510,43 @@ fn postprocess_detections_matches_torchvision() {
         );
     }
 }
+
+/// The model's sizes (C4: 1024 channels, a 38 x 50 map for a 600 x 800 image, 300 RoIs, 14 x 14
+/// bins): forward / backward time (printed), and the gradient sums to the upstream gradient of
+/// the non-empty bins (every such bin sends its whole gradient to one cell).
+#[test]
+fn roi_pool_model_size_timing() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let (c, h, w, p, bins) = (1024, 38, 50, 300, 14);
+    let x = ndarray::Array3::from_shape_fn((c, h, w), |_| rng.gen::<f32>());
+    let mut rois = Array2::<f32>::zeros((p, 4));
+    for mut r in rois.outer_iter_mut() {
+        let (x1, y1) = (
+            rng.gen_range(-20.0..780.0f32),
+            rng.gen_range(-20.0..580.0f32),
+        );
+        let (bw, bh) = (rng.gen_range(16.0..400.0f32), rng.gen_range(16.0..400.0f32));
+        r.assign(&Array1::from(vec![x1, y1, x1 + bw, y1 + bh]));
+    }
+    let t0 = Instant::now();
+    let (out, argmax) = roi_pool_forward(x.view(), rois.view(), bins, bins, ROI_SCALE);
+    let t_fwd = t0.elapsed().as_secs_f64() * 1e3;
+    let grad_out = out.mapv(|v| v * 0.5 + 0.25);
+    let t0 = Instant::now();
+    let grad_x = roi_pool_backward(grad_out.view(), argmax.view(), h, w);
+    let t_bwd = t0.elapsed().as_secs_f64() * 1e3;
+    eprintln!(
+        "roi_pool C={c} {h}x{w} P={p} {bins}x{bins}: forward {t_fwd:.1} ms, backward {t_bwd:.1} ms"
+    );
+    let routed: f64 = grad_out
+        .iter()
+        .zip(argmax.iter())
+        .filter(|(_, &a)| a >= 0)
+        .map(|(&g, _)| g as f64)
+        .sum();
+    let total: f64 = grad_x.iter().map(|&g| g as f64).sum();
+    assert!(
+        (routed - total).abs() <= 1e-6 * routed.abs(),
+        "gradient mass {total} != {routed}"
+    );
+}
