@@ -18,7 +18,11 @@ pub const GRADIENT: f32 = 1e-3;
 
 /// Max abs difference, max relative difference (|a-b| / max(|b|, tiny)), max|b|, and the first
 /// index (in logical order) where `|a-b| > tol * max|b|`.
-pub fn compare(actual: ArrayViewD<f32>, expected: ArrayViewD<f32>, rel_tol: f32) -> (f32, f32, f32, Option<Vec<usize>>) {
+pub fn compare(
+    actual: ArrayViewD<f32>,
+    expected: ArrayViewD<f32>,
+    rel_tol: f32,
+) -> (f32, f32, f32, Option<Vec<usize>>) {
     let max_b = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
     let bound = rel_tol * max_b + 1e-12;
     let (mut max_abs, mut max_rel, mut first) = (0f32, 0f32, None);
@@ -37,7 +41,13 @@ pub fn compare(actual: ArrayViewD<f32>, expected: ArrayViewD<f32>, rel_tol: f32)
 /// Panics (with the statistics) unless `actual` matches `expected` within `rel_tol * max|expected|`.
 #[track_caller]
 pub fn assert_close(name: &str, actual: ArrayViewD<f32>, expected: ArrayViewD<f32>, rel_tol: f32) {
-    assert_eq!(actual.shape(), expected.shape(), "{name}: shape {:?} != expected {:?}", actual.shape(), expected.shape());
+    assert_eq!(
+        actual.shape(),
+        expected.shape(),
+        "{name}: shape {:?} != expected {:?}",
+        actual.shape(),
+        expected.shape()
+    );
     let (max_abs, max_rel, max_b, first) = compare(actual.view(), expected.view(), rel_tol);
     if let Some(idx) = first {
         let a = actual[idx.as_slice()];
@@ -53,10 +63,14 @@ pub fn assert_close(name: &str, actual: ArrayViewD<f32>, expected: ArrayViewD<f3
 pub fn load_fixture(path: impl AsRef<Path>) -> HashMap<String, ArrayD<f32>> {
     let path = path.as_ref();
     let wf = crate::io::weights::WeightFile::load(path).unwrap_or_else(|e| panic!("fixture: {e}"));
-    wf.names().map(|n| (n.clone(), wf.get(n).unwrap().clone())).collect()
+    wf.names()
+        .map(|n| (n.clone(), wf.get(n).unwrap().clone()))
+        .collect()
 }
 
 /// Path of a committed fixture: `tests/fixtures/<rel>`.
 pub fn fixture_path(rel: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
 }

@@ -27,7 +27,10 @@ pub struct WeightFile {
 fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
     macro_rules! conv {
         ($t:ty, $n:expr, $f:expr) => {
-            bytes.chunks_exact($n).map(|c| $f(<$t>::from_le_bytes(c.try_into().unwrap()))).collect()
+            bytes
+                .chunks_exact($n)
+                .map(|c| $f(<$t>::from_le_bytes(c.try_into().unwrap())))
+                .collect()
         };
     }
     Some(match dtype {
@@ -57,27 +60,48 @@ impl WeightFile {
     /// Parses a safetensors buffer; `path` is only used in error messages.
     pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
         let bad = |r: String| Error::weights(path, r);
-        let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
-        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("bad safetensors header: {e}")))?;
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+        let (_, meta) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| bad(format!("bad safetensors header: {e}")))?;
         let metadata = meta.metadata().clone().unwrap_or_default();
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             let shape = view.shape().to_vec();
-            let data = to_f32(view.dtype(), view.data())
-                .ok_or_else(|| bad(format!("tensor `{name}` has unsupported dtype {:?}", view.dtype())))?;
-            let arr = ArrayD::from_shape_vec(IxDyn(&shape), data)
-                .map_err(|_| bad(format!("tensor `{name}`: data does not fit shape {shape:?}")))?;
+            let data = to_f32(view.dtype(), view.data()).ok_or_else(|| {
+                bad(format!(
+                    "tensor `{name}` has unsupported dtype {:?}",
+                    view.dtype()
+                ))
+            })?;
+            let arr = ArrayD::from_shape_vec(IxDyn(&shape), data).map_err(|_| {
+                bad(format!(
+                    "tensor `{name}`: data does not fit shape {shape:?}"
+                ))
+            })?;
             if arr.iter().any(|v| !v.is_finite()) {
                 return Err(bad(format!("tensor `{name}` contains NaN or Inf")));
             }
             tensors.insert(name, arr);
         }
-        Ok(WeightFile { path: path.to_path_buf(), tensors, metadata })
+        Ok(WeightFile {
+            path: path.to_path_buf(),
+            tensors,
+            metadata,
+        })
     }
 
     /// A weight file built in memory (training, tests).
-    pub fn from_tensors(path: impl AsRef<Path>, tensors: Vec<(String, ArrayD<f32>)>, metadata: HashMap<String, String>) -> Self {
-        WeightFile { path: path.as_ref().to_path_buf(), tensors: tensors.into_iter().collect(), metadata }
+    pub fn from_tensors(
+        path: impl AsRef<Path>,
+        tensors: Vec<(String, ArrayD<f32>)>,
+        metadata: HashMap<String, String>,
+    ) -> Self {
+        WeightFile {
+            path: path.as_ref().to_path_buf(),
+            tensors: tensors.into_iter().collect(),
+            metadata,
+        }
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -101,7 +125,10 @@ impl WeightFile {
         if t.ndim() != ndim {
             return Err(Error::weights(
                 &self.path,
-                format!("tensor `{name}` has shape {:?}, expected {ndim} dimensions", t.shape()),
+                format!(
+                    "tensor `{name}` has shape {:?}, expected {ndim} dimensions",
+                    t.shape()
+                ),
             ));
         }
         Ok(t)
@@ -113,7 +140,11 @@ impl WeightFile {
         if t.shape() != shape {
             return Err(Error::weights(
                 &self.path,
-                format!("tensor `{name}` has shape {:?}, expected {:?}", t.shape(), shape),
+                format!(
+                    "tensor `{name}` has shape {:?}, expected {:?}",
+                    t.shape(),
+                    shape
+                ),
             ));
         }
         Ok(t)
@@ -121,7 +152,9 @@ impl WeightFile {
 
     /// Class names from the metadata key `classes` (comma-separated, background first).
     pub fn classes(&self) -> Option<Vec<String>> {
-        self.metadata.get("classes").map(|s| s.split(',').map(|c| c.trim().to_string()).collect())
+        self.metadata
+            .get("classes")
+            .map(|s| s.split(',').map(|c| c.trim().to_string()).collect())
     }
 
     /// Fails if any tensor was not taken: an extra tensor means the file is for another network.
@@ -129,8 +162,12 @@ impl WeightFile {
         if self.tensors.is_empty() {
             return Ok(());
         }
-        let extra: Vec<String> =
-            self.tensors.iter().take(5).map(|(n, t)| format!("`{n}` {:?}", t.shape())).collect();
+        let extra: Vec<String> = self
+            .tensors
+            .iter()
+            .take(5)
+            .map(|(n, t)| format!("`{n}` {:?}", t.shape()))
+            .collect();
         Err(Error::weights(
             &self.path,
             format!(
@@ -163,7 +200,10 @@ pub fn save(
     for (name, t) in tensors {
         let bytes: Vec<u8> = match precision {
             Precision::F32 => t.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            Precision::F16 => t.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+            Precision::F16 => t
+                .iter()
+                .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                .collect(),
         };
         buffers.push((name.clone(), t.shape().to_vec(), bytes));
     }
@@ -179,8 +219,13 @@ pub fn save(
             v.map(|v| (n.clone(), v))
         })
         .collect::<Result<_>>()?;
-    let meta = if metadata.is_empty() { None } else { Some(metadata.clone()) };
-    let bytes = safetensors::serialize(views, &meta).map_err(|e| Error::weights(path, e.to_string()))?;
+    let meta = if metadata.is_empty() {
+        None
+    } else {
+        Some(metadata.clone())
+    };
+    let bytes =
+        safetensors::serialize(views, &meta).map_err(|e| Error::weights(path, e.to_string()))?;
     write_atomic(path, &bytes)
 }
 
