@@ -55,9 +55,14 @@ const RANGE_LUT_PER_UNIT: f32 = 255.0 * 16.0;
 pub enum Filter {
     None,
     /// Edge-preserving bilateral filter; units in the module doc.
-    Bilateral { sigma_spatial: f32, sigma_range: f32 },
+    Bilateral {
+        sigma_spatial: f32,
+        sigma_range: f32,
+    },
     /// Gaussian blur with `sigma` in pixels.
-    Gaussian { sigma: f32 },
+    Gaussian {
+        sigma: f32,
+    },
 }
 
 /// Which preprocessing to run. `Default` is the study's: bilateral (1.2 px, 100 levels),
@@ -92,9 +97,10 @@ pub fn preprocess(img: ArrayView2<f32>, cfg: &PreprocessConfig) -> Array2<f32> {
     }
     x = match cfg.filter {
         Filter::None => x,
-        Filter::Bilateral { sigma_spatial, sigma_range } => {
-            bilateral_filter(x.view(), sigma_spatial, sigma_range)
-        }
+        Filter::Bilateral {
+            sigma_spatial,
+            sigma_range,
+        } => bilateral_filter(x.view(), sigma_spatial, sigma_range),
         Filter::Gaussian { sigma } => gaussian_filter(x.view(), sigma),
     };
     if cfg.equalize && !cfg.equalize_first {
@@ -121,7 +127,10 @@ pub fn reflect101(i: isize, n: usize) -> usize {
 fn pad_reflect101(img: ArrayView2<f32>, r: usize) -> Array2<f32> {
     let (h, w) = img.dim();
     Array2::from_shape_fn((h + 2 * r, w + 2 * r), |(y, x)| {
-        img[[reflect101(y as isize - r as isize, h), reflect101(x as isize - r as isize, w)]]
+        img[[
+            reflect101(y as isize - r as isize, h),
+            reflect101(x as isize - r as isize, w),
+        ]]
     })
 }
 
@@ -138,8 +147,16 @@ pub fn bilateral_filter(img: ArrayView2<f32>, sigma_spatial: f32, sigma_range: f
     if h == 0 || w == 0 {
         return img.to_owned();
     }
-    let ss = if sigma_spatial > 0.0 { sigma_spatial as f64 } else { 1.0 };
-    let sr = if sigma_range > 0.0 { sigma_range as f64 } else { 1.0 };
+    let ss = if sigma_spatial > 0.0 {
+        sigma_spatial as f64
+    } else {
+        1.0
+    };
+    let sr = if sigma_range > 0.0 {
+        sigma_range as f64
+    } else {
+        1.0
+    };
     let r = ((ss * 1.5).round_ties_even() as usize).clamp(1, MAX_BILATERAL_RADIUS);
     let padded = pad_reflect101(img, r);
     let pw = w + 2 * r;
@@ -168,23 +185,28 @@ pub fn bilateral_filter(img: ArrayView2<f32>, sigma_spatial: f32, sigma_range: f
         .collect();
 
     let mut out = Array2::<f32>::zeros((h, w));
-    out.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(y, mut row)| {
-        let row = row.as_slice_mut().expect("rows of a fresh array are contiguous");
-        for (x, o) in row.iter_mut().enumerate() {
-            // Top-left corner of the window in the padded image.
-            let base = y * pw + x;
-            let c = p[base + r * pw + r];
-            let (mut sum, mut wsum) = (0.0f32, 0.0f32);
-            for &(off, ws) in &taps {
-                let v = p[base + off];
-                let k = ((v - c).abs() * RANGE_LUT_PER_UNIT).round() as usize;
-                let wgt = ws * lut[k.min(lut_len - 1)];
-                sum += wgt * v;
-                wsum += wgt;
+    out.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(y, mut row)| {
+            let row = row
+                .as_slice_mut()
+                .expect("rows of a fresh array are contiguous");
+            for (x, o) in row.iter_mut().enumerate() {
+                // Top-left corner of the window in the padded image.
+                let base = y * pw + x;
+                let c = p[base + r * pw + r];
+                let (mut sum, mut wsum) = (0.0f32, 0.0f32);
+                for &(off, ws) in &taps {
+                    let v = p[base + off];
+                    let k = ((v - c).abs() * RANGE_LUT_PER_UNIT).round() as usize;
+                    let wgt = ws * lut[k.min(lut_len - 1)];
+                    sum += wgt * v;
+                    wsum += wgt;
+                }
+                *o = sum / wsum;
             }
-            *o = sum / wsum;
-        }
-    });
+        });
     out
 }
 
@@ -208,14 +230,22 @@ pub fn gaussian_filter(img: ArrayView2<f32>, sigma: f32) -> Array2<f32> {
     let blur_rows = |src: ArrayView2<f32>| -> Array2<f32> {
         let (n, m) = src.dim();
         let mut out = Array2::<f32>::zeros((n, m));
-        out.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(y, mut row)| {
-            let s = src.row(y);
-            let padded: Vec<f32> =
-                (0..m + 2 * r).map(|i| s[reflect101(i as isize - r as isize, m)]).collect();
-            for (x, o) in row.iter_mut().enumerate() {
-                *o = k.iter().zip(&padded[x..x + 2 * r + 1]).map(|(a, b)| a * b).sum();
-            }
-        });
+        out.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(y, mut row)| {
+                let s = src.row(y);
+                let padded: Vec<f32> = (0..m + 2 * r)
+                    .map(|i| s[reflect101(i as isize - r as isize, m)])
+                    .collect();
+                for (x, o) in row.iter_mut().enumerate() {
+                    *o = k
+                        .iter()
+                        .zip(&padded[x..x + 2 * r + 1])
+                        .map(|(a, b)| a * b)
+                        .sum();
+                }
+            });
         out
     };
     let pass1 = blur_rows(img);
@@ -244,7 +274,9 @@ pub fn equalize_histogram(img: ArrayView2<f32>) -> Array2<f32> {
     };
     let mut lut = vec![0f32; EQUALIZE_BINS];
     if hist[v0] == total {
-        lut.iter_mut().enumerate().for_each(|(v, l)| *l = v as f32 / top);
+        lut.iter_mut()
+            .enumerate()
+            .for_each(|(v, l)| *l = v as f32 / top);
     } else {
         let scale = top as f64 / (total - hist[v0]) as f64;
         let mut sum = 0u64;
