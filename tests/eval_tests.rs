@@ -554,3 +554,167 @@ fn font_sheet_renders_every_printable_character() {
     img.save(Path::new(env!("CARGO_TARGET_TMPDIR")).join("font_sheet.png"))
         .unwrap();
 }
+
+fn labelimg_xml(file: &str, w: u32, h: u32, objects: &[([u32; 4], &str, bool, bool)]) -> String {
+    let mut s = format!(
+        "<annotation>\n\t<folder>images</folder>\n\t<filename>{file}</filename>\n\t<path>/data/{file}</path>\n\
+         \t<source>\n\t\t<database>Unknown</database>\n\t</source>\n\
+         \t<size>\n\t\t<width>{w}</width>\n\t\t<height>{h}</height>\n\t\t<depth>1</depth>\n\t</size>\n\t<segmented>0</segmented>\n"
+    );
+    for (b, name, truncated, difficult) in objects {
+        s += &format!(
+            "\t<object>\n\t\t<name>{name}</name>\n\t\t<pose>Unspecified</pose>\n\t\t<truncated>{}</truncated>\n\
+             \t\t<difficult>{}</difficult>\n\t\t<bndbox>\n\t\t\t<xmin>{}</xmin>\n\t\t\t<ymin>{}</ymin>\n\
+             \t\t\t<xmax>{}</xmax>\n\t\t\t<ymax>{}</ymax>\n\t\t</bndbox>\n\t</object>\n",
+            *truncated as u8, *difficult as u8, b[0], b[1], b[2], b[3]
+        );
+    }
+    s + "</annotation>\n"
+}
+
+#[test]
+fn cli_eval_end_to_end() {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("eval_cli");
+    let _ = std::fs::remove_dir_all(&root);
+    let (gt_dir, pred_dir, out) = (root.join("gt"), root.join("pred"), root.join("out"));
+    std::fs::create_dir_all(&gt_dir).unwrap();
+    std::fs::create_dir_all(&pred_dir).unwrap();
+    // Two tomograms: "Unstim_20k_mito1" (2 slices, one object touching the border) and "INS_21"
+    // (1 slice, missed object). VOC boxes are 1-based inclusive: xmin 21 -> x1 = 20.
+    let slices: [(
+        &str,
+        Vec<([u32; 4], &str, bool, bool)>,
+        Vec<([f32; 4], f32)>,
+    ); 3] = [
+        (
+            "Unstim_20k_mito1_001",
+            vec![([21, 31, 90, 80], "mitochondria", false, false)],
+            vec![([20.0, 30.0, 90.0, 80.0], 0.9)],
+        ),
+        (
+            "Unstim_20k_mito1_002",
+            vec![
+                ([1, 50, 60, 120], "mitochondria", false, false),
+                ([150, 40, 230, 150], "mitochondria", false, false),
+            ],
+            vec![
+                ([0.0, 49.0, 60.0, 120.0], 0.8),
+                ([152.0, 40.0, 230.0, 150.0], 0.7),
+                ([250.0, 10.0, 300.0, 60.0], 0.6),
+            ],
+        ),
+        (
+            "INS_21_001",
+            vec![([100, 100, 120, 118], "mitochondria", false, false)],
+            vec![([10.0, 10.0, 40.0, 40.0], 0.55)],
+        ),
+    ];
+    for (stem, gts, preds) in &slices {
+        std::fs::write(
+            gt_dir.join(format!("{stem}.xml")),
+            labelimg_xml(&format!("{stem}.png"), 320, 200, gts),
+        )
+        .unwrap();
+        let d = ImageDetections {
+            image: format!("{stem}.png"),
+            width: 320,
+            height: 200,
+            detections: preds
+                .iter()
+                .map(|(b, s)| Detection {
+                    bbox: *b,
+                    score: *s,
+                    label: "mitochondria".into(),
+                    class_id: 1,
+                })
+                .collect(),
+        };
+        detections::write_json(pred_dir.join(format!("{stem}.json")), &d).unwrap();
+    }
+    let exe = env!("CARGO_BIN_EXE_cryodet");
+    let run = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("eval")
+            .arg("--gt")
+            .arg(&gt_dir)
+            .arg("--out")
+            .arg(&out)
+            .args(extra);
+        cmd.output().expect("run cryodet")
+    };
+    let o = run(&["--pred", pred_dir.to_str().unwrap()]);
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let m: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let groups = m["groups"].as_array().unwrap();
+    let names: Vec<&str> = groups
+        .iter()
+        .map(|g| g["group"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["INS_21", "Unstim_20k_mito1"],
+        "groups in file order"
+    );
+    // Unstim: 3 GT, 3 TP at IoU 0.7 (the 152-shifted box has IoU 78/80 = 0.975), 1 FP; F1 = 6/7.
+    let u = &groups[1];
+    assert_eq!(
+        (u["summary"]["tp"].as_u64(), u["summary"]["fp"].as_u64()),
+        (Some(3), Some(1))
+    );
+    close(
+        "Unstim F1",
+        u["summary"]["f1"].as_f64().unwrap(),
+        6.0 / 7.0,
+        EXACT,
+    );
+    assert_eq!(
+        u["n_incomplete"], 1,
+        "the box with xmin = 1 touches the border"
+    );
+    assert_eq!(groups[0]["summary"]["f1"].as_f64(), Some(0.0));
+
+    // A manifest overrides the prefix rule.
+    let manifest = root.join("groups.tsv");
+    std::fs::write(
+        &manifest,
+        "image\tgroup\nUnstim_20k_mito1_001.png\tA\nUnstim_20k_mito1_002\tA\nINS_21_001\tA\n",
+    )
+    .unwrap();
+    let o = run(&[
+        "--pred",
+        pred_dir.to_str().unwrap(),
+        "--groups",
+        manifest.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let m: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["groups"].as_array().unwrap().len(), 1);
+
+    // --weights is not wired yet: a clear error, non-zero exit.
+    let o = run(&["--weights", "w.safetensors"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--pred"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A missing detection file is an error naming it.
+    std::fs::remove_file(pred_dir.join("INS_21_001.json")).unwrap();
+    let o = run(&["--pred", pred_dir.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("INS_21_001.json") && err.contains("missing"),
+        "{err}"
+    );
+}
