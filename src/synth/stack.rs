@@ -1,0 +1,1 @@
+//! A synthetic tomogram: consecutive slices of one volume (filled in below).

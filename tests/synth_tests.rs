@@ -1,0 +1,235 @@
+//! Synthetic image generator: determinism, tight ground-truth boxes, SNR, incompleteness,
+//! object counts. Small non-square images keep this fast (< 2 s in release).
+
+use cryodet::synth::{generate, region, SynthConfig, SynthImage, MITO_CLASS};
+
+/// Allowed relative SNR error (the brief: within 10 %; the generator rescales the noise exactly,
+/// so only f32 rounding and the [0,1] mapping remain).
+const SNR_REL_TOL: f32 = 0.10;
+/// A box edge must lie within this many pixels of a membrane pixel of its object.
+const EDGE_TOL_PX: f32 = 1.0;
+/// Non-square, so that a swapped (h, w) shows.
+const SIZE: (usize, usize) = (160, 224);
+
+fn cfg(seed: u64) -> SynthConfig {
+    SynthConfig::new(SIZE, 0.1, seed)
+}
+
+/// Extent `(jmin, imin, jmax, imax)` of the pixels labelled `label`, or None.
+fn extent(s: &SynthImage, label: u8) -> Option<(usize, usize, usize, usize)> {
+    let mut e: Option<(usize, usize, usize, usize)> = None;
+    for ((i, j), &l) in s.outer_membrane.indexed_iter() {
+        if l == label {
+            e = Some(match e {
+                None => (j, i, j, i),
+                Some((j0, i0, j1, i1)) => (j0.min(j), i0.min(i), j1.max(j), i1.max(i)),
+            });
+        }
+    }
+    e
+}
+
+#[test]
+fn deterministic_given_seed_and_index() {
+    let c = cfg(7);
+    let a = generate(&c, 3);
+    let b = generate(&c, 3);
+    assert_eq!(a.image, b.image);
+    assert_eq!(a.clean, b.clean);
+    assert_eq!(a.boxes, b.boxes);
+    let other_index = generate(&c, 4);
+    assert_ne!(a.image, other_index.image, "index must change the image");
+    let other_seed = generate(&cfg(8), 3);
+    assert_ne!(a.image, other_seed.image, "seed must change the image");
+    assert_eq!(a.image.dim(), SIZE);
+    assert!(a
+        .image
+        .iter()
+        .chain(a.clean.iter())
+        .all(|v| (0.0..=1.0).contains(v)));
+}
+
+#[test]
+fn boxes_are_tight_on_the_outer_membrane() {
+    let c = cfg(11);
+    let mut checked = 0;
+    for index in 0..6 {
+        let s = generate(&c, index);
+        for (k, b) in s.boxes.iter().enumerate() {
+            assert_eq!(b.class, MITO_CLASS);
+            let label = (k + 1) as u8;
+            let (j0, i0, j1, i1) = extent(&s, label).expect("every box has membrane pixels");
+            // No membrane pixel outside the box (pixel (i, j) spans [j, j+1) x [i, i+1)).
+            assert!(
+                j0 as f32 >= b.bbox[0] && i0 as f32 >= b.bbox[1],
+                "image {index} box {k}: membrane pixel ({j0}, {i0}) left/above box {:?}",
+                b.bbox
+            );
+            assert!(
+                (j1 + 1) as f32 <= b.bbox[2] && (i1 + 1) as f32 <= b.bbox[3],
+                "image {index} box {k}: membrane pixel ({j1}, {i1}) right/below box {:?}",
+                b.bbox
+            );
+            // Every edge touches a membrane pixel.
+            let gaps = [
+                j0 as f32 - b.bbox[0],
+                i0 as f32 - b.bbox[1],
+                b.bbox[2] - (j1 + 1) as f32,
+                b.bbox[3] - (i1 + 1) as f32,
+            ];
+            assert!(
+                gaps.iter().all(|g| g.abs() <= EDGE_TOL_PX),
+                "image {index} box {k}: edge gaps {gaps:?} px"
+            );
+            // The membrane belongs to a mitochondrion: most of its pixels are in that region.
+            let n_lab = s.outer_membrane.iter().filter(|&&l| l == label).count();
+            let n_mito = s
+                .outer_membrane
+                .iter()
+                .zip(s.region.iter())
+                .filter(|(&l, &r)| l == label && r == region::MITOCHONDRION)
+                .count();
+            assert!(
+                n_mito * 10 >= n_lab * 9,
+                "image {index} box {k}: {n_mito}/{n_lab} in region"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "only {checked} boxes checked");
+}
+
+/// Mean of `clean` over the mask's inner rim (mask pixels within `r_in` px, Chebyshev, of a
+/// non-mask pixel) and over a ring outside it (non-mask pixels within `r_out` px of the mask).
+fn rim_means(s: &SynthImage, label: u8, r_in: isize, r_out: isize) -> (f32, f32) {
+    let (h, w) = s.clean.dim();
+    let near = |i: usize, j: usize, r: isize, want: bool| {
+        for di in -r..=r {
+            for dj in -r..=r {
+                let (ii, jj) = (i as isize + di, j as isize + dj);
+                if ii >= 0 && jj >= 0 && (ii as usize) < h && (jj as usize) < w {
+                    if (s.outer_membrane[[ii as usize, jj as usize]] == label) == want {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    };
+    let (mut si, mut ni, mut so, mut no) = (0.0f32, 0usize, 0.0f32, 0usize);
+    for ((i, j), &l) in s.outer_membrane.indexed_iter() {
+        if l == label && near(i, j, r_in, false) {
+            si += s.clean[[i, j]];
+            ni += 1;
+        } else if l == 0 && near(i, j, r_out, true) {
+            so += s.clean[[i, j]];
+            no += 1;
+        }
+    }
+    (si / ni.max(1) as f32, so / no.max(1) as f32)
+}
+
+/// The mask is what is drawn: the image is darker just inside the mask's edge (the membrane
+/// rim, dense = dark) than just outside it, for nearly every object.
+#[test]
+fn outer_membrane_is_drawn_dark() {
+    let c = cfg(13);
+    let (mut dark, mut total) = (0, 0);
+    for index in 0..6 {
+        let s = generate(&c, index);
+        for k in 0..s.boxes.len() {
+            let (inner, outer) = rim_means(&s, (k + 1) as u8, 3, 4);
+            total += 1;
+            if inner < outer {
+                dark += 1;
+            }
+        }
+    }
+    assert!(
+        total >= 6 && dark * 10 >= total * 9,
+        "dark rim in {dark}/{total} objects"
+    );
+}
+
+#[test]
+fn measured_snr_matches_the_request() {
+    for (k, snr) in [0.05f32, 0.1, 0.15].into_iter().enumerate() {
+        let mut c = cfg(21 + k as u64);
+        c.snr = snr;
+        for index in 0..2 {
+            let s = generate(&c, index);
+            // Independent of the library's helper: var(clean) / var(image - clean).
+            let n = s.image.len() as f64;
+            let mean = |it: &mut dyn Iterator<Item = f64>| it.sum::<f64>() / n;
+            let ms = mean(&mut s.clean.iter().map(|&v| v as f64));
+            let vs = mean(&mut s.clean.iter().map(|&v| (v as f64 - ms).powi(2)));
+            let diff: Vec<f64> = s
+                .image
+                .iter()
+                .zip(s.clean.iter())
+                .map(|(&a, &b)| (a - b) as f64)
+                .collect();
+            let md = diff.iter().sum::<f64>() / n;
+            let vn = diff.iter().map(|d| (d - md).powi(2)).sum::<f64>() / n;
+            let measured = (vs / vn) as f32;
+            let rel = (measured - snr).abs() / snr;
+            assert!(
+                rel <= SNR_REL_TOL,
+                "asked {snr}, measured {measured} (rel err {rel:.4})"
+            );
+            assert!((s.measured_snr() - measured).abs() / snr < 1e-3);
+        }
+    }
+}
+
+#[test]
+fn incomplete_iff_cut_by_the_border() {
+    let (h, w) = SIZE;
+    let touches = |b: &[f32; 4]| b[0] <= 0.0 || b[1] <= 0.0 || b[2] >= w as f32 || b[3] >= h as f32;
+    let mut c = cfg(31);
+    c.p_incomplete = 0.6;
+    let (mut n_cut, mut n_whole) = (0, 0);
+    for index in 0..6 {
+        let s = generate(&c, index);
+        for b in &s.boxes {
+            assert!(
+                b.bbox[0] >= 0.0
+                    && b.bbox[1] >= 0.0
+                    && b.bbox[2] <= w as f32
+                    && b.bbox[3] <= h as f32
+            );
+            assert_eq!(b.incomplete, touches(&b.bbox), "box {:?}", b.bbox);
+            if b.incomplete {
+                n_cut += 1;
+            } else {
+                n_whole += 1;
+            }
+        }
+    }
+    assert!(n_cut > 0 && n_whole > 0, "cut {n_cut}, whole {n_whole}");
+    // Never cut when not asked for.
+    c.p_incomplete = 0.0;
+    for index in 0..4 {
+        assert!(generate(&c, index).boxes.iter().all(|b| !b.incomplete));
+    }
+}
+
+#[test]
+fn one_to_five_mitochondria() {
+    let c = cfg(41);
+    let mut seen = [false; 6];
+    for index in 0..12 {
+        let n = generate(&c, index).boxes.len();
+        assert!((1..=5).contains(&n), "image {index}: {n} mitochondria");
+        seen[n] = true;
+    }
+    assert!(
+        seen.iter().filter(|&&s| s).count() >= 3,
+        "counts seen: {seen:?}"
+    );
+    let mut c = cfg(42);
+    c.n_mito = (3, 3);
+    for index in 0..3 {
+        assert_eq!(generate(&c, index).boxes.len(), 3);
+    }
+}
