@@ -49,6 +49,8 @@ mod scene;
 mod shape;
 pub mod stack;
 
+pub use stack::{generate_stack, StackObject, SynthStack};
+
 use ndarray::Array2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -261,22 +263,29 @@ pub(crate) fn form_image(
     let (_, vs) = field::mean_var(s.iter().copied());
     let (h, w) = s.dim();
     let noisy = &s + &noise_for(vs, snr, h, w, rng);
-    let (lo, hi) = min_max(noisy.iter().chain(s.iter()).copied());
-    (map_unit(&noisy, lo, hi), map_unit(&s, lo, hi))
+    form_parts(noisy, s)
+}
+
+/// Step 4 of the module doc for arrays of any dimension: map `noisy` and `clean` with the one
+/// linear map that sends the min over both to 0 and the max to 1.
+pub(crate) fn form_parts<D: ndarray::Dimension>(
+    mut noisy: ndarray::Array<f32, D>,
+    mut clean: ndarray::Array<f32, D>,
+) -> (ndarray::Array<f32, D>, ndarray::Array<f32, D>) {
+    let (lo, hi) = min_max(noisy.iter().chain(clean.iter()).copied());
+    let span = hi - lo;
+    for a in [&mut noisy, &mut clean] {
+        if span > 0.0 {
+            a.mapv_inplace(|v| ((v - lo) / span).clamp(0.0, 1.0));
+        } else {
+            a.fill(0.5);
+        }
+    }
+    (noisy, clean)
 }
 
 pub(crate) fn min_max(it: impl Iterator<Item = f32>) -> (f32, f32) {
     it.fold((f32::MAX, f32::MIN), |(a, b), x| (a.min(x), b.max(x)))
-}
-
-/// `(x - lo) / (hi - lo)` (0.5 everywhere when `hi == lo`).
-pub(crate) fn map_unit(x: &Array2<f32>, lo: f32, hi: f32) -> Array2<f32> {
-    let span = hi - lo;
-    if span > 0.0 {
-        x.mapv(|v| ((v - lo) / span).clamp(0.0, 1.0))
-    } else {
-        x.mapv(|_| 0.5)
-    }
 }
 
 /// Boxes from a membrane label map (`k + 1` for object `k`); objects without any pixel are

@@ -118,7 +118,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     wr.flush().map_err(|e| Error::io(&manifest, e))?;
     if let Some(z) = args.mrc_slices {
-        write_stack(&args.out, &cfg, z)?;
+        write_stack(&args.out, &cfg, z, args.preview)?;
     }
     Ok(())
 }
@@ -205,7 +205,138 @@ fn write_overlay(path: &Path, s: &SynthImage) -> Result<()> {
         .map_err(|e| Error::format(path, e.to_string()))
 }
 
-/// `stack.mrc` + `stack_gt.json` (filled in with the volume generator).
-fn write_stack(_out: &Path, _cfg: &SynthConfig, _z: usize) -> Result<()> {
-    Err(Error::invalid("--mrc-slices is not implemented yet"))
+/// `stack_gt.json`: the ground truth of `stack.mrc`.
+#[derive(serde::Serialize)]
+struct StackGt<'a> {
+    /// `[nz, ny, nx]`.
+    shape: [usize; 3],
+    pixel_nm: f32,
+    bbox3d_layout: &'static str,
+    objects: Vec<StackGtObject<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct StackGtObject<'a> {
+    id: usize,
+    class: &'a str,
+    bbox3d: [f32; 6],
+    slices: Vec<StackGtSlice>,
+}
+
+#[derive(serde::Serialize)]
+struct StackGtSlice {
+    z: usize,
+    bbox: [f32; 4],
+    truncated: bool,
+}
+
+/// `stack.mrc` (float32 slices in [0, 1]) and `stack_gt.json`; with `preview`, overlays of a
+/// few slices in `OUT/preview/stack_zNNN.png`.
+fn write_stack(out: &Path, cfg: &SynthConfig, nz: usize, preview: bool) -> Result<()> {
+    if nz == 0 || nz > 4096 {
+        return Err(Error::invalid(format!(
+            "--mrc-slices {nz} must be in 1..=4096"
+        )));
+    }
+    let st = synth::generate_stack(cfg, nz);
+    let mrc = out.join("stack.mrc");
+    write_mrc_f32(&mrc, &st.volume, cfg.pixel_nm * 10.0)?;
+    let gt = StackGt {
+        shape: [nz, cfg.size.0, cfg.size.1],
+        pixel_nm: cfg.pixel_nm,
+        bbox3d_layout: "x1,y1,z1,x2,y2,z2 in pixels/slices; z2 exclusive (last slice + 1)",
+        objects: st
+            .objects
+            .iter()
+            .enumerate()
+            .map(|(id, o)| StackGtObject {
+                id,
+                class: &o.class,
+                bbox3d: o.bbox3d,
+                slices: o
+                    .slices
+                    .iter()
+                    .map(|(z, b)| StackGtSlice {
+                        z: *z,
+                        bbox: b.bbox,
+                        truncated: b.incomplete,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    let path = out.join("stack_gt.json");
+    let text =
+        serde_json::to_string_pretty(&gt).map_err(|e| Error::format(&path, e.to_string()))?;
+    std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    if preview {
+        let step = (nz / 8).max(1);
+        for z in (0..nz).step_by(step) {
+            let img = st.volume.index_axis(ndarray::Axis(0), z).to_owned();
+            let boxes = st
+                .objects
+                .iter()
+                .filter_map(|o| {
+                    o.slices
+                        .iter()
+                        .find(|(zz, _)| *zz == z)
+                        .map(|(_, b)| b.clone())
+                })
+                .collect();
+            let s = SynthImage {
+                clean: img.clone(),
+                image: img,
+                boxes,
+                outer_membrane: Array2::zeros((1, 1)),
+                region: Array2::zeros((1, 1)),
+            };
+            write_overlay(&out.join("preview").join(format!("stack_z{z:03}.png")), &s)?;
+        }
+    }
+    Ok(())
+}
+
+/// A float32 (mode 2) MRC2014 file of `vol: [nz, ny, nx]` with voxel size `voxel_a` Å
+/// (to be replaced by `crate::io::mrc::write_mrc`).
+fn write_mrc_f32(path: &Path, vol: &ndarray::Array3<f32>, voxel_a: f32) -> Result<()> {
+    let (nz, ny, nx) = vol.dim();
+    let mut hdr = [0u8; 1024];
+    let mut put_i =
+        |word: usize, v: i32| hdr[4 * word..4 * word + 4].copy_from_slice(&v.to_le_bytes());
+    for (k, v) in [nx, ny, nz].iter().enumerate() {
+        put_i(k, *v as i32); // NX NY NZ
+        put_i(7 + k, *v as i32); // MX MY MZ
+    }
+    put_i(3, 2); // MODE 2: float32
+    put_i(16, 1); // MAPC MAPR MAPS
+    put_i(17, 2);
+    put_i(18, 3);
+    put_i(27, 20140); // NVERSION
+    let (lo, hi) = synth_min_max(vol);
+    let mean = vol.mean().unwrap_or(0.0);
+    let rms =
+        (vol.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / vol.len().max(1) as f32).sqrt();
+    let mut put_f =
+        |word: usize, v: f32| hdr[4 * word..4 * word + 4].copy_from_slice(&v.to_le_bytes());
+    for (k, n) in [nx, ny, nz].iter().enumerate() {
+        put_f(10 + k, *n as f32 * voxel_a); // CELLA
+        put_f(13 + k, 90.0); // CELLB
+    }
+    put_f(19, lo);
+    put_f(20, hi);
+    put_f(21, mean);
+    put_f(54, rms);
+    hdr[208..212].copy_from_slice(b"MAP ");
+    hdr[212..216].copy_from_slice(&[0x44, 0x44, 0, 0]); // little-endian stamp
+    let mut bytes = Vec::with_capacity(1024 + 4 * vol.len());
+    bytes.extend_from_slice(&hdr);
+    for v in vol.iter() {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
+}
+
+fn synth_min_max(v: &ndarray::Array3<f32>) -> (f32, f32) {
+    v.iter()
+        .fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)))
 }

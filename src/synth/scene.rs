@@ -29,7 +29,7 @@ const RHO_MEMBRANE: f32 = 2.0;
 /// Ribosome density per pixel of path.
 const RHO_RIBOSOME: f32 = 1.5;
 /// Mean cytoplasm density per pixel of path.
-const RHO_CYTO: f32 = 0.22;
+pub(crate) const RHO_CYTO: f32 = 0.22;
 /// A pixel belongs to an object's drawn outer membrane when the membrane's projected path
 /// length there exceeds this (pixels of path).
 pub(crate) const MEMBRANE_EPS: f32 = 1e-3;
@@ -138,7 +138,7 @@ pub(crate) struct Crista {
 /// A mitochondrion: a tube (round: short spine; elongated: a long bent spine) with an
 /// ellipsoidal cross-section (in-plane semi-axis `a`, beam semi-axis `c <= a`: flattened by the
 /// thin cell periphery), bounded by the outer membrane (thickness `t`), an intermembrane gap,
-/// the inner membrane, and the matrix (density above cytoplasm by `d_matrix`, granular texture)
+/// the inner membrane, and the matrix (density `RHO_CYTO + d_matrix`, granular texture)
 /// folded by cristae; a few dense matrix granules (calcium phosphate, 10-20 nm).
 #[derive(Clone, Debug)]
 pub(crate) struct Mito {
@@ -196,7 +196,7 @@ impl Mito {
                 let idx = i * cv.w + j;
                 let mut d = RHO_MEMBRANE * (outer + inner);
                 if mat > 0.0 {
-                    d += self.d_matrix * mat * (1.0 + 0.35 * tex[idx]);
+                    d += (RHO_CYTO + self.d_matrix) * mat * (1.0 + 0.35 * tex[idx]);
                     let v = f.v / k;
                     for cr in &self.cristae {
                         // Distance to the crista's centre line (shaft), rounded at the tip.
