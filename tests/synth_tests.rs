@@ -391,7 +391,6 @@ fn stack_objects_are_smooth_in_z() {
                 u[2].max(b.bbox[2]),
                 u[3].max(b.bbox[3]),
             ];
-            let _ = z;
         }
         assert_eq!(
             o.bbox3d,
