@@ -15,15 +15,15 @@ pub mod io;
 pub mod preprocess;
 pub mod transform;
 
+pub mod nn;
 pub mod backbone;
 pub mod detection;
 pub mod model;
-pub mod nn;
 
-pub mod draw;
-pub mod eval;
-pub mod synth;
 pub mod train;
+pub mod eval;
+pub mod draw;
+pub mod synth;
 pub mod volume;
 
 pub mod cli;

@@ -4,7 +4,5 @@
 pub struct Args {}
 
 pub fn run(_args: Args) -> crate::Result<()> {
-    Err(crate::Error::invalid(
-        "`cryodet train` is not implemented yet",
-    ))
+    Err(crate::Error::invalid("`cryodet train` is not implemented yet"))
 }
