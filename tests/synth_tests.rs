@@ -384,7 +384,7 @@ fn stack_objects_are_smooth_in_z() {
             "object {k}: {zs:?}"
         );
         let mut u = [f32::MAX, f32::MAX, f32::MIN, f32::MIN];
-        for (z, b) in &o.slices {
+        for (_, b) in &o.slices {
             u = [
                 u[0].min(b.bbox[0]),
                 u[1].min(b.bbox[1]),
@@ -418,4 +418,56 @@ fn stack_objects_are_smooth_in_z() {
     }
     let again = generate_stack(&c, nz);
     assert_eq!(again.volume, st.volume);
+}
+
+/// `cryodet synth` writes what `generate` makes: PNGs, VOC boxes (read back with the io
+/// reader, truncated flags), the manifest's groups, and the MRC stack with its JSON.
+#[test]
+fn cli_writes_a_readable_dataset() {
+    use cryodet::cli::synth::{image_name, run, Args};
+    use cryodet::io::voc::read_voc;
+    let out = std::env::temp_dir().join(format!("cryodet_synth_test_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let args = Args {
+        out: out.clone(),
+        n: 5,
+        size: 96,
+        snr: 0.1,
+        seed: 5,
+        groups: 2,
+        bit_depth: 16,
+        mrc_slices: Some(8),
+        min_mito: 1,
+        max_mito: 3,
+        pixel_nm: None,
+        preview: false,
+    };
+    run(args).expect("synth run");
+    let mut cfg = SynthConfig::new((96, 96), 0.1, 5);
+    cfg.n_mito = (1, 3);
+    let manifest = std::fs::read_to_string(out.join("manifest.csv")).unwrap();
+    let rows: Vec<&str> = manifest.lines().collect();
+    assert_eq!(rows[0], "image,group");
+    assert_eq!(rows.len(), 6);
+    for index in 0..5 {
+        let name = image_name(index, index / 2);
+        assert_eq!(rows[index + 1], format!("{name}.png,g{:03}", index / 2));
+        assert!(out.join("images").join(format!("{name}.png")).is_file());
+        let ann = read_voc(&out.join("annotations").join(format!("{name}.xml"))).unwrap();
+        let s = generate(&cfg, index);
+        assert_eq!((ann.width, ann.height), (96, 96));
+        assert_eq!(ann.objects.len(), s.boxes.len());
+        for (o, b) in ann.objects.iter().zip(&s.boxes) {
+            assert_eq!(o.name, MITO_CLASS);
+            assert_eq!(o.bbox, b.bbox);
+            assert_eq!(o.truncated, b.incomplete);
+        }
+    }
+    let mrc = std::fs::metadata(out.join("stack.mrc")).unwrap();
+    assert_eq!(mrc.len() as usize, 1024 + 4 * 8 * 96 * 96);
+    let gt: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("stack_gt.json")).unwrap()).unwrap();
+    assert_eq!(gt["shape"], serde_json::json!([8, 96, 96]));
+    assert!(gt["objects"].as_array().is_some());
+    let _ = std::fs::remove_dir_all(&out);
 }

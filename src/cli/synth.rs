@@ -11,6 +11,9 @@
 //! - with `--preview`: `preview/NAME_clean.png` and `preview/NAME_boxes.png` (ground truth drawn:
 //!   red complete, yellow incomplete).
 
+use crate::io::image::{write_png_gray16, write_png_gray8};
+use crate::io::mrc::write_mrc;
+use crate::io::voc::{write_voc, VocAnnotation, VocObject};
 use crate::synth::{self, SynthConfig, SynthImage};
 use crate::{Error, Result};
 use ndarray::Array2;
@@ -123,55 +126,37 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The VOC annotation of one image.
+/// The LabelImg (VOC) annotation of one image: one `mitochondria` object per box,
+/// `truncated` = cut by the border.
 fn write_annotation(path: &Path, filename: &str, image_path: &Path, s: &SynthImage) -> Result<()> {
     let (h, w) = s.image.dim();
-    let esc = |x: &str| quick_xml::escape::escape(x).into_owned();
-    let mut x = String::new();
-    x.push_str("<annotation>\n\t<folder>images</folder>\n");
-    x.push_str(&format!("\t<filename>{}</filename>\n", esc(filename)));
-    x.push_str(&format!(
-        "\t<path>{}</path>\n",
-        esc(&image_path.display().to_string())
-    ));
-    x.push_str("\t<source>\n\t\t<database>cryodet synth</database>\n\t</source>\n");
-    x.push_str(&format!(
-        "\t<size>\n\t\t<width>{w}</width>\n\t\t<height>{h}</height>\n\t\t<depth>1</depth>\n\t</size>\n"
-    ));
-    x.push_str("\t<segmented>0</segmented>\n");
-    for b in &s.boxes {
-        x.push_str(&format!(
-            "\t<object>\n\t\t<name>{}</name>\n\t\t<pose>Unspecified</pose>\n\t\t<truncated>{}</truncated>\n\t\t<difficult>0</difficult>\n\t\t<bndbox>\n\t\t\t<xmin>{}</xmin>\n\t\t\t<ymin>{}</ymin>\n\t\t\t<xmax>{}</xmax>\n\t\t\t<ymax>{}</ymax>\n\t\t</bndbox>\n\t</object>\n",
-            esc(&b.class),
-            b.incomplete as u8,
-            b.bbox[0], b.bbox[1], b.bbox[2], b.bbox[3]
-        ));
-    }
-    x.push_str("</annotation>\n");
-    std::fs::write(path, x).map_err(|e| Error::io(path, e))
+    let ann = VocAnnotation {
+        filename: filename.to_string(),
+        path: Some(image_path.display().to_string()),
+        width: w as u32,
+        height: h as u32,
+        depth: 1,
+        objects: s
+            .boxes
+            .iter()
+            .map(|b| VocObject {
+                name: b.class.clone(),
+                bbox: b.bbox,
+                difficult: false,
+                truncated: b.incomplete,
+            })
+            .collect(),
+    };
+    write_voc(path, &ann)
 }
 
-/// Gray PNG from values in `[0, 1]` (to be replaced by `crate::io::image::write_png_gray*`).
+/// Gray PNG from values in `[0, 1]`, 8 or 16 bits.
 fn write_png(path: &Path, img: &Array2<f32>, bits: u8) -> Result<()> {
-    let (h, w) = img.dim();
-    let res = if bits == 16 {
-        let buf: Vec<u16> = img
-            .iter()
-            .map(|v| (v.clamp(0.0, 1.0) * 65535.0).round() as u16)
-            .collect();
-        image::ImageBuffer::<image::Luma<u16>, _>::from_raw(w as u32, h as u32, buf)
-            .expect("buffer size")
-            .save(path)
+    if bits == 16 {
+        write_png_gray16(path, img.view())
     } else {
-        let buf: Vec<u8> = img
-            .iter()
-            .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
-            .collect();
-        image::GrayImage::from_raw(w as u32, h as u32, buf)
-            .expect("buffer size")
-            .save(path)
-    };
-    res.map_err(|e| Error::format(path, e.to_string()))
+        write_png_gray8(path, img.view())
+    }
 }
 
 /// The noisy image in gray with each ground-truth box drawn (red: complete, yellow: incomplete).
@@ -240,7 +225,8 @@ fn write_stack(out: &Path, cfg: &SynthConfig, nz: usize, preview: bool) -> Resul
     }
     let st = synth::generate_stack(cfg, nz);
     let mrc = out.join("stack.mrc");
-    write_mrc_f32(&mrc, &st.volume, cfg.pixel_nm * 10.0)?;
+    // Mode 2 (float32), voxel size in Å.
+    write_mrc(&mrc, st.volume.view(), 2, cfg.pixel_nm * 10.0)?;
     let gt = StackGt {
         shape: [nz, cfg.size.0, cfg.size.1],
         pixel_nm: cfg.pixel_nm,
@@ -294,49 +280,4 @@ fn write_stack(out: &Path, cfg: &SynthConfig, nz: usize, preview: bool) -> Resul
         }
     }
     Ok(())
-}
-
-/// A float32 (mode 2) MRC2014 file of `vol: [nz, ny, nx]` with voxel size `voxel_a` Å
-/// (to be replaced by `crate::io::mrc::write_mrc`).
-fn write_mrc_f32(path: &Path, vol: &ndarray::Array3<f32>, voxel_a: f32) -> Result<()> {
-    let (nz, ny, nx) = vol.dim();
-    let mut hdr = [0u8; 1024];
-    let mut put_i =
-        |word: usize, v: i32| hdr[4 * word..4 * word + 4].copy_from_slice(&v.to_le_bytes());
-    for (k, v) in [nx, ny, nz].iter().enumerate() {
-        put_i(k, *v as i32); // NX NY NZ
-        put_i(7 + k, *v as i32); // MX MY MZ
-    }
-    put_i(3, 2); // MODE 2: float32
-    put_i(16, 1); // MAPC MAPR MAPS
-    put_i(17, 2);
-    put_i(18, 3);
-    put_i(27, 20140); // NVERSION
-    let (lo, hi) = synth_min_max(vol);
-    let mean = vol.mean().unwrap_or(0.0);
-    let rms =
-        (vol.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / vol.len().max(1) as f32).sqrt();
-    let mut put_f =
-        |word: usize, v: f32| hdr[4 * word..4 * word + 4].copy_from_slice(&v.to_le_bytes());
-    for (k, n) in [nx, ny, nz].iter().enumerate() {
-        put_f(10 + k, *n as f32 * voxel_a); // CELLA
-        put_f(13 + k, 90.0); // CELLB
-    }
-    put_f(19, lo);
-    put_f(20, hi);
-    put_f(21, mean);
-    put_f(54, rms);
-    hdr[208..212].copy_from_slice(b"MAP ");
-    hdr[212..216].copy_from_slice(&[0x44, 0x44, 0, 0]); // little-endian stamp
-    let mut bytes = Vec::with_capacity(1024 + 4 * vol.len());
-    bytes.extend_from_slice(&hdr);
-    for v in vol.iter() {
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
-    std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
-}
-
-fn synth_min_max(v: &ndarray::Array3<f32>) -> (f32, f32) {
-    v.iter()
-        .fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)))
 }
