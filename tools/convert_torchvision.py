@@ -7,6 +7,9 @@
     #     or let torchvision load it (needs the file in the torch hub cache; no download here):
     python3 tools/convert_torchvision.py --torchvision-weights IMAGENET1K_V1 --classes ... --out ...
 
+    # offline self-test (random torchvision resnet50 / fasterrcnn_resnet50_fpn, ~1 min)
+    python3 tools/convert_torchvision.py --selftest
+
     # (b) a torchvision Faster R-CNN checkpoint (state dict, or a dict with "model"/"state_dict")
     python3 tools/convert_torchvision.py --detection fasterrcnn_resnet50_fpn_coco.pth \
         --classes __background__,mitochondria --out model.safetensors
@@ -168,7 +171,61 @@ def _summary(names, n: int = 6) -> str:
     return ", ".join(items[:n]) + (f", ... ({len(items) - n} more groups)" if len(items) > n else "")
 
 
+@torch.no_grad()
+def selftest(tmp: str) -> int:
+    """Offline check: a random torchvision resnet50 (weights=None, random BN statistics) and a random
+    fasterrcnn_resnet50_fpn are saved as .pth, converted, reloaded with torch_reference.load_weights,
+    and the C4 trunk must reproduce torchvision's layer3 / layer4 outputs (f32: 1e-4 relative,
+    f16: 1e-2) and carry bn_eps 1e-5 / 0."""
+    import torchvision
+
+    torch.manual_seed(0)
+    r = torchvision.models.resnet50(weights=None).eval()
+    for m in r.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.uniform_(0.5, 1.5)
+            m.bias.normal_(0, 0.1)
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    r50 = os.path.join(tmp, "resnet50_random.pth")
+    torch.save(r.state_dict(), r50)
+    x = torch.randn(1, 3, 97, 131)
+    y3 = r.layer3(r.layer2(r.layer1(r.maxpool(r.relu(r.bn1(r.conv1(x)))))))
+    y4 = r.layer4(y3)
+    ok = True
+    for half, tol in ((False, 1e-4), (True, 1e-2)):
+        out = os.path.join(tmp, f"c4_{'f16' if half else 'f32'}.safetensors")
+        args = ["--resnet50", r50, "--classes", "__background__,mitochondria,vesicle", "--out", out]
+        main(args + (["--half"] if half else []))
+        m, classes = ref.load_weights(out)
+        z3 = m.backbone(x)
+        z4 = m.roi_heads.box_head.layer4(z3)
+        e3 = ((z3 - y3).abs().max() / y3.abs().max()).item()
+        e4 = ((z4 - y4).abs().max() / y4.abs().max()).item()
+        good = e3 <= tol and e4 <= tol and m.backbone.bn1.eps == 1e-5 and len(classes) == 3
+        print(f"{'PASS' if good else 'FAIL'} resnet50 -> {out}: layer3 rel {e3:.2e}, layer4 rel {e4:.2e} (tol {tol:g})")
+        ok &= good
+    d = torchvision.models.detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None).eval()
+    det = os.path.join(tmp, "fasterrcnn_fpn_random.pth")
+    torch.save({"model": d.state_dict()}, det)
+    out = os.path.join(tmp, "c4_from_fpn.safetensors")
+    main(["--detection", det, "--out", out])
+    m, _ = ref.load_weights(out)
+    sd = d.state_dict()
+    good = (m.backbone.bn1.eps == 0.0
+            and torch.equal(m.backbone.layer2[1].conv2.weight, sd["backbone.body.layer2.1.conv2.weight"])
+            and torch.equal(m.roi_heads.box_head.layer4[2].bn3.running_var, sd["backbone.body.layer4.2.bn3.running_var"]))
+    print(f"{'PASS' if good else 'FAIL'} fasterrcnn_resnet50_fpn -> {out}: trunk copied, bn_eps 0")
+    ok &= good
+    return 0 if ok else 1
+
+
 def main(argv=None) -> int:
+    if argv is None and sys.argv[1:2] == ["--selftest"]:
+        import tempfile
+
+        torch.set_num_threads(1)
+        return selftest(tempfile.mkdtemp(prefix="cryodet_convert_"))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--resnet50", help="torchvision ImageNet ResNet-50 state dict (.pth)")

@@ -24,9 +24,8 @@ Run `python3 tools/torch_reference.py --help`; the commands that make the commit
     python3 tools/torch_reference.py fixture --config small --seed 1 --size 75x101 \
         --out-weights tests/fixtures/model/weights_small.safetensors \
         --out tests/fixtures/model/trace_small.safetensors
-    python3 tools/torch_reference.py fixture --config small --seed 1 --size 130x97 --input-seed 2 \
-        --weights tests/fixtures/model/weights_small.safetensors \
-        --out tests/fixtures/model/trace_small_130x97.safetensors
+    python3 tools/torch_reference.py fixture --weights tests/fixtures/model/weights_small.safetensors \
+        --size 130x97 --input-seed 2001 --out tests/fixtures/model/trace_small_130x97.safetensors
 
 Other sub-commands: `trace` (reference trace for any weight file and input), `random-weights`,
 `random-input`, `stats` (activation statistics of a weight file on an input).
