@@ -327,6 +327,14 @@ fn labelimg_xml_reads_and_writes_back_identically() {
     let original = std::fs::read_to_string(&p).unwrap().replace("30.0", "30");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), original);
 
+    // An XML declaration, a byte-order mark and LabelImg's `verified` attribute are accepted.
+    let text = std::fs::read_to_string(&p).unwrap();
+    let variant = format!(
+        "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?>\n{}",
+        text.replace("<annotation>", "<annotation verified=\"yes\">")
+    );
+    assert_eq!(voc::parse_voc(&p, &variant).unwrap(), a);
+
     let empty = voc::read_voc(&fx("empty.xml")).unwrap();
     assert!(empty.objects.is_empty());
     voc::write_voc(&out, &empty).unwrap();
