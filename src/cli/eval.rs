@@ -48,6 +48,12 @@ pub struct Args {
     /// Compute IoU with the VOC devkit's +1 pixel widths (for inclusive integer boxes).
     #[arg(long)]
     pub voc_plus_one: bool,
+    /// With --weights: short side of the network input.
+    #[arg(long, default_value_t = 600)]
+    pub size: usize,
+    /// With --weights: skip the study's preprocessing (bilateral filter + equalization).
+    #[arg(long)]
+    pub no_preprocess: bool,
     /// Output directory for metrics.json, report.md, pr_curve.png, ap_vs_iou.png, overlays/.
     #[arg(long, default_value = "eval_out")]
     pub out: PathBuf,
@@ -83,16 +89,7 @@ pub fn run(args: Args) -> Result<()> {
     let cfg = check_config(&args)?;
     let pred_dir = match (&args.pred, &args.weights) {
         (Some(p), _) => p.clone(),
-        // INTEGRATION POINT: run the detector on every `--images` file here (write one
-        // `<stem>.json` per image with `crate::io::detections::write_json` into
-        // `args.out.join("detections")`), then evaluate that directory like --pred.
-        (None, Some(w)) => {
-            return Err(Error::invalid(format!(
-                "--weights {} : running the detector from `eval` is not wired yet; \
-                 run `cryodet detect` and pass its output directory with --pred",
-                w.display()
-            )))
-        }
+        (None, Some(w)) => detect_into(&args, w)?,
         (None, None) => return Err(Error::invalid("give --pred PRED_DIR or --weights W")),
     };
     let (images, notes) = dataset::load_dataset(&args.gt, &pred_dir, args.groups.as_deref())?;
@@ -132,4 +129,66 @@ pub fn run(args: Args) -> Result<()> {
     }
     println!("report: {}", args.out.join("report.md").display());
     Ok(())
+}
+
+/// --weights mode: runs the detector on the image of every ground-truth file (found in
+/// --images by stem) and writes `OUT/detections/<stem>.json` with every detection the network
+/// keeps (score > 0.05), which is what AP needs; returns that directory.
+fn detect_into(args: &Args, weights: &std::path::Path) -> Result<PathBuf> {
+    use crate::io::detections::{write_json, ImageDetections};
+    let images = args.images.as_ref().ok_or_else(|| {
+        Error::invalid("--weights needs --images IMG_DIR (where the ground-truth images are)")
+    })?;
+    crate::nn::gemm::set_threads(super::trace::num_threads());
+    let model = crate::model::FasterRcnn::load(weights)?;
+    let cfg = crate::pipeline::PipelineConfig {
+        preprocess: if args.no_preprocess {
+            None
+        } else {
+            Some(Default::default())
+        },
+        min_size: args.size as f32,
+        max_size: (args.size as f32 * 1000.0 / 600.0).max(args.size as f32),
+        score_thresh: 0.0,
+        ..Default::default()
+    };
+    let out = args.out.join("detections");
+    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    let mut stems: Vec<String> = std::fs::read_dir(&args.gt)
+        .map_err(|e| Error::io(&args.gt, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("xml")))
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    stems.sort();
+    let t0 = std::time::Instant::now();
+    for (k, stem) in stems.iter().enumerate() {
+        let img = dataset::find_image(images, stem).ok_or_else(|| {
+            Error::invalid(format!(
+                "no image for ground truth `{stem}` in {}",
+                images.display()
+            ))
+        })?;
+        let raw = crate::io::image::read_gray(&img)?;
+        let (raw, _) = crate::io::image::check_finite(&img, raw, false)?;
+        let (h, w) = raw.dim();
+        let (dets, _) = crate::pipeline::detect_raw(&model, &raw, &cfg)?;
+        write_json(
+            out.join(format!("{stem}.json")),
+            &ImageDetections {
+                image: img.display().to_string(),
+                width: w as u32,
+                height: h as u32,
+                detections: dets,
+            },
+        )?;
+        eprintln!(
+            "[{}/{}] {}: {:.2} s/image",
+            k + 1,
+            stems.len(),
+            img.display(),
+            t0.elapsed().as_secs_f64() / (k + 1) as f64
+        );
+    }
+    Ok(out)
 }
