@@ -555,7 +555,11 @@ fn font_sheet_renders_every_printable_character() {
         .unwrap();
 }
 
-fn labelimg_xml(file: &str, w: u32, h: u32, objects: &[([u32; 4], &str, bool, bool)]) -> String {
+/// `(file stem, VOC objects (xmin, ymin, xmax, ymax), name, truncated, difficult), detections)`.
+type Slice = (&'static str, Vec<VocObj>, Vec<([f32; 4], f32)>);
+type VocObj = ([u32; 4], &'static str, bool, bool);
+
+fn labelimg_xml(file: &str, w: u32, h: u32, objects: &[VocObj]) -> String {
     let mut s = format!(
         "<annotation>\n\t<folder>images</folder>\n\t<filename>{file}</filename>\n\t<path>/data/{file}</path>\n\
          \t<source>\n\t\t<database>Unknown</database>\n\t</source>\n\
@@ -581,11 +585,7 @@ fn cli_eval_end_to_end() {
     std::fs::create_dir_all(&pred_dir).unwrap();
     // Two tomograms: "Unstim_20k_mito1" (2 slices, one object touching the border) and "INS_21"
     // (1 slice, missed object). VOC boxes are 1-based inclusive: xmin 21 -> x1 = 20.
-    let slices: [(
-        &str,
-        Vec<([u32; 4], &str, bool, bool)>,
-        Vec<([f32; 4], f32)>,
-    ); 3] = [
+    let slices: [Slice; 3] = [
         (
             "Unstim_20k_mito1_001",
             vec![([21, 31, 90, 80], "mitochondria", false, false)],

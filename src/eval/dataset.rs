@@ -109,7 +109,7 @@ fn sorted_files(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in rd {
         let p = entry.map_err(|e| Error::io(dir, e))?.path();
-        if p.is_file() && p.extension().map_or(false, |e| e.eq_ignore_ascii_case(ext)) {
+        if p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext)) {
             files.push(p);
         }
     }

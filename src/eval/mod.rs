@@ -349,7 +349,7 @@ fn summarize(rows: &[Row], npos: usize, thr: f64, cfg: &EvalConfig, curve: bool)
                 precision: p,
             });
         }
-        let end_of_run = ranked.get(k + 1).map_or(true, |n| n.score != r.score);
+        let end_of_run = ranked.get(k + 1).is_none_or(|n| n.score != r.score);
         if end_of_run {
             let f = f1_of(p, rc);
             if f > best_f1 {

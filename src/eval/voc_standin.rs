@@ -59,7 +59,7 @@ pub fn read_voc(path: impl AsRef<Path>) -> Result<VocAnnotation> {
             .children()
             .find(|c| c.has_tag_name("bndbox"))
             .ok_or_else(|| Error::format(path, "object without <bndbox>"))?;
-        let flag = |tag| child_text(o, tag).map_or(false, |t| t == "1");
+        let flag = |tag| child_text(o, tag) == Some("1");
         objects.push(VocObject {
             name: child_text(o, "name").unwrap_or("").to_string(),
             bbox: [
