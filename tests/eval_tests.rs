@@ -531,6 +531,11 @@ fn report_files_plots_and_overlays() {
     // where the detection (bottom 80 too) ... so check a GT-only box: the third object has no
     // detection for k = 0.
     assert_eq!(ov.get_pixel(0, 150).0, cryodet::eval::report::GT_COLOR);
+    assert_eq!(
+        ov.get_pixel(1, 199).0,
+        [0, 0, 0],
+        "legend bar at the bottom"
+    );
     assert_eq!(ov.get_pixel(250, 170).0, cryodet::eval::report::PRED_COLOR);
     eprintln!("report written to {}", out.display());
 }

@@ -6,7 +6,8 @@
 //!   needs its XML file; LabelImg writes one when the image is saved empty).
 //! * Detections: `<PRED_DIR>/<stem>.json` (see `crate::io::detections`). A missing file is an
 //!   error (a silently empty prediction would lower the scores without notice); JSON files
-//!   without a matching XML are skipped and counted.
+//!   without a matching XML are skipped and counted. Stack files (MRC, with `slices`) are not
+//!   evaluated: ground truth is per 2-D image, so detect the slices as images.
 //! * Groups: either a manifest, one `image,group` (or `image<TAB>group`) line per image, `image`
 //!   being a file name or stem (its stem is used), `#` comments and blank lines allowed, an
 //!   optional `image,group` header; every evaluated image must be listed. Without a manifest the

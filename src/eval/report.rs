@@ -110,7 +110,13 @@ pub fn overlay(mut base: image::RgbImage, im: &ImageEval, score_threshold: f64) 
         let label = format!("{:.2}", p.score);
         let (tw, th) = draw::text_size(&label, scale);
         let x = p.bbox[0].max(0.0) as i64;
-        let y = (p.bbox[1] as i64 - th as i64 - 2 * scale as i64).max(0);
+        // Above the box; inside it (under the top edge) when the box touches the top.
+        let above = p.bbox[1] as i64 - th as i64 - 2 * scale as i64;
+        let y = if above >= 0 {
+            above
+        } else {
+            p.bbox[1].max(0.0) as i64 + thickness as i64
+        };
         draw::fill_rect(
             &mut base,
             x,
@@ -128,24 +134,15 @@ pub fn overlay(mut base: image::RgbImage, im: &ImageEval, score_threshold: f64) 
             scale,
         );
     }
+    // Legend bar in the bottom-left corner.
     let legend = format!("{}: GT red, det blue (>= {score_threshold})", im.name);
     let (tw, th) = draw::text_size(&legend, scale);
-    draw::fill_rect(
-        &mut base,
-        0,
-        0,
-        tw as i64 + 4 * scale as i64,
-        th as i64 + 4 * scale as i64,
-        [0, 0, 0],
-    );
-    draw::draw_text(
-        &mut base,
-        2 * scale as i32,
-        2 * scale as i32,
-        &legend,
-        [255, 255, 255],
-        scale,
-    );
+    let (bw, bh) = (tw as i64 + 4 * scale as i64, th as i64 + 4 * scale as i64);
+    let h = base.height() as i64;
+    let y0 = h - bh;
+    draw::fill_rect(&mut base, 0, y0, bw, h, [0, 0, 0]);
+    let (tx, ty) = (2 * scale as i32, (y0 + 2 * scale as i64) as i32);
+    draw::draw_text(&mut base, tx, ty, &legend, [255, 255, 255], scale);
     base
 }
 
