@@ -27,13 +27,22 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().to_path_buf(), source }
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
     }
     pub fn format(path: impl AsRef<Path>, reason: impl Into<String>) -> Self {
-        Error::Format { path: path.as_ref().to_path_buf(), reason: reason.into() }
+        Error::Format {
+            path: path.as_ref().to_path_buf(),
+            reason: reason.into(),
+        }
     }
     pub fn weights(path: impl AsRef<Path>, reason: impl Into<String>) -> Self {
-        Error::Weights { path: path.as_ref().to_path_buf(), reason: reason.into() }
+        Error::Weights {
+            path: path.as_ref().to_path_buf(),
+            reason: reason.into(),
+        }
     }
     pub fn invalid(reason: impl Into<String>) -> Self {
         Error::Invalid(reason.into())

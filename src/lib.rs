@@ -15,17 +15,19 @@ pub mod io;
 pub mod preprocess;
 pub mod transform;
 
-pub mod nn;
 pub mod backbone;
 pub mod detection;
 pub mod model;
+pub mod nn;
+pub mod pipeline;
 
-pub mod train;
-pub mod eval;
 pub mod draw;
+pub mod eval;
 pub mod synth;
+pub mod train;
 pub mod volume;
 
 pub mod cli;
+pub mod testutil;
 
 pub use error::{Error, Result};

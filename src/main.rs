@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use cryodet::cli;
 
 #[derive(Parser, Debug)]
-#[command(name = "cryodet", version, about = "Faster R-CNN for organelles in cryo-ET, on the CPU")]
+#[command(
+    name = "cryodet",
+    version,
+    about = "Faster R-CNN for organelles in cryo-ET, on the CPU"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

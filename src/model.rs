@@ -1,1 +1,475 @@
-//! The whole Faster R-CNN: backbone, RPN head, RoI head, predictor; detect and trace.
+//! The whole Faster R-CNN of the study's Fig. 1 and 2, C4 variant (torchvision semantics):
+//!
+//! ```text
+//! input x [3, 1, H, W] (normalized)
+//!  -> backbone (conv1 .. layer3)                       feat [C3, 1, h, w], stride 16
+//!  -> RPN head: t = relu(conv3x3(feat))                [R, 1, h, w]
+//!               objectness = conv1x1(t)                [A, 1, h, w]   (A = 9 anchors per cell)
+//!               deltas     = conv1x1(t)                [4A, 1, h, w]
+//!  -> proposals: top-k, decode, clip, NMS 0.7, keep 300    [P, 4]
+//!  -> RoI max-pool 7x7 at scale 1/16                   [C3, P, 7, 7]  (CNHW: all RoIs in one batch)
+//!  -> layer4 (first block stride 2), spatial mean      [P, C4]
+//!  -> cls_score (Linear C4 -> K), bbox_pred (Linear C4 -> 4K)
+//!  -> postprocess: softmax, class-specific decode, clip, score > 0.05, per-class NMS 0.5, top 100
+//! ```
+//! The RoI head's layer4 runs on all P RoIs at once, so each of its convolutions is one GEMM with
+//! `N = P * 16` columns (the stride-2 first block maps 7x7 to 4x4).
+
+use crate::backbone::{take4, Backbone, Stage};
+use crate::detection::anchors::{feature_stride, AnchorGenerator};
+use crate::detection::postprocess::{postprocess_detections, Detections, PostprocessConfig};
+use crate::detection::proposals::{filter_proposals, ProposalConfig};
+use crate::detection::roi_pool::roi_pool_forward;
+use crate::error::{Error, Result};
+use crate::io::weights::WeightFile;
+use crate::nn::mean::spatial_mean;
+use crate::nn::{Conv2d, Linear};
+use ndarray::{Array1, Array2, Array4, ArrayD, Axis, Ix1, Ix2};
+use std::path::Path;
+
+/// The RPN head, the study's "three convolutional layers".
+#[derive(Debug, Clone)]
+pub struct RpnHead {
+    /// 3x3, C3 -> R, followed by ReLU.
+    pub conv: Conv2d,
+    /// 1x1, R -> A objectness logits.
+    pub cls_logits: Conv2d,
+    /// 1x1, R -> 4A box deltas (per anchor: dx, dy, dw, dh).
+    pub bbox_pred: Conv2d,
+}
+
+/// RPN outputs for one image, flattened in torchvision's (H, W, A) order.
+pub struct RpnOutput {
+    /// `[A, 1, h, w]` as the conv produced it (for trace).
+    pub cls_logits: Array4<f32>,
+    /// `[4A, 1, h, w]`
+    pub bbox_pred: Array4<f32>,
+    /// logits, `[h*w*A]`
+    pub objectness: Vec<f32>,
+    /// `[h*w*A, 4]`
+    pub deltas: Array2<f32>,
+}
+
+impl RpnHead {
+    pub fn forward(&self, feat: &Array4<f32>) -> RpnOutput {
+        let t = self.conv.forward_fused(feat, None, true);
+        let cls_logits = self.cls_logits.forward(&t);
+        let bbox_pred = self.bbox_pred.forward(&t);
+        let (objectness, deltas) = flatten_rpn(&cls_logits, &bbox_pred);
+        RpnOutput {
+            cls_logits,
+            bbox_pred,
+            objectness,
+            deltas,
+        }
+    }
+}
+
+/// `[A, 1, h, w]` logits and `[4A, 1, h, w]` deltas to `(h, w, a)`-ordered rows, as
+/// torchvision's `concat_box_prediction_layers` (deltas viewed as `[A, 4, h, w]`).
+pub fn flatten_rpn(cls: &Array4<f32>, bbox: &Array4<f32>) -> (Vec<f32>, Array2<f32>) {
+    let (a, _, h, w) = cls.dim();
+    let mut obj = Vec::with_capacity(h * w * a);
+    let mut deltas = Array2::zeros((h * w * a, 4));
+    for y in 0..h {
+        for x in 0..w {
+            for k in 0..a {
+                let row = (y * w + x) * a + k;
+                obj.push(cls[[k, 0, y, x]]);
+                for j in 0..4 {
+                    deltas[[row, j]] = bbox[[k * 4 + j, 0, y, x]];
+                }
+            }
+        }
+    }
+    (obj, deltas)
+}
+
+/// The RoI head: layer4 + spatial mean + the class-specific predictor.
+#[derive(Debug, Clone)]
+pub struct RoiHead {
+    pub layer4: Stage,
+    pub cls_score: Linear,
+    pub bbox_pred: Linear,
+}
+
+/// Tensors of one detection pass, named as in `cryodet trace` (PyTorch layouts).
+#[derive(Default)]
+pub struct Trace {
+    pub tensors: Vec<(String, ArrayD<f32>)>,
+}
+
+impl Trace {
+    fn push(&mut self, name: &str, t: ArrayD<f32>) {
+        self.tensors.push((name.to_string(), t));
+    }
+    /// A CNHW map with N = 1 is NCHW memory: only the shape changes.
+    fn push_map(&mut self, name: &str, x: &Array4<f32>) {
+        let (c, n, h, w) = x.dim();
+        self.push(
+            name,
+            x.view()
+                .permuted_axes([1, 0, 2, 3])
+                .as_standard_layout()
+                .into_owned()
+                .into_shape_with_order((n, c, h, w))
+                .expect("contiguous")
+                .into_dyn(),
+        );
+    }
+}
+
+/// Inference settings (torchvision's test-time defaults).
+#[derive(Debug, Clone)]
+pub struct DetectConfig {
+    pub anchors: AnchorGenerator,
+    pub proposals: ProposalConfig,
+    pub postprocess: PostprocessConfig,
+    /// RoI pooling output size (7 in the study).
+    pub pool_size: usize,
+    /// Scale from image pixels to feature cells (1/16).
+    pub spatial_scale: f32,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            anchors: AnchorGenerator::default(),
+            proposals: ProposalConfig::testing(),
+            postprocess: PostprocessConfig::default(),
+            pool_size: 7,
+            spatial_scale: 1.0 / 16.0,
+        }
+    }
+}
+
+/// The network and its class names (index 0 is the background).
+#[derive(Debug, Clone)]
+pub struct FasterRcnn {
+    pub backbone: Backbone,
+    pub rpn: RpnHead,
+    pub head: RoiHead,
+    pub classes: Vec<String>,
+    /// FrozenBatchNorm epsilon recorded in the weight file (`bn_eps`, default 1e-5).
+    pub bn_eps: f32,
+    pub config: DetectConfig,
+}
+
+fn take_vec(wf: &mut WeightFile, name: &str, n: usize) -> Result<Array1<f32>> {
+    Ok(wf
+        .take_shaped(name, &[n])?
+        .into_dimensionality::<Ix1>()
+        .expect("checked"))
+}
+
+fn take_conv(
+    wf: &mut WeightFile,
+    name: &str,
+    in_ch: usize,
+    k: usize,
+    out_ch: Option<usize>,
+) -> Result<Conv2d> {
+    let w = take4(wf, &format!("{name}.weight"))?;
+    let (co, ci, kh, kw) = w.dim();
+    let want_co = out_ch.unwrap_or(co);
+    if (ci, kh, kw, co) != (in_ch, k, k, want_co) {
+        return Err(Error::weights(
+            &wf.path,
+            format!(
+                "tensor `{name}.weight` has shape {:?}, expected {:?}",
+                w.shape(),
+                [want_co, in_ch, k, k]
+            ),
+        ));
+    }
+    let b = take_vec(wf, &format!("{name}.bias"), co)?;
+    Ok(Conv2d::new(w, Some(b), 1, k / 2))
+}
+
+fn take_linear(wf: &mut WeightFile, name: &str, in_f: usize, out_f: usize) -> Result<Linear> {
+    let w = wf
+        .take_shaped(&format!("{name}.weight"), &[out_f, in_f])?
+        .into_dimensionality::<Ix2>()
+        .expect("checked");
+    let b = take_vec(wf, &format!("{name}.bias"), out_f)?;
+    Ok(Linear::new(w, b))
+}
+
+impl FasterRcnn {
+    /// Loads a safetensors weight file (see `crate::io::weights` for the names).
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        Self::from_weights(WeightFile::load(path)?)
+    }
+
+    pub fn from_weights(mut wf: WeightFile) -> Result<Self> {
+        let bn_eps = match wf.metadata.get("bn_eps") {
+            Some(s) => s.trim().parse::<f32>().map_err(|_| {
+                Error::weights(
+                    &wf.path,
+                    format!("metadata `bn_eps` = {s:?} is not a number"),
+                )
+            })?,
+            None => 1e-5,
+        };
+        let backbone = Backbone::load(&mut wf, bn_eps)?;
+        let c3 = backbone.out_channels();
+        let config = DetectConfig::default();
+        let a = config.anchors.num_anchors();
+        let rpn_conv = take_conv(&mut wf, "rpn.conv", c3, 3, None)?;
+        let r = rpn_conv.out_channels();
+        let rpn = RpnHead {
+            conv: rpn_conv,
+            cls_logits: take_conv(&mut wf, "rpn.cls_logits", r, 1, Some(a))?,
+            bbox_pred: take_conv(&mut wf, "rpn.bbox_pred", r, 1, Some(4 * a))?,
+        };
+        let layer4 = Stage::load(&mut wf, "head.layer4", 2, bn_eps)?;
+        if layer4.in_channels() != c3 {
+            return Err(Error::weights(
+                &wf.path,
+                format!(
+                    "`head.layer4.0.conv1.weight` takes {} channels, layer3 gives {c3}",
+                    layer4.in_channels()
+                ),
+            ));
+        }
+        let c4 = layer4.out_channels();
+        let k = wf
+            .get("head.cls_score.weight")
+            .map(|t| t.shape()[0])
+            .ok_or_else(|| Error::weights(&wf.path, "missing tensor `head.cls_score.weight`"))?;
+        let head = RoiHead {
+            layer4,
+            cls_score: take_linear(&mut wf, "head.cls_score", c4, k)?,
+            bbox_pred: take_linear(&mut wf, "head.bbox_pred", c4, 4 * k)?,
+        };
+        let classes = match wf.classes() {
+            Some(c) if c.len() == k => c,
+            Some(c) => {
+                return Err(Error::weights(
+                    &wf.path,
+                    format!(
+                        "metadata `classes` names {} classes but head.cls_score has {k} outputs",
+                        c.len()
+                    ),
+                ))
+            }
+            None => std::iter::once("__background__".to_string())
+                .chain((1..k).map(|i| format!("class{i}")))
+                .collect(),
+        };
+        wf.finish()?;
+        Ok(FasterRcnn {
+            backbone,
+            rpn,
+            head,
+            classes,
+            bn_eps,
+            config,
+        })
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.classes.len()
+    }
+
+    /// Detections of one normalized image `x: [3, 1, H, W]`, boxes in x's pixels.
+    pub fn detect(&self, x: &Array4<f32>) -> Detections {
+        self.forward(x, None)
+    }
+
+    /// The forward pass; with `trace`, every intermediate tensor is recorded.
+    pub fn forward(&self, x: &Array4<f32>, trace: Option<&mut Trace>) -> Detections {
+        let (_, _, h, w) = x.dim();
+        self.forward_image(x, (h, w), trace)
+    }
+
+    /// The forward pass on a padded tensor `x` whose image occupies the top-left
+    /// `image = (h, w)` (torchvision pads to a multiple of 32): anchors are laid on the padded
+    /// tensor, proposals and detections are clipped to the image.
+    pub fn forward_image(
+        &self,
+        x: &Array4<f32>,
+        image: (usize, usize),
+        mut trace: Option<&mut Trace>,
+    ) -> Detections {
+        let (_, _, ph, pw) = x.dim();
+        if let Some(t) = trace.as_deref_mut() {
+            t.push_map("input", x);
+        }
+        let feat = match trace.as_deref_mut() {
+            Some(t) => {
+                let outs = self.backbone.forward_all(x);
+                t.push_map("backbone.stem", &outs.stem);
+                for (k, l) in outs.layers.iter().enumerate() {
+                    t.push_map(&format!("backbone.layer{}", k + 1), l);
+                }
+                outs.layers.into_iter().last().expect("3 stages")
+            }
+            None => self.backbone.forward(x),
+        };
+        let rpn = self.rpn.forward(&feat);
+        let proposals = self.proposals(&rpn, (ph, pw), image, (feat.dim().2, feat.dim().3));
+        if let Some(t) = trace.as_deref_mut() {
+            t.push_map("rpn.cls_logits", &rpn.cls_logits);
+            t.push_map("rpn.bbox_pred", &rpn.bbox_pred);
+            t.push("rpn.proposals", proposals.clone().into_dyn());
+        }
+        self.head_forward(&feat, &proposals, image, trace)
+    }
+
+    /// Proposals from the RPN outputs (torchvision's filter_proposals): anchors laid on the
+    /// (padded) input tensor of size `padded`, boxes clipped to `image`.
+    pub fn proposals(
+        &self,
+        rpn: &RpnOutput,
+        padded: (usize, usize),
+        image: (usize, usize),
+        feat: (usize, usize),
+    ) -> Array2<f32> {
+        let anchors = self.anchors(padded, feat);
+        filter_proposals(
+            &rpn.objectness,
+            rpn.deltas.view(),
+            anchors.view(),
+            image,
+            &self.config.proposals,
+        )
+        .0
+    }
+
+    /// All anchors of an image, `[h*w*A, 4]`, with torchvision's stride = image // feature.
+    pub fn anchors(&self, image: (usize, usize), feat: (usize, usize)) -> Array2<f32> {
+        let (sh, sw) = (
+            feature_stride(image.0, feat.0),
+            feature_stride(image.1, feat.1),
+        );
+        self.config.anchors.grid_anchors(feat.0, feat.1, sh, sw)
+    }
+
+    /// RoI pooling, layer4, mean, predictor, postprocess.
+    pub fn head_forward(
+        &self,
+        feat: &Array4<f32>,
+        proposals: &Array2<f32>,
+        image: (usize, usize),
+        trace: Option<&mut Trace>,
+    ) -> Detections {
+        let (pooled, cls, bbox) = self.head_logits(feat, proposals, trace.is_some());
+        let dets = postprocess_detections(
+            cls.view(),
+            bbox.view(),
+            proposals.view(),
+            image,
+            &self.config.postprocess,
+        );
+        if let Some(t) = trace {
+            let (pooled_map, pooled_vec) = pooled.expect("kept for trace");
+            let pm = pooled_map
+                .view()
+                .permuted_axes([1, 0, 2, 3])
+                .as_standard_layout()
+                .into_owned();
+            t.push("roi_pool", pm.into_dyn());
+            t.push("head.pooled", pooled_vec.into_dyn());
+            t.push("head.cls_score", cls.into_dyn());
+            t.push("head.bbox_pred", bbox.into_dyn());
+            t.push("detections.boxes", dets.boxes.clone().into_dyn());
+            t.push(
+                "detections.scores",
+                Array1::from(dets.scores.clone()).into_dyn(),
+            );
+            t.push(
+                "detections.labels",
+                Array1::from_iter(dets.labels.iter().map(|&l| l as f32)).into_dyn(),
+            );
+        }
+        dets
+    }
+
+    /// `(kept intermediates, class logits [P, K], box deltas [P, 4K])`.
+    #[allow(clippy::type_complexity)]
+    pub fn head_logits(
+        &self,
+        feat: &Array4<f32>,
+        proposals: &Array2<f32>,
+        keep: bool,
+    ) -> (Option<(Array4<f32>, Array2<f32>)>, Array2<f32>, Array2<f32>) {
+        let k = self.num_classes();
+        if proposals.nrows() == 0 {
+            return (
+                keep.then(|| {
+                    (
+                        Array4::zeros((
+                            feat.dim().0,
+                            0,
+                            self.config.pool_size,
+                            self.config.pool_size,
+                        )),
+                        Array2::zeros((0, self.head.cls_score.weight.dim().1)),
+                    )
+                }),
+                Array2::zeros((0, k)),
+                Array2::zeros((0, 4 * k)),
+            );
+        }
+        let ps = self.config.pool_size;
+        let (pooled_map, _) = roi_pool_forward(
+            feat.index_axis(Axis(1), 0),
+            proposals.view(),
+            ps,
+            ps,
+            self.config.spatial_scale,
+        );
+        let y = self.head.layer4.forward(&pooled_map);
+        let pooled = spatial_mean(&y);
+        let cls = self.head.cls_score.forward(pooled.view());
+        let bbox = self.head.bbox_pred.forward(pooled.view());
+        (keep.then_some((pooled_map, pooled)), cls, bbox)
+    }
+
+    /// All weights under their torchvision names (for saving).
+    pub fn export(&self) -> Vec<(String, ArrayD<f32>)> {
+        let mut out = Vec::new();
+        self.backbone.export(&mut out);
+        for (name, c) in [
+            ("rpn.conv", &self.rpn.conv),
+            ("rpn.cls_logits", &self.rpn.cls_logits),
+            ("rpn.bbox_pred", &self.rpn.bbox_pred),
+        ] {
+            out.push((format!("{name}.weight"), c.weight.clone().into_dyn()));
+            out.push((
+                format!("{name}.bias"),
+                c.bias.clone().expect("rpn convs have biases").into_dyn(),
+            ));
+        }
+        self.head.layer4.export("head.layer4", &mut out);
+        for (name, l) in [
+            ("head.cls_score", &self.head.cls_score),
+            ("head.bbox_pred", &self.head.bbox_pred),
+        ] {
+            out.push((format!("{name}.weight"), l.weight.clone().into_dyn()));
+            out.push((format!("{name}.bias"), l.bias.clone().into_dyn()));
+        }
+        out
+    }
+
+    /// Metadata written with the weights: classes and bn_eps.
+    pub fn metadata(&self) -> std::collections::HashMap<String, String> {
+        let mut m = std::collections::HashMap::new();
+        m.insert("classes".to_string(), self.classes.join(","));
+        m.insert("bn_eps".to_string(), format!("{:e}", self.bn_eps));
+        m
+    }
+
+    /// Saves the weights atomically (safetensors).
+    pub fn save(
+        &self,
+        path: impl AsRef<Path>,
+        precision: crate::io::weights::Precision,
+    ) -> Result<()> {
+        let tensors = self.export();
+        let views: Vec<(String, ndarray::ArrayViewD<f32>)> =
+            tensors.iter().map(|(n, t)| (n.clone(), t.view())).collect();
+        crate::io::weights::save(path, &views, &self.metadata(), precision)
+    }
+}

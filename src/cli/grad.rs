@@ -4,5 +4,7 @@
 pub struct Args {}
 
 pub fn run(_args: Args) -> crate::Result<()> {
-    Err(crate::Error::invalid("`cryodet grad` is not implemented yet"))
+    Err(crate::Error::invalid(
+        "`cryodet grad` is not implemented yet",
+    ))
 }

@@ -1,8 +1,81 @@
-//! `cryodet trace`: dump every intermediate tensor of one forward pass, to compare with PyTorch.
+//! `cryodet trace`: run one forward pass on a given, already normalized input tensor and dump
+//! every intermediate tensor under torchvision-comparable names (see `tools/compare_trace.py`).
+//!
+//! Input: a safetensors file with one f32 tensor `input` `[1, 3, H, W]` (any H, W; no resizing).
+//! Output: `backbone.stem`, `backbone.layer1..3`, `rpn.cls_logits`, `rpn.bbox_pred`,
+//! `rpn.proposals`, `roi_pool`, `head.pooled`, `head.cls_score`, `head.bbox_pred`,
+//! `detections.boxes`, `detections.scores`, `detections.labels` (f32).
+
+use crate::error::{Error, Result};
+use crate::io::weights::{save, Precision, WeightFile};
+use crate::model::{FasterRcnn, Trace};
+use ndarray::{Array4, Ix4};
+use std::collections::HashMap;
+use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Weight file (safetensors, torchvision names).
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// safetensors file holding `input` [1, 3, H, W].
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write the traced tensors (safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Threads for GEMM and rayon (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
 
-pub fn run(_args: Args) -> crate::Result<()> {
-    Err(crate::Error::invalid("`cryodet trace` is not implemented yet"))
+/// Reads `input` `[1, 3, H, W]` and returns it as CNHW `[3, 1, H, W]` (same memory).
+pub fn read_input(path: &std::path::Path) -> Result<Array4<f32>> {
+    let mut wf = WeightFile::load(path)?;
+    let t = wf
+        .take("input", 4)
+        .map_err(|_| Error::format(path, "expected a tensor `input` of shape [1, 3, H, W]"))?;
+    let t = t.into_dimensionality::<Ix4>().expect("checked");
+    let (n, c, h, w) = t.dim();
+    if n != 1 || c != 3 || h == 0 || w == 0 {
+        return Err(Error::format(
+            path,
+            format!(
+                "tensor `input` has shape {:?}, expected [1, 3, H, W]",
+                t.shape()
+            ),
+        ));
+    }
+    Ok(t.into_shape_with_order((3, 1, h, w)).expect("contiguous"))
+}
+
+pub fn run(args: Args) -> Result<()> {
+    crate::nn::gemm::set_threads(args.threads.unwrap_or_else(num_threads));
+    let model = FasterRcnn::load(&args.weights)?;
+    let x = read_input(&args.input)?;
+    let mut trace = Trace::default();
+    let t0 = std::time::Instant::now();
+    let dets = model.forward(&x, Some(&mut trace));
+    eprintln!(
+        "trace: {} tensors, {} proposals, {} detections, {:.2} s",
+        trace.tensors.len(),
+        trace
+            .tensors
+            .iter()
+            .find(|(n, _)| n == "rpn.proposals")
+            .map_or(0, |(_, t)| t.shape()[0]),
+        dets.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    let views: Vec<_> = trace
+        .tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), t.view()))
+        .collect();
+    save(&args.out, &views, &HashMap::new(), Precision::F32)
+}
+
+/// All cores the OS gives us.
+pub fn num_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

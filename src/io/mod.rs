@@ -1,7 +1,7 @@
 //! Reading and writing files: images, MRC stacks, LabelImg XML, weights.
 
+pub mod detections;
 pub mod image;
 pub mod mrc;
 pub mod voc;
-pub mod detections;
 pub mod weights;

@@ -1,1 +1,19 @@
-//! Layers: each a forward/backward pair in one file, with a naive reference beside the fast path.
+//! Layers. Each file holds one layer: its forward pass (fast path), its backward pass, and a
+//! naive reference that the tests check the fast path against.
+//!
+//! Layout: feature maps are `Array4<f32>` in CNHW order `[C, N, H, W]` (see the crate docs): a
+//! convolution is then `y[Co, N*OH*OW] = W[Co, Ci*kh*kw] · col[Ci*kh*kw, N*OH*OW]`, one GEMM for
+//! the whole batch, and for N = 1 the memory is PyTorch's NCHW.
+
+pub mod batchnorm;
+pub mod conv;
+pub mod gemm;
+pub mod linear;
+pub mod maxpool;
+pub mod mean;
+pub mod relu;
+
+pub use batchnorm::FrozenBatchNorm2d;
+pub use conv::Conv2d;
+pub use linear::Linear;
+pub use maxpool::MaxPool2d;

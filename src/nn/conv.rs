@@ -1,0 +1,275 @@
+//! 2-D convolution (torch.nn.Conv2d, groups = 1, dilation = 1).
+//!
+//! ```text
+//! y[co, n, oh, ow] = b[co] + sum_{ci, ky, kx} w[co, ci, ky, kx] * x[ci, n, oh*s - p + ky, ow*s - p + kx]
+//!   x: [Ci, N, H, W] (CNHW), w: [Co, Ci, kh, kw] (PyTorch's layout), y: [Co, N, OH, OW]
+//!   OH = (H + 2p - kh) / s + 1 (floor), taps outside the image read 0.
+//! ```
+//!
+//! Fast path: im2col + one sgemm for the whole batch,
+//! `y[Co, N*OH*OW] = w[Co, Ci*kh*kw] · col[Ci*kh*kw, N*OH*OW]`,
+//! where `col[(ci*kh + ky)*kw + kx, (n*OH + oh)*OW + ow] = x[ci, n, oh*s - p + ky, ow*s - p + kx]`.
+//! A 1x1 convolution with stride 1 needs no im2col (x already is `[Ci, N*H*W]`); with stride 2
+//! it needs only a strided subsample. Bias, residual addition and ReLU are fused into one pass
+//! over the output ([`Conv2d::forward_fused`]), which is how ResNet's bottleneck ends.
+//! [`conv2d_naive`] is the seven-loop definition the tests check the fast path against.
+
+use super::gemm::{gemm, Mat};
+use ndarray::{Array1, Array4, ArrayView4};
+use rayon::prelude::*;
+
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    /// `[Co, Ci, kh, kw]`
+    pub weight: Array4<f32>,
+    /// `[Co]`
+    pub bias: Option<Array1<f32>>,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+/// Output size of a convolution or pooling window: `(i + 2p - k) / s + 1`, 0 if the window
+/// does not fit.
+pub fn out_size(i: usize, k: usize, s: usize, p: usize) -> usize {
+    if i + 2 * p < k {
+        0
+    } else {
+        (i + 2 * p - k) / s + 1
+    }
+}
+
+impl Conv2d {
+    pub fn new(
+        weight: Array4<f32>,
+        bias: Option<Array1<f32>>,
+        stride: usize,
+        padding: usize,
+    ) -> Self {
+        let weight = weight.as_standard_layout().into_owned();
+        Conv2d {
+            weight,
+            bias,
+            stride,
+            padding,
+        }
+    }
+
+    pub fn out_channels(&self) -> usize {
+        self.weight.dim().0
+    }
+    pub fn in_channels(&self) -> usize {
+        self.weight.dim().1
+    }
+
+    /// `y = conv(x) + b`, x: `[Ci, N, H, W]` -> `[Co, N, OH, OW]`.
+    pub fn forward(&self, x: &Array4<f32>) -> Array4<f32> {
+        self.forward_fused(x, None, false)
+    }
+
+    /// `y = act(conv(x) + b + residual)` with `act` = ReLU or identity, in one pass over y.
+    pub fn forward_fused(
+        &self,
+        x: &Array4<f32>,
+        residual: Option<&Array4<f32>>,
+        relu: bool,
+    ) -> Array4<f32> {
+        let (ci, n, h, w) = x.dim();
+        let (co, wci, kh, kw) = self.weight.dim();
+        assert_eq!(
+            ci, wci,
+            "conv: input has {ci} channels, weight expects {wci}"
+        );
+        let (s, p) = (self.stride, self.padding);
+        let (oh, ow) = (out_size(h, kh, s, p), out_size(w, kw, s, p));
+        let cols = n * oh * ow;
+        let krows = ci * kh * kw;
+        let mut y = Array4::<f32>::zeros((co, n, oh, ow));
+        if cols == 0 {
+            return y;
+        }
+        let x = x.as_standard_layout();
+        let xs = x.as_slice().expect("standard layout");
+        let wmat = Mat::rows(self.weight.as_slice().expect("standard layout"), co, krows);
+        let ys = y.as_slice_mut().expect("standard layout");
+        if kh == 1 && kw == 1 && p == 0 && s == 1 {
+            gemm(1.0, wmat, Mat::rows(xs, ci, cols), 0.0, ys);
+        } else {
+            let col = im2col(x.view(), kh, kw, s, p);
+            gemm(1.0, wmat, Mat::rows(&col, krows, cols), 0.0, ys);
+        }
+        epilogue(&mut y, self.bias.as_ref(), residual, relu);
+        y
+    }
+}
+
+/// In place over `y: [Co, N, OH, OW]`: `y = act(y + b[co] + residual)`, parallel over channels.
+pub fn epilogue(
+    y: &mut Array4<f32>,
+    bias: Option<&Array1<f32>>,
+    residual: Option<&Array4<f32>>,
+    relu: bool,
+) {
+    let co = y.dim().0;
+    let plane = y.len() / co.max(1);
+    if plane == 0 {
+        return;
+    }
+    let res = residual.map(|r| {
+        assert_eq!(
+            r.dim(),
+            y.dim(),
+            "residual shape {:?} != output {:?}",
+            r.dim(),
+            y.dim()
+        );
+        r.as_standard_layout()
+    });
+    let res_s = res.as_ref().map(|r| r.as_slice().expect("standard layout"));
+    let ys = y.as_slice_mut().expect("standard layout");
+    ys.par_chunks_mut(plane).enumerate().for_each(|(c, row)| {
+        let b = bias.map_or(0.0, |b| b[c]);
+        match res_s {
+            Some(r) => {
+                let r = &r[c * plane..(c + 1) * plane];
+                for (v, rv) in row.iter_mut().zip(r) {
+                    *v += b + rv;
+                }
+            }
+            None if b != 0.0 => row.iter_mut().for_each(|v| *v += b),
+            None => {}
+        }
+        if relu {
+            row.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+    });
+}
+
+/// Unfolds `x: [Ci, N, H, W]` into `col: [Ci*kh*kw, N*OH*OW]` (row-major), zero outside the
+/// image. Rows are independent and filled in parallel.
+pub fn im2col(x: ArrayView4<f32>, kh: usize, kw: usize, s: usize, p: usize) -> Vec<f32> {
+    let (ci, n, h, w) = x.dim();
+    let (oh, ow) = (out_size(h, kh, s, p), out_size(w, kw, s, p));
+    let cols = n * oh * ow;
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let mut col = vec![0f32; ci * kh * kw * cols];
+    if cols == 0 {
+        return col;
+    }
+    col.par_chunks_mut(cols).enumerate().for_each(|(r, row)| {
+        let (c, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
+        // valid output columns: 0 <= ox*s + kx - p < w
+        let ox_lo = if kx >= p { 0 } else { (p - kx).div_ceil(s) };
+        let ox_hi = if w + p > kx {
+            ((w + p - kx - 1) / s + 1).min(ow)
+        } else {
+            0
+        };
+        for nn in 0..n {
+            for oy in 0..oh {
+                let iy = (oy * s + ky) as isize - p as isize;
+                let dst = &mut row[(nn * oh + oy) * ow..(nn * oh + oy + 1) * ow];
+                if iy < 0 || iy >= h as isize || ox_lo >= ox_hi {
+                    continue; // stays 0
+                }
+                let src = &xs[((c * n + nn) * h + iy as usize) * w..][..w];
+                if s == 1 {
+                    let ix0 = ox_lo + kx - p;
+                    dst[ox_lo..ox_hi].copy_from_slice(&src[ix0..ix0 + (ox_hi - ox_lo)]);
+                } else {
+                    for ox in ox_lo..ox_hi {
+                        dst[ox] = src[ox * s + kx - p];
+                    }
+                }
+            }
+        }
+    });
+    col
+}
+
+/// The definition, seven loops, no tricks: the reference for the tests.
+pub fn conv2d_naive(
+    x: ArrayView4<f32>,
+    w: ArrayView4<f32>,
+    b: Option<&Array1<f32>>,
+    s: usize,
+    p: usize,
+) -> Array4<f32> {
+    let (ci, n, h, wd) = x.dim();
+    let (co, _, kh, kw) = w.dim();
+    let (oh, ow) = (out_size(h, kh, s, p), out_size(wd, kw, s, p));
+    let mut y = Array4::<f32>::zeros((co, n, oh, ow));
+    for o in 0..co {
+        for nn in 0..n {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = b.map_or(0.0, |b| b[o]) as f64;
+                    for c in 0..ci {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * s + ky) as isize - p as isize;
+                                let ix = (ox * s + kx) as isize - p as isize;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
+                                    acc += (w[[o, c, ky, kx]]
+                                        * x[[c, nn, iy as usize, ix as usize]])
+                                        as f64;
+                                }
+                            }
+                        }
+                    }
+                    y[[o, nn, oy, ox]] = acc as f32;
+                }
+            }
+        }
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{assert_close, FORWARD};
+    use rand::{Rng, SeedableRng};
+
+    fn rand4(shape: (usize, usize, usize, usize), seed: u64) -> Array4<f32> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        Array4::from_shape_fn(shape, |_| rng.gen_range(-1.0..1.0))
+    }
+
+    /// Fast path == definition for the shapes ResNet uses, with C != H != W, odd sizes,
+    /// stride 2, a batch, and a residual + ReLU epilogue.
+    #[test]
+    fn conv_fast_matches_naive() {
+        for &(ci, co, k, s, p, n, h, w) in &[
+            (3, 5, 7, 2, 3, 1, 17, 23), // stem
+            (6, 4, 3, 1, 1, 2, 9, 11),  // 3x3 stride 1, batch 2
+            (6, 4, 3, 2, 1, 3, 9, 12),  // 3x3 stride 2, odd
+            (8, 5, 1, 1, 0, 2, 5, 7),   // 1x1, no im2col
+            (8, 5, 1, 2, 0, 1, 7, 10),  // 1x1 stride 2 (downsample)
+            (2, 3, 3, 1, 1, 1, 1, 1),   // 1x1 image, all taps but the centre padded
+            (2, 3, 5, 3, 2, 1, 6, 13),  // stride 3, wide padding
+        ] {
+            let x = rand4((ci, n, h, w), 1);
+            let wt = rand4((co, ci, k, k), 2);
+            let b = Array1::from_shape_fn(co, |i| i as f32 * 0.1 - 0.2);
+            let conv = Conv2d::new(wt.clone(), Some(b.clone()), s, p);
+            let want = conv2d_naive(x.view(), wt.view(), Some(&b), s, p);
+            let got = conv.forward(&x);
+            assert_close(
+                &format!("conv k{k} s{s} p{p} {h}x{w}"),
+                got.view().into_dyn(),
+                want.view().into_dyn(),
+                FORWARD,
+            );
+            let res = rand4(want.dim(), 3);
+            let got = conv.forward_fused(&x, Some(&res), true);
+            let want = (want + &res).mapv(|v| v.max(0.0));
+            assert_close(
+                "conv fused",
+                got.view().into_dyn(),
+                want.view().into_dyn(),
+                FORWARD,
+            );
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Max pooling (torch.nn.MaxPool2d(kernel, stride, padding), ceil_mode = False), as in
+//! ResNet's stem: MaxPool2d(3, stride 2, padding 1).
+//!
+//! ```text
+//! y[c, n, oh, ow] = max_{ky, kx < k} x[c, n, oh*s - p + ky, ow*s - p + kx]   (padding = -inf)
+//!   x: [C, N, H, W], y: [C, N, OH, OW], OH = (H + 2p - k) / s + 1
+//! ```
+//! The argmax (flat `h*W + w` within the plane; the first maximum in scan order wins ties, as
+//! PyTorch's CPU kernel) is kept for the backward pass, which routes `dy` to it.
+
+use super::conv::out_size;
+use ndarray::{Array4, Axis};
+use rayon::prelude::*;
+
+#[derive(Debug, Clone, Copy)]
+pub struct MaxPool2d {
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl MaxPool2d {
+    /// ResNet's stem pooling.
+    pub fn resnet() -> Self {
+        MaxPool2d {
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+        }
+    }
+
+    /// Returns `(y, argmax)`; argmax holds flat indices `iy * W + ix` into each input plane.
+    pub fn forward(&self, x: &Array4<f32>) -> (Array4<f32>, Array4<u32>) {
+        let (c, n, h, w) = x.dim();
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        let (oh, ow) = (out_size(h, k, s, p), out_size(w, k, s, p));
+        let mut y = Array4::<f32>::zeros((c, n, oh, ow));
+        let mut arg = Array4::<u32>::zeros((c, n, oh, ow));
+        let x = x.as_standard_layout();
+        y.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .zip(arg.axis_iter_mut(Axis(0)).into_par_iter())
+            .enumerate()
+            .for_each(|(ch, (mut yc, mut ac))| {
+                for nn in 0..n {
+                    let plane = x.index_axis(Axis(0), ch);
+                    let plane = plane.index_axis(Axis(0), nn);
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let (mut best, mut bi) = (f32::NEG_INFINITY, u32::MAX);
+                            for ky in 0..k {
+                                let iy = (oy * s + ky) as isize - p as isize;
+                                if iy < 0 || iy >= h as isize {
+                                    continue;
+                                }
+                                for kx in 0..k {
+                                    let ix = (ox * s + kx) as isize - p as isize;
+                                    if ix < 0 || ix >= w as isize {
+                                        continue;
+                                    }
+                                    let v = plane[[iy as usize, ix as usize]];
+                                    // strict >: the first maximum wins; NaN propagates like torch
+                                    if v > best || v.is_nan() || bi == u32::MAX {
+                                        best = v;
+                                        bi = (iy as usize * w + ix as usize) as u32;
+                                    }
+                                }
+                            }
+                            yc[[nn, oy, ox]] = best;
+                            ac[[nn, oy, ox]] = bi;
+                        }
+                    }
+                }
+            });
+        (y, arg)
+    }
+
+    /// `dx[c, n, argmax] += dy[c, n, oh, ow]`; `input_hw` = (H, W) of the forward input.
+    pub fn backward(
+        &self,
+        dy: &Array4<f32>,
+        argmax: &Array4<u32>,
+        input_hw: (usize, usize),
+    ) -> Array4<f32> {
+        let (c, n, _, _) = dy.dim();
+        let (h, w) = input_hw;
+        let mut dx = Array4::<f32>::zeros((c, n, h, w));
+        dx.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(ch, mut dxc)| {
+                for nn in 0..n {
+                    let mut plane = dxc.index_axis_mut(Axis(0), nn);
+                    let flat = plane.as_slice_mut().expect("standard layout");
+                    let g = dy.index_axis(Axis(0), ch);
+                    let a = argmax.index_axis(Axis(0), ch);
+                    for (gv, &ai) in g
+                        .index_axis(Axis(0), nn)
+                        .iter()
+                        .zip(a.index_axis(Axis(0), nn).iter())
+                    {
+                        flat[ai as usize] += gv;
+                    }
+                }
+            });
+        dx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maxpool_odd_size_padding_and_ties() {
+        // 1 channel, 5x6 plane with a tie (two 9s) inside one window: the first (scan order) wins.
+        let vals = [
+            1., 2., 3., 0., 0., 4., //
+            9., 0., 9., 1., 1., 1., //
+            0., 0., 0., 7., 0., 0., //
+            5., 0., 0., 0., 0., 8., //
+            0., 6., 0., 0., 0., 0.,
+        ];
+        let x = Array4::from_shape_vec((1, 1, 5, 6), vals.to_vec()).unwrap();
+        let (y, arg) = MaxPool2d::resnet().forward(&x);
+        assert_eq!(y.dim(), (1, 1, 3, 3));
+        // window (oy=1, ox=1) covers rows 1..=3, cols 1..=3 -> 9 at (1,2) flat 8
+        assert_eq!(y[[0, 0, 1, 1]], 9.0);
+        assert_eq!(arg[[0, 0, 1, 1]], 8);
+        // window (0,0) covers rows 0..=1, cols 0..=1 -> 9 at (1,0) flat 6
+        assert_eq!((y[[0, 0, 0, 0]], arg[[0, 0, 0, 0]]), (9.0, 6));
+        // window (0,1) covers rows 0..=1 cols 1..=3: 9 at (1,2)
+        assert_eq!((y[[0, 0, 0, 1]], arg[[0, 0, 0, 1]]), (9.0, 8));
+        let dy = Array4::from_elem((1, 1, 3, 3), 1.0f32);
+        let dx = MaxPool2d::resnet().backward(&dy, &arg, (5, 6));
+        assert_eq!(dx.sum(), 9.0);
+        assert_eq!(dx[[0, 0, 1, 2]], 2.0); // the 9 at (1,2) is the max of windows (0,1) and (1,1)
+    }
+}
