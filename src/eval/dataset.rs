@@ -14,7 +14,7 @@
 //!   group is the stem's prefix before its last `_` (`Unstim_20k_mito1_063` ->
 //!   `Unstim_20k_mito1`); a stem without `_` is its own group.
 
-use super::voc_standin::{read_voc, VocAnnotation};
+use crate::io::voc::{read_voc, VocAnnotation};
 use super::{GtBox, ImageEval, PredBox};
 use crate::error::{Error, Result};
 use crate::io::detections::{read_image_detections, ImageDetections};

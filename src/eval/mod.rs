@@ -42,7 +42,6 @@ pub mod dataset;
 pub mod iou;
 pub mod matching;
 pub mod report;
-mod voc_standin;
 
 pub use matching::Match;
 pub use report::write_report;
