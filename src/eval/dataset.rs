@@ -14,10 +14,10 @@
 //!   group is the stem's prefix before its last `_` (`Unstim_20k_mito1_063` ->
 //!   `Unstim_20k_mito1`); a stem without `_` is its own group.
 
-use crate::io::voc::{read_voc, VocAnnotation};
 use super::{GtBox, ImageEval, PredBox};
 use crate::error::{Error, Result};
 use crate::io::detections::{read_image_detections, ImageDetections};
+use crate::io::voc::{read_voc, VocAnnotation};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -116,6 +116,14 @@ fn sorted_files(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
     }
     files.sort();
     Ok(files)
+}
+
+/// The stems of every `*.xml` in `gt_dir`, sorted (the evaluated images).
+pub fn gt_stems(gt_dir: &Path) -> Result<Vec<String>> {
+    Ok(sorted_files(gt_dir, "xml")?
+        .iter()
+        .map(|p| stem_of(&p.to_string_lossy()))
+        .collect())
 }
 
 /// What [`load_dataset`] found besides the images.
