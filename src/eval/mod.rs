@@ -8,8 +8,9 @@
 //! Pipeline, for each IoU threshold `t`:
 //! 1. per image and class, detections are matched to ground truth ([`matching`]): each is a TP
 //!    (with the IoU of its pair), an FP, or ignored (it hit a *difficult* object);
-//! 2. the matched detections of a set of images and classes are ranked by score (stable, in
-//!    image order then score order) and summarized ([`summarize`]):
+//! 2. the matched detections of a set of images and classes are ranked by score, highest
+//!    first (stable: equal scores stay in image order, then in each image's input order) and
+//!    summarized (`summarize`):
 //!    * AP: all-point (VOC2010+), 11-point (VOC2007), 101-point (COCO) — see [`ap`]. The COCO
 //!      value keeps only the 100 highest-scoring detections per image and class
 //!      (pycocotools' `maxDets = 100`, `areaRng = 'all'`, no crowd), so it equals pycocotools'
