@@ -557,3 +557,101 @@ impl Backbone {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::gradcheck::{check, dot64};
+    use rand::{Rng, SeedableRng};
+
+    fn rand4(
+        shape: (usize, usize, usize, usize),
+        rng: &mut rand_chacha::ChaCha8Rng,
+    ) -> Array4<f32> {
+        Array4::from_shape_fn(shape, |_| rng.gen_range(-1.0..1.0))
+    }
+
+    fn conv_bn(
+        ci: usize,
+        co: usize,
+        k: usize,
+        s: usize,
+        rng: &mut rand_chacha::ChaCha8Rng,
+    ) -> ConvBn {
+        let w = rand4((co, ci, k, k), rng) * (1.0 / ((ci * k * k) as f32).sqrt());
+        let mut v = |lo: f32, hi: f32| Array1::from_shape_fn(co, |_| rng.gen_range(lo..hi));
+        let bn = FrozenBatchNorm2d {
+            weight: v(0.5, 1.5),
+            bias: v(-0.2, 0.2),
+            running_mean: v(-0.1, 0.1),
+            running_var: v(0.5, 1.5),
+            eps: 1e-5,
+        };
+        ConvBn::new(Conv2d::new(w, None, s, k / 2), bn)
+    }
+
+    /// A stage of two bottlenecks (the first with stride 2 and a downsample): the backward's
+    /// dx and the unfolded conv-weight gradients == finite differences of `<r, stage(x)>`.
+    #[test]
+    fn stage_backward_matches_finite_differences() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let (ci, mid, co) = (3, 2, 5);
+        let b0 = Bottleneck {
+            conv1: conv_bn(ci, mid, 1, 1, &mut rng),
+            conv2: conv_bn(mid, mid, 3, 2, &mut rng),
+            conv3: conv_bn(mid, co, 1, 1, &mut rng),
+            downsample: Some(conv_bn(ci, co, 1, 2, &mut rng)),
+        };
+        let b1 = Bottleneck {
+            conv1: conv_bn(co, mid, 1, 1, &mut rng),
+            conv2: conv_bn(mid, mid, 3, 1, &mut rng),
+            conv3: conv_bn(mid, co, 1, 1, &mut rng),
+            downsample: None,
+        };
+        let stage = Stage {
+            blocks: vec![b0, b1],
+        };
+        let x = rand4((ci, 2, 7, 6), &mut rng); // N = 2, odd H, H != W
+        let cache = stage.forward_cached(x.clone());
+        assert_eq!(cache.output(), &stage.forward(&x));
+        let r = rand4(cache.output().dim(), &mut rng);
+        let mut grads = Grads::new();
+        let dx = stage
+            .backward("s", cache, r.clone(), true, &mut grads)
+            .unwrap();
+        let h = 1e-3;
+        check(
+            "stage dx",
+            x.as_slice().unwrap(),
+            dx.as_slice().unwrap(),
+            h,
+            |v| {
+                let xv = Array4::from_shape_vec(x.dim(), v.to_vec()).unwrap();
+                dot64(r.view(), stage.forward(&xv).view())
+            },
+        );
+        type Pick = fn(&mut Stage) -> &mut ConvBn;
+        let picks: [(&str, Pick); 5] = [
+            ("s.0.conv1.weight", |s| &mut s.blocks[0].conv1),
+            ("s.0.conv2.weight", |s| &mut s.blocks[0].conv2),
+            ("s.0.conv3.weight", |s| &mut s.blocks[0].conv3),
+            ("s.0.downsample.0.weight", |s| {
+                s.blocks[0].downsample.as_mut().unwrap()
+            }),
+            ("s.1.conv2.weight", |s| &mut s.blocks[1].conv2),
+        ];
+        for (name, pick) in picks {
+            let mut st = stage.clone();
+            let w0 = pick(&mut st).conv.weight.clone();
+            let g = grads[name].as_slice().unwrap().to_vec();
+            check(name, w0.as_slice().unwrap(), &g, h, |v| {
+                let mut s2 = stage.clone();
+                let cb = pick(&mut s2);
+                cb.conv.weight = Array4::from_shape_vec(w0.dim(), v.to_vec()).unwrap();
+                cb.refold();
+                dot64(r.view(), s2.forward(&x).view())
+            });
+        }
+        assert_eq!(grads.len(), 7);
+    }
+}
