@@ -68,3 +68,40 @@ fn grads_match_torch_all_layers() {
 fn grads_match_torch_three_layers_beta1() {
     check("grad_small_t3_beta1", 3, 1.0);
 }
+
+/// No ground truth: every anchor and RoI is background, so no box loss and no box-regression
+/// gradient; the phases return exactly the weights they train (RpnOnly: no `head.*`).
+#[test]
+fn no_boxes_and_phases() {
+    use cryodet::train::grad::{trained_weights, Phase};
+    let model = FasterRcnn::load(fixture_path("grad/weights_small.safetensors")).unwrap();
+    let fx = load_fixture(fixture_path("grad/grad_small_t5.safetensors"));
+    let x = fx["input"].clone().into_dimensionality::<Ix4>().unwrap();
+    let (_, c, h, w) = x.dim();
+    let x = x.into_shape_with_order((c, 1, h, w)).unwrap();
+    let boxes = ndarray::Array2::<f32>::zeros((0, 4));
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    for phase in [Phase::Joint, Phase::RpnOnly, Phase::HeadOnly] {
+        let cfg = TrainConfig {
+            phase,
+            ..TrainConfig::default()
+        };
+        let (l, g) = loss_and_grads(&model, &x, boxes.view(), &[], &cfg, &mut rng);
+        assert_eq!((l.rpn_box_reg, l.box_reg), (0.0, 0.0));
+        assert!(l.total().is_finite());
+        assert_eq!(phase == Phase::HeadOnly, l.objectness == 0.0);
+        assert_eq!(phase == Phase::RpnOnly, l.classifier == 0.0);
+        let names: Vec<String> = trained_weights(&model, 3, phase)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            g.keys().cloned().collect::<std::collections::BTreeSet<_>>(),
+            names.into_iter().collect()
+        );
+        if phase != Phase::RpnOnly {
+            assert!(g["head.bbox_pred.weight"].iter().all(|&v| v == 0.0));
+            assert!(g["head.cls_score.weight"].iter().any(|&v| v != 0.0));
+        }
+    }
+}

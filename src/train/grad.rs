@@ -216,7 +216,71 @@ pub fn loss_and_grads(
     if let Some(d) = dfeat {
         model.backbone.backward(bcache, d, &mut grads);
     }
+    // Weights the phase trains but no gradient reached (no sampled anchors or RoIs): zeros.
+    for (name, shape) in trained_weights(model, t, cfg.phase) {
+        grads
+            .entry(name)
+            .or_insert_with(|| ndarray::ArrayD::zeros(shape));
+    }
     (losses, grads)
+}
+
+/// Names and shapes of the weights a step with `trainable_layers` and `phase` trains (the keys
+/// of [`loss_and_grads`]'s gradients).
+pub fn trained_weights(
+    model: &FasterRcnn,
+    trainable_layers: usize,
+    phase: Phase,
+) -> Vec<(String, Vec<usize>)> {
+    let mut out = Vec::new();
+    let conv = |out: &mut Vec<(String, Vec<usize>)>, name: &str, w: &ndarray::Array4<f32>| {
+        out.push((format!("{name}.weight"), w.shape().to_vec()));
+    };
+    let stage = |out: &mut Vec<(String, Vec<usize>)>, prefix: &str, st: &crate::backbone::Stage| {
+        for (i, b) in st.blocks.iter().enumerate() {
+            conv(out, &format!("{prefix}.{i}.conv1"), &b.conv1.conv.weight);
+            conv(out, &format!("{prefix}.{i}.conv2"), &b.conv2.conv.weight);
+            conv(out, &format!("{prefix}.{i}.conv3"), &b.conv3.conv.weight);
+            if let Some(d) = &b.downsample {
+                conv(out, &format!("{prefix}.{i}.downsample.0"), &d.conv.weight);
+            }
+        }
+    };
+    if stage_trainable(trainable_layers, 0) {
+        conv(
+            &mut out,
+            "backbone.conv1",
+            &model.backbone.conv1.conv.weight,
+        );
+    }
+    for (k, st) in model.backbone.layers.iter().enumerate() {
+        if stage_trainable(trainable_layers, k + 1) {
+            stage(&mut out, &format!("backbone.layer{}", k + 1), st);
+        }
+    }
+    if phase != Phase::HeadOnly {
+        for (name, c) in [
+            ("rpn.conv", &model.rpn.conv),
+            ("rpn.cls_logits", &model.rpn.cls_logits),
+            ("rpn.bbox_pred", &model.rpn.bbox_pred),
+        ] {
+            conv(&mut out, name, &c.weight);
+            out.push((format!("{name}.bias"), vec![c.out_channels()]));
+        }
+    }
+    if phase != Phase::RpnOnly {
+        if stage_trainable(trainable_layers, 4) {
+            stage(&mut out, "head.layer4", &model.head.layer4);
+        }
+        for (name, l) in [
+            ("head.cls_score", &model.head.cls_score),
+            ("head.bbox_pred", &model.head.bbox_pred),
+        ] {
+            out.push((format!("{name}.weight"), l.weight.shape().to_vec()));
+            out.push((format!("{name}.bias"), l.bias.shape().to_vec()));
+        }
+    }
+    out
 }
 
 /// Encoded targets `[S, 4]` of the sampled elements (rows of non-foreground ones are 0).
