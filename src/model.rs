@@ -242,20 +242,21 @@ impl FasterRcnn {
             cls_score: take_linear(&mut wf, "head.cls_score", c4, k)?,
             bbox_pred: take_linear(&mut wf, "head.bbox_pred", c4, 4 * k)?,
         };
-        let classes =
-            match wf.classes() {
-                Some(c) if c.len() == k => c,
-                Some(c) => return Err(Error::weights(
+        let classes = match wf.classes() {
+            Some(c) if c.len() == k => c,
+            Some(c) => {
+                return Err(Error::weights(
                     &wf.path,
                     format!(
                         "metadata `classes` names {} classes but head.cls_score has {k} outputs",
                         c.len()
                     ),
-                )),
-                None => std::iter::once("__background__".to_string())
-                    .chain((1..k).map(|i| format!("class{i}")))
-                    .collect(),
-            };
+                ))
+            }
+            None => std::iter::once("__background__".to_string())
+                .chain((1..k).map(|i| format!("class{i}")))
+                .collect(),
+        };
         wf.finish()?;
         Ok(FasterRcnn {
             backbone,
