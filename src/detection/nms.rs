@@ -140,38 +140,116 @@ pub fn nms_top_k(
     assert_eq!(boxes.ncols(), 4, "nms: boxes must be [N, 4]");
     assert_eq!(scores.len(), n, "nms: one score per box");
     let thr = threshold_for_f32_compare(iou_threshold);
-    let order = argsort_desc(scores);
-    // Structure of arrays in visiting order: the inner loop then reads contiguous memory and
-    // auto-vectorises (it computes the IoU for every later box, suppressed or not, and ORs the
-    // result in: same outcome as the kernel's skip, without a branch).
-    let x1: Vec<f32> = order.iter().map(|&i| boxes[[i, 0]]).collect();
-    let y1: Vec<f32> = order.iter().map(|&i| boxes[[i, 1]]).collect();
-    let x2: Vec<f32> = order.iter().map(|&i| boxes[[i, 2]]).collect();
-    let y2: Vec<f32> = order.iter().map(|&i| boxes[[i, 3]]).collect();
-    let area: Vec<f32> = (0..n).map(|k| (x2[k] - x1[k]) * (y2[k] - y1[k])).collect();
-    let mut suppressed = vec![0u8; n];
+    let mut live = LiveBoxes::new(boxes, &argsort_desc(scores));
     let mut keep = Vec::new();
-    for i in 0..n {
-        if keep.len() >= max_keep {
-            break;
-        }
-        if suppressed[i] != 0 {
+    // `pos` walks the live list in visiting order; `dead` counts suppressed entries after it.
+    let mut pos = 0;
+    let mut dead = 0usize;
+    while pos < live.len() && keep.len() < max_keep {
+        if live.suppressed[pos] != 0 {
+            pos += 1;
+            dead -= 1;
             continue;
         }
-        keep.push(order[i]);
-        let (ix1, iy1, ix2, iy2, ia) = (x1[i], y1[i], x2[i], y2[i], area[i]);
-        let rest = i + 1;
-        let (sx1, sy1, sx2, sy2) = (&x1[rest..], &y1[rest..], &x2[rest..], &y2[rest..]);
-        let (sa, ss) = (&area[rest..], &mut suppressed[rest..]);
+        keep.push(live.index[pos]);
+        dead += live.suppress_after(pos, thr);
+        pos += 1;
+        // Once more than half of what is left is dead, drop it: later rows then scan less.
+        if 2 * dead > live.len() - pos {
+            live.compact(pos);
+            pos = 0;
+            dead = 0;
+        }
+    }
+    keep
+}
+
+/// The boxes still to be visited, in visiting order, as a structure of arrays: the IoU loop then
+/// reads contiguous memory and auto-vectorises. Suppressed boxes stay in place (flagged) until
+/// [`LiveBoxes::compact`] drops them.
+struct LiveBoxes {
+    x1: Vec<f32>,
+    y1: Vec<f32>,
+    x2: Vec<f32>,
+    y2: Vec<f32>,
+    area: Vec<f32>,
+    /// Row of the box in the caller's array.
+    index: Vec<usize>,
+    suppressed: Vec<u8>,
+}
+
+impl LiveBoxes {
+    fn new(boxes: ArrayView2<f32>, order: &[usize]) -> Self {
+        let col = |k: usize| -> Vec<f32> { order.iter().map(|&i| boxes[[i, k]]).collect() };
+        let (x1, y1, x2, y2) = (col(0), col(1), col(2), col(3));
+        let area = (0..order.len())
+            .map(|k| (x2[k] - x1[k]) * (y2[k] - y1[k]))
+            .collect();
+        let suppressed = vec![0u8; order.len()];
+        LiveBoxes {
+            x1,
+            y1,
+            x2,
+            y2,
+            area,
+            index: order.to_vec(),
+            suppressed,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Flag every box after `i` whose IoU with box `i` is > `thr` (as the kernel's inner loop;
+    /// it computes the IoU of already-flagged boxes too, which changes nothing but removes a
+    /// branch). Returns how many boxes were newly flagged.
+    fn suppress_after(&mut self, i: usize, thr: f32) -> usize {
+        let (ix1, iy1, ix2, iy2, ia) =
+            (self.x1[i], self.y1[i], self.x2[i], self.y2[i], self.area[i]);
+        let r = i + 1;
+        let (sx1, sy1, sx2, sy2) = (&self.x1[r..], &self.y1[r..], &self.x2[r..], &self.y2[r..]);
+        let (sa, ss) = (&self.area[r..], &mut self.suppressed[r..]);
+        let mut newly = 0u32;
         for j in 0..ss.len() {
             let w = cmax(0.0, cmin(ix2, sx2[j]) - cmax(ix1, sx1[j]));
             let h = cmax(0.0, cmin(iy2, sy2[j]) - cmax(iy1, sy1[j]));
             let inter = w * h;
             let ovr = inter / (ia + sa[j] - inter);
-            ss[j] |= (ovr > thr) as u8;
+            let hit = (ovr > thr) as u8;
+            newly += (hit & !ss[j] & 1) as u32;
+            ss[j] |= hit;
         }
+        newly as usize
     }
-    keep
+
+    /// Keep only the unflagged boxes at positions `from..`, in order.
+    fn compact(&mut self, from: usize) {
+        let mut out = 0;
+        for k in from..self.len() {
+            if self.suppressed[k] == 0 {
+                self.x1[out] = self.x1[k];
+                self.y1[out] = self.y1[k];
+                self.x2[out] = self.x2[k];
+                self.y2[out] = self.y2[k];
+                self.area[out] = self.area[k];
+                self.index[out] = self.index[k];
+                out += 1;
+            }
+        }
+        for v in [
+            &mut self.x1,
+            &mut self.y1,
+            &mut self.x2,
+            &mut self.y2,
+            &mut self.area,
+        ] {
+            v.truncate(out);
+        }
+        self.index.truncate(out);
+        self.suppressed.clear();
+        self.suppressed.resize(out, 0);
+    }
 }
 
 /// Per-class NMS (torchvision.ops.batched_nms): boxes with different `labels` never suppress each

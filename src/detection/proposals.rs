@@ -149,3 +149,32 @@ pub fn filter_proposals(
     let out_scores = keep.iter().map(|&i| scores[i]).collect();
     (boxes.select(Axis(0), &keep), out_scores)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn top_k_breaks_ties_by_lower_index() {
+        let v = [1.0f32, 3.0, 2.0, 3.0, 2.0, f32::NAN, 3.0];
+        // NaN sorts first (as torch's descending sort), then 3.0 at indices 1, 3, 6.
+        assert_eq!(top_k_indices(&v, 4), vec![5, 1, 3, 6]);
+        assert_eq!(top_k_indices(&v, 6), vec![5, 1, 3, 6, 2, 4]);
+        assert_eq!(top_k_indices(&v, 100).len(), 7);
+        assert!(top_k_indices(&v, 0).is_empty());
+    }
+
+    #[test]
+    fn clip_then_remove_small() {
+        let mut b = array![
+            [-5.0f32, -5.0, 10.0, 10.0],
+            [270.0, 5.0, 300.0, 6.0],
+            [0.0, 0.0, 1e-4, 5.0]
+        ];
+        clip_boxes(&mut b, (20, 275));
+        assert_eq!(b.row(0).to_vec(), vec![0.0, 0.0, 10.0, 10.0]);
+        assert_eq!(b.row(1).to_vec(), vec![270.0, 5.0, 275.0, 6.0]);
+        assert_eq!(remove_small_boxes(b.view(), 1e-3), vec![0, 1]);
+    }
+}

@@ -98,32 +98,39 @@ pub fn roi_pool_forward(
     let shape = (channels, num_rois, pooled_h, pooled_w);
     let mut output = Array4::<f32>::zeros(shape);
     let mut argmax = Array4::<i32>::zeros(shape);
+    // Channel maps as contiguous [H * W] slices (a copy only if the caller's view is strided).
+    let features = features.as_standard_layout();
+    let plane = height * width;
+    let flat = features.as_slice().expect("standard layout is contiguous");
     output
         .axis_iter_mut(Axis(0))
         .into_par_iter()
         .zip(argmax.axis_iter_mut(Axis(0)).into_par_iter())
-        .zip(features.axis_iter(Axis(0)).into_par_iter())
-        .for_each(|((mut out_c, mut arg_c), map)| {
+        .enumerate()
+        .for_each(|(c, (mut out_c, mut arg_c))| {
+            let map = &flat[c * plane..(c + 1) * plane];
             // [P, ph, pw] of one channel, in the same (p, ph, pw) order as `bins`.
             let out_c = out_c.as_slice_mut().expect("fresh array is contiguous");
             let arg_c = arg_c.as_slice_mut().expect("fresh array is contiguous");
-            for (k, bin) in bins.iter().enumerate() {
-                let (mut maxval, mut maxidx) = if bin.is_empty() {
-                    (0.0f32, -1i32)
-                } else {
-                    (-f32::MAX, -1i32)
-                };
+            for ((bin, o), a) in bins.iter().zip(out_c.iter_mut()).zip(arg_c.iter_mut()) {
+                let mut maxval = if bin.is_empty() { 0.0f32 } else { -f32::MAX };
+                let mut maxidx = -1i32;
                 for h in bin.hstart..bin.hend {
-                    for w in bin.wstart..bin.wend {
-                        let v = map[[h, w]];
-                        if v > maxval {
-                            maxval = v;
-                            maxidx = (h * width + w) as i32;
-                        }
+                    let row_start = h * width + bin.wstart;
+                    let row = &map[row_start..h * width + bin.wend];
+                    for (dw, &v) in row.iter().enumerate() {
+                        // Branch-free select (random data makes `v > maxval` unpredictable).
+                        let better = v > maxval;
+                        maxidx = if better {
+                            (row_start + dw) as i32
+                        } else {
+                            maxidx
+                        };
+                        maxval = if better { v } else { maxval };
                     }
                 }
-                out_c[k] = maxval;
-                arg_c[k] = maxidx;
+                *o = maxval;
+                *a = maxidx;
             }
         });
     (output, argmax)

@@ -1,1 +1,307 @@
-//! Images (PNG, TIFF, JPEG; 8/16-bit gray or colour) to f32 gray arrays, and back.
+//! Images (PNG, TIFF, JPEG; 8/16-bit gray or colour; 32-bit float TIFF) to f32 gray arrays,
+//! and back to 8- or 16-bit gray PNG.
+//!
+//! Layout: every image is an `Array2<f32>` of shape `[H, W]` (row-major, row 0 at the top),
+//! holding the file's raw intensities as f32 (0..255 for 8-bit, 0..65535 for 16-bit, the stored
+//! values for float TIFF). No scaling happens here; see `transform::to_unit_range`.
+//!
+//! Colour is converted to gray with the Rec.601 luma weights
+//! `Y = 0.299 R + 0.587 G + 0.114 B` (the weights of OpenCV's `cvtColor(BGR2GRAY)` and PIL's
+//! `convert("L")`, but without their rounding to integers). Alpha channels are ignored.
+//!
+//! Decoding goes through the `image` crate for PNG and JPEG and through the `tiff` crate for
+//! TIFF (it also decodes float and signed-integer samples, which `image` does not). Both are
+//! given memory limits ([`MAX_DECODE_BYTES`], [`MAX_SIDE`]) so that a corrupt header claiming
+//! a gigantic image is refused instead of allocated.
+
+use crate::error::{Error, Result};
+use ndarray::{Array2, ArrayView2};
+use std::io::BufWriter;
+use std::path::Path;
+
+/// Largest decoded image we accept, in bytes of decoder output (2 GiB: a 16-bit 32k x 32k image).
+pub const MAX_DECODE_BYTES: u64 = 2 << 30;
+/// Largest image side we accept, in pixels.
+pub const MAX_SIDE: u32 = 65_536;
+
+/// Rec.601 luma weights (R, G, B).
+pub const LUMA_601: [f32; 3] = [0.299, 0.587, 0.114];
+
+/// Extensions (lower case) that [`read_gray`] reads.
+pub const IMAGE_EXTENSIONS: [&str; 5] = ["png", "tif", "tiff", "jpg", "jpeg"];
+
+/// True when the path ends with an image extension we read (case-insensitive).
+pub fn is_image_path(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        .unwrap_or(false)
+}
+
+/// Read one image as gray f32 `[H, W]` with raw intensities (see module doc).
+/// TIFF files with several pages: the first page is read.
+pub fn read_gray(path: &Path) -> Result<Array2<f32>> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    if ext == "tif" || ext == "tiff" {
+        return read_tiff_gray(path);
+    }
+    let mut reader = image::ImageReader::open(path)
+        .map_err(|e| Error::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?;
+    if reader.format() == Some(image::ImageFormat::Tiff) {
+        return read_tiff_gray(path);
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let img = reader
+        .decode()
+        .map_err(|e| Error::format(path, format!("cannot decode image: {e}")))?;
+    Ok(dynamic_to_gray(img))
+}
+
+/// Convert a decoded `image::DynamicImage` to gray f32 with raw intensities.
+fn dynamic_to_gray(img: image::DynamicImage) -> Array2<f32> {
+    use image::DynamicImage as D;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    match img {
+        D::ImageLuma8(b) => from_samples(h, w, 1, b.as_raw(), |v| v as f32),
+        D::ImageLumaA8(b) => from_samples(h, w, 2, b.as_raw(), |v| v as f32),
+        D::ImageRgb8(b) => from_samples(h, w, 3, b.as_raw(), |v| v as f32),
+        D::ImageRgba8(b) => from_samples(h, w, 4, b.as_raw(), |v| v as f32),
+        D::ImageLuma16(b) => from_samples(h, w, 1, b.as_raw(), |v| v as f32),
+        D::ImageLumaA16(b) => from_samples(h, w, 2, b.as_raw(), |v| v as f32),
+        D::ImageRgb16(b) => from_samples(h, w, 3, b.as_raw(), |v| v as f32),
+        D::ImageRgba16(b) => from_samples(h, w, 4, b.as_raw(), |v| v as f32),
+        D::ImageRgb32F(b) => from_samples(h, w, 3, b.as_raw(), |v| v),
+        D::ImageRgba32F(b) => from_samples(h, w, 4, b.as_raw(), |v| v),
+        other => {
+            // Future variants: go through 32-bit float RGB (keeps 16-bit precision).
+            let b = other.to_rgb32f();
+            from_samples(h, w, 3, b.as_raw(), |v| v)
+        }
+    }
+}
+
+/// Interleaved samples (`channels` per pixel: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) to gray.
+fn from_samples<T: Copy>(
+    h: usize,
+    w: usize,
+    channels: usize,
+    data: &[T],
+    to_f32: impl Fn(T) -> f32,
+) -> Array2<f32> {
+    let mut out = Array2::<f32>::zeros((h, w));
+    for (o, px) in out.iter_mut().zip(data.chunks_exact(channels)) {
+        *o = if channels <= 2 {
+            to_f32(px[0])
+        } else {
+            LUMA_601[0] * to_f32(px[0]) + LUMA_601[1] * to_f32(px[1]) + LUMA_601[2] * to_f32(px[2])
+        };
+    }
+    out
+}
+
+/// TIFF through the `tiff` crate: gray or RGB(A), any integer or float sample type.
+fn read_tiff_gray(path: &Path) -> Result<Array2<f32>> {
+    use tiff::decoder::{Decoder, DecodingResult, Limits};
+    use tiff::ColorType;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let bad = |e: tiff::TiffError| Error::format(path, format!("cannot decode TIFF: {e}"));
+    let mut limits = Limits::default();
+    limits.decoding_buffer_size = MAX_DECODE_BYTES as usize;
+    let mut dec = Decoder::new(std::io::BufReader::new(file))
+        .map_err(bad)?
+        .with_limits(limits);
+    let (w, h) = dec.dimensions().map_err(bad)?;
+    if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE {
+        return Err(Error::format(
+            path,
+            format!("unsupported TIFF size {w}x{h}"),
+        ));
+    }
+    let channels = match dec.colortype().map_err(bad)? {
+        ColorType::Gray(_) => 1,
+        ColorType::GrayA(_) => 2,
+        ColorType::RGB(_) => 3,
+        ColorType::RGBA(_) => 4,
+        other => {
+            return Err(Error::format(
+                path,
+                format!("unsupported TIFF colour type {other:?}"),
+            ))
+        }
+    };
+    let (h, w) = (h as usize, w as usize);
+    match dec.read_image().map_err(bad)? {
+        DecodingResult::U8(v) => gray_from(path, h, w, channels, &v, |x| x as f32),
+        DecodingResult::U16(v) => gray_from(path, h, w, channels, &v, |x| x as f32),
+        DecodingResult::U32(v) => gray_from(path, h, w, channels, &v, |x| x as f32),
+        DecodingResult::I8(v) => gray_from(path, h, w, channels, &v, |x| x as f32),
+        DecodingResult::I16(v) => gray_from(path, h, w, channels, &v, |x| x as f32),
+        DecodingResult::I32(v) => gray_from(path, h, w, channels, &v, |x| x as f32),
+        DecodingResult::F16(v) => gray_from(path, h, w, channels, &v, |x| x.to_f32()),
+        DecodingResult::F32(v) => gray_from(path, h, w, channels, &v, |x| x),
+        DecodingResult::F64(v) => gray_from(path, h, w, channels, &v, |x| x as f32),
+        _ => Err(Error::format(
+            path,
+            "unsupported TIFF sample type (64-bit integer)",
+        )),
+    }
+}
+
+/// [`from_samples`] after checking that the decoder returned exactly `h * w * channels` samples.
+fn gray_from<T: Copy>(
+    path: &Path,
+    h: usize,
+    w: usize,
+    channels: usize,
+    v: &[T],
+    to_f32: impl Fn(T) -> f32,
+) -> Result<Array2<f32>> {
+    if v.len() != h * w * channels {
+        return Err(Error::format(
+            path,
+            format!(
+                "TIFF decoded {} samples, expected {h}x{w}x{channels}",
+                v.len()
+            ),
+        ));
+    }
+    Ok(from_samples(h, w, channels, v, to_f32))
+}
+
+/// Write `img` (values in [0, 1], clamped) as an 8-bit gray PNG: `v = round(255 x)`.
+pub fn write_png_gray8(path: &Path, img: ArrayView2<f32>) -> Result<()> {
+    let data: Vec<u8> = img
+        .iter()
+        .map(|&x| (x.clamp(0.0, 1.0) * 255.0).round() as u8)
+        .collect();
+    write_png(path, img.dim(), png::BitDepth::Eight, &data)
+}
+
+/// Write `img` (values in [0, 1], clamped) as a 16-bit gray PNG: `v = round(65535 x)`.
+pub fn write_png_gray16(path: &Path, img: ArrayView2<f32>) -> Result<()> {
+    // PNG stores 16-bit samples big-endian.
+    let data: Vec<u8> = img
+        .iter()
+        .flat_map(|&x| ((x.clamp(0.0, 1.0) * 65535.0).round() as u16).to_be_bytes())
+        .collect();
+    write_png(path, img.dim(), png::BitDepth::Sixteen, &data)
+}
+
+fn write_png(path: &Path, (h, w): (usize, usize), depth: png::BitDepth, data: &[u8]) -> Result<()> {
+    let (wu, hu) = match (u32::try_from(w), u32::try_from(h)) {
+        (Ok(wu), Ok(hu)) if wu > 0 && hu > 0 => (wu, hu),
+        _ => return Err(Error::invalid(format!("cannot write a {h}x{w} PNG"))),
+    };
+    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut enc = png::Encoder::new(BufWriter::new(file), wu, hu);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(depth);
+    let to_err = |e: png::EncodingError| match e {
+        png::EncodingError::IoError(io) => Error::io(path, io),
+        other => Error::format(path, format!("cannot encode PNG: {other}")),
+    };
+    let mut writer = enc.write_header().map_err(to_err)?;
+    writer.write_image_data(data).map_err(to_err)?;
+    writer.finish().map_err(to_err)
+}
+
+/// Check that every pixel is finite. With `mask = false` a NaN or infinity is an error naming
+/// the file, the count and the first bad pixel; with `mask = true` each non-finite pixel is
+/// replaced by the median of the finite pixels (lower median for an even count) and the number
+/// of replaced pixels is returned. An image with no finite pixel at all is always an error.
+pub fn check_finite(path: &Path, img: Array2<f32>, mask: bool) -> Result<(Array2<f32>, usize)> {
+    let bad = img.iter().filter(|v| !v.is_finite()).count();
+    if bad == 0 {
+        return Ok((img, 0));
+    }
+    let first = img
+        .indexed_iter()
+        .find(|(_, v)| !v.is_finite())
+        .map(|((y, x), v)| format!("first at (y={y}, x={x}) = {v}"))
+        .unwrap_or_default();
+    if !mask {
+        return Err(Error::format(
+            path,
+            format!("{bad} non-finite pixel(s) (NaN/Inf), {first}; use masking to replace them"),
+        ));
+    }
+    let mut finite: Vec<f32> = img.iter().copied().filter(|v| v.is_finite()).collect();
+    if finite.is_empty() {
+        return Err(Error::format(path, "no finite pixel in the image"));
+    }
+    let mid = (finite.len() - 1) / 2;
+    let (_, median, _) = finite.select_nth_unstable_by(mid, f32::total_cmp);
+    let median = *median;
+    let mut img = img;
+    img.mapv_inplace(|v| if v.is_finite() { v } else { median });
+    Ok((img, bad))
+}
+
+/// What a file header says about an image, without decoding the pixels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageInfo {
+    /// "PNG", "JPEG", "TIFF".
+    pub format: String,
+    pub width: u32,
+    pub height: u32,
+    /// Colour type and bit depth, e.g. "gray 16-bit", "RGB 8-bit", "gray 32-bit float".
+    pub color: String,
+}
+
+/// Read the header of an image file (format, size, colour type and bit depth).
+pub fn image_info(path: &Path) -> Result<ImageInfo> {
+    let reader = image::ImageReader::open(path)
+        .map_err(|e| Error::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?;
+    let format = reader.format();
+    if format == Some(image::ImageFormat::Tiff) {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let bad = |e: tiff::TiffError| Error::format(path, format!("cannot decode TIFF: {e}"));
+        let mut dec = tiff::decoder::Decoder::new(std::io::BufReader::new(file)).map_err(bad)?;
+        let (width, height) = dec.dimensions().map_err(bad)?;
+        let sample = match dec.find_tag_unsigned::<u16>(tiff::tags::Tag::SampleFormat) {
+            Ok(Some(3)) => " float",
+            Ok(Some(2)) => " signed",
+            _ => "",
+        };
+        let color = match dec.colortype().map_err(bad)? {
+            tiff::ColorType::Gray(b) => format!("gray {b}-bit{sample}"),
+            tiff::ColorType::GrayA(b) => format!("gray+alpha {b}-bit{sample}"),
+            tiff::ColorType::RGB(b) => format!("RGB {b}-bit{sample}"),
+            tiff::ColorType::RGBA(b) => format!("RGBA {b}-bit{sample}"),
+            other => format!("{other:?}"),
+        };
+        return Ok(ImageInfo { format: "TIFF".into(), width, height, color });
+    }
+    let name = format.map(|f| format!("{f:?}").to_uppercase()).unwrap_or_else(|| "unknown".into());
+    let dec = reader
+        .into_decoder()
+        .map_err(|e| Error::format(path, format!("cannot decode image header: {e}")))?;
+    use image::ImageDecoder;
+    let (width, height) = dec.dimensions();
+    let ct = dec.color_type();
+    let bits = ct.bits_per_pixel() / ct.channel_count() as u16;
+    let kind = match ct.channel_count() {
+        1 => "gray",
+        2 => "gray+alpha",
+        3 => "RGB",
+        _ => "RGBA",
+    };
+    let float = if matches!(ct, image::ColorType::Rgb32F | image::ColorType::Rgba32F) {
+        " float"
+    } else {
+        ""
+    };
+    Ok(ImageInfo { format: name, width, height, color: format!("{kind} {bits}-bit{float}") })
+}

@@ -1,0 +1,447 @@
+//! Evaluation: AP against pycocotools and the VOC devkit (fixture from tools/check_ap.py),
+//! hand-computed edge cases, the detection file schema, and the report files.
+
+use cryodet::eval::{evaluate, EvalConfig, GtBox, ImageEval, PredBox, Summary};
+use cryodet::io::detections::{self, Detection, ImageDetections};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// pycocotools averages its 101 samples with numpy's pairwise sum; ours is sequential.
+const COCO_TOL: f64 = 1e-6;
+/// The VOC APs follow the same f64 operations as the Python port.
+const VOC_TOL: f64 = 1e-9;
+/// Hand-computed values (a few f64 operations).
+const EXACT: f64 = 1e-12;
+
+fn fixture_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/eval")
+        .join(name)
+}
+
+fn f32_of(v: &Value) -> f32 {
+    v.as_f64().expect("number") as f32
+}
+
+fn box_of(v: &Value) -> [f32; 4] {
+    let a = v.as_array().expect("box array");
+    [f32_of(&a[0]), f32_of(&a[1]), f32_of(&a[2]), f32_of(&a[3])]
+}
+
+fn load_reference() -> (Vec<ImageEval>, Value) {
+    let text = std::fs::read_to_string(fixture_path("ap_reference.json"))
+        .expect("tests/fixtures/eval/ap_reference.json (run tools/check_ap.py)");
+    let v: Value = serde_json::from_str(&text).expect("fixture JSON");
+    let images = v["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .map(|im| ImageEval {
+            name: im["name"].as_str().expect("name").to_string(),
+            group: None,
+            gt: im["gt"]
+                .as_array()
+                .expect("gt")
+                .iter()
+                .map(|g| GtBox {
+                    bbox: box_of(&g["box"]),
+                    class: g["class"].as_str().expect("class").to_string(),
+                    difficult: false,
+                    incomplete: false,
+                })
+                .collect(),
+            pred: im["pred"]
+                .as_array()
+                .expect("pred")
+                .iter()
+                .map(|p| PredBox {
+                    bbox: box_of(&p["box"]),
+                    class: p["class"].as_str().expect("class").to_string(),
+                    score: f32_of(&p["score"]),
+                })
+                .collect(),
+        })
+        .collect();
+    (images, v)
+}
+
+fn iou_list(v: &Value) -> Vec<f64> {
+    v["iou_thresholds"]
+        .as_array()
+        .expect("ious")
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+/// Compares one AP kind (per class, per IoU) to the fixture; prints every value on failure.
+fn check_against(
+    report: &cryodet::eval::EvalReport,
+    expected: &Value,
+    get: fn(&Summary) -> Option<f64>,
+    tol: f64,
+    what: &str,
+) {
+    let mut worst = 0.0f64;
+    let mut failures = Vec::new();
+    for (class, vals) in expected.as_object().expect("per-class object") {
+        let cr = report
+            .per_class
+            .iter()
+            .find(|c| &c.class == class)
+            .unwrap_or_else(|| panic!("{what}: class {class} missing from the report"));
+        for (t, ev) in vals.as_array().expect("per-iou").iter().enumerate() {
+            let got = get(&cr.per_iou[t]);
+            match (ev.as_f64(), got) {
+                (None, None) => {}
+                (Some(e), Some(g)) => {
+                    let d = (e - g).abs();
+                    worst = worst.max(d);
+                    if d > tol {
+                        failures.push(format!(
+                            "{class} @ iou[{t}]: expected {e}, got {g}, diff {d:e}"
+                        ));
+                    }
+                }
+                (e, g) => failures.push(format!("{class} @ iou[{t}]: expected {e:?}, got {g:?}")),
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{what}: max abs diff {worst:e} (tol {tol:e}); failures: {failures:#?}"
+    );
+    eprintln!("{what}: max abs diff {worst:e} (tol {tol:e})");
+}
+
+#[test]
+fn ap_matches_pycocotools_and_voc_devkit() {
+    let (images, v) = load_reference();
+    let cfg = EvalConfig {
+        iou_thresholds: iou_list(&v),
+        ..EvalConfig::default()
+    };
+    let report = evaluate(&images, &cfg);
+    let exp = &v["expected"];
+    check_against(
+        &report,
+        &exp["coco101"],
+        |s| s.ap_coco101,
+        COCO_TOL,
+        "COCO 101-point (maxDets 100)",
+    );
+    check_against(
+        &report,
+        &exp["voc_all_point"],
+        |s| s.ap_all_point,
+        VOC_TOL,
+        "VOC all-point",
+    );
+    check_against(
+        &report,
+        &exp["voc_11_point"],
+        |s| s.ap_11_point,
+        VOC_TOL,
+        "VOC 11-point",
+    );
+
+    // The fixture has an object found only beyond the 100th detection: without the maxDets cut
+    // the COCO value changes, and matches pycocotools run with an unbounded maxDets.
+    let cfg_all = EvalConfig {
+        coco_max_dets: usize::MAX,
+        ..cfg
+    };
+    let report_all = evaluate(&images, &cfg_all);
+    check_against(
+        &report_all,
+        &exp["coco101_max_dets_unbounded"],
+        |s| s.ap_coco101,
+        COCO_TOL,
+        "COCO 101-point (maxDets unbounded)",
+    );
+    let a = report
+        .per_class
+        .iter()
+        .find(|c| c.class == "mito")
+        .unwrap()
+        .per_iou[0]
+        .ap_coco101
+        .unwrap();
+    let b = report_all
+        .per_class
+        .iter()
+        .find(|c| c.class == "mito")
+        .unwrap()
+        .per_iou[0]
+        .ap_coco101
+        .unwrap();
+    assert!(
+        (a - b).abs() > 1e-3,
+        "maxDets should matter on this fixture: {a} vs {b}"
+    );
+}
+
+fn gt(b: [f32; 4], class: &str) -> GtBox {
+    GtBox {
+        bbox: b,
+        class: class.into(),
+        difficult: false,
+        incomplete: false,
+    }
+}
+
+fn pred(b: [f32; 4], class: &str, score: f32) -> PredBox {
+    PredBox {
+        bbox: b,
+        class: class.into(),
+        score,
+    }
+}
+
+fn image(name: &str, gt: Vec<GtBox>, pred: Vec<PredBox>) -> ImageEval {
+    ImageEval {
+        name: name.into(),
+        group: None,
+        gt,
+        pred,
+    }
+}
+
+fn cfg(ious: &[f64]) -> EvalConfig {
+    EvalConfig {
+        iou_thresholds: ious.to_vec(),
+        ..EvalConfig::default()
+    }
+}
+
+fn close(name: &str, got: f64, want: f64, tol: f64) {
+    assert!(
+        (got - want).abs() <= tol,
+        "{name}: got {got}, want {want}, diff {:e}",
+        (got - want).abs()
+    );
+}
+
+const A: [f32; 4] = [10.0, 10.0, 50.0, 50.0];
+const B: [f32; 4] = [100.0, 100.0, 140.0, 160.0];
+
+#[test]
+fn no_predictions_at_all() {
+    let ims = vec![image("a", vec![gt(A, "mito"), gt(B, "mito")], vec![])];
+    let r = evaluate(&ims, &cfg(&[0.5]));
+    let s = &r.per_class[0].per_iou[0];
+    assert_eq!((s.tp, s.fp, s.fn_), (0, 0, 2));
+    assert_eq!(s.ap_all_point, Some(0.0));
+    assert_eq!(s.ap_coco101, Some(0.0));
+    assert_eq!(
+        (s.precision, s.recall, s.f1),
+        (1.0, 0.0, 0.0),
+        "0/0 := 1 for precision"
+    );
+    assert_eq!(s.miou, None);
+    assert_eq!(s.best_f1_threshold, None);
+}
+
+#[test]
+fn images_without_ground_truth_only_add_false_positives() {
+    let with = vec![
+        image("a", vec![gt(A, "mito")], vec![pred(A, "mito", 0.6)]),
+        image("empty", vec![], vec![pred(B, "mito", 0.9)]),
+    ];
+    let r = evaluate(&with, &cfg(&[0.5]));
+    let s = &r.per_class[0].per_iou[0];
+    // Ranking: FP (0.9), TP (0.6) -> recall 0, 1; precision 0, 1/2: AP = 1 * 1/2.
+    close("ap_all_point", s.ap_all_point.unwrap(), 0.5, EXACT);
+    assert_eq!((s.tp, s.fp, s.fn_), (1, 1, 0));
+    // Best F1: cut at 0.6 (P = 1/2, R = 1) -> 2/3; cut at 0.9 gives 0.
+    close("best_f1", s.best_f1, 2.0 / 3.0, EXACT);
+    assert_eq!(s.best_f1_threshold, Some(0.6f32 as f64));
+    // The empty image alone: nothing to find, one false alarm.
+    let img = &r.images[1].summary;
+    assert_eq!((img.n_gt, img.tp, img.fp, img.f1), (0, 0, 1, 0.0));
+    assert_eq!(
+        img.ap_all_point, None,
+        "AP is undefined without ground truth"
+    );
+    // An empty image with no detection is perfect.
+    let r = evaluate(&[image("e", vec![], vec![])], &cfg(&[0.5]));
+    assert_eq!(r.images[0].summary.f1, 1.0);
+    assert!(r.per_class.is_empty());
+}
+
+#[test]
+fn duplicate_detections_are_false_positives() {
+    let a2 = [12.0, 10.0, 52.0, 50.0];
+    let ims = vec![image(
+        "a",
+        vec![gt(A, "mito"), gt(B, "mito")],
+        vec![
+            pred(A, "mito", 0.9),
+            pred(a2, "mito", 0.8),
+            pred(B, "mito", 0.7),
+        ],
+    )];
+    let r = evaluate(&ims, &cfg(&[0.5]));
+    let s = &r.per_class[0].per_iou[0];
+    assert_eq!((s.tp, s.fp, s.fn_), (2, 1, 0));
+    // TP, FP, TP with 2 GT: (1/2)*1 + (1/2)*(2/3).
+    close(
+        "ap_all_point",
+        s.ap_all_point.unwrap(),
+        0.5 + 0.5 * 2.0 / 3.0,
+        EXACT,
+    );
+    // mIoU over the TP pairs: both exact boxes -> 1.
+    close("miou", s.miou.unwrap(), 1.0, EXACT);
+}
+
+#[test]
+fn boxes_partly_outside_the_image_use_their_full_extent() {
+    // GT clipped at the border [0,0,40,40]; the prediction extends outside, [-10,0,40,40]:
+    // IoU = 1600 / 2000 = 0.8 (no clipping by the evaluator).
+    let ims = vec![image(
+        "a",
+        vec![gt([0.0, 0.0, 40.0, 40.0], "mito")],
+        vec![pred([-10.0, 0.0, 40.0, 40.0], "mito", 0.9)],
+    )];
+    let r = evaluate(&ims, &cfg(&[0.7, 0.8, 0.9]));
+    let s = &r.per_class[0].per_iou;
+    assert_eq!(s[0].tp, 1);
+    assert_eq!(s[1].tp, 1, "IoU 0.8 >= threshold 0.8");
+    assert_eq!(s[2].tp, 0);
+    close("miou", s[0].miou.unwrap(), 0.8, 1e-7);
+}
+
+#[test]
+fn class_absent_from_predictions_and_from_ground_truth() {
+    let ims = vec![image(
+        "a",
+        vec![gt(A, "mito"), gt(B, "vesicle")],
+        vec![
+            pred(A, "mito", 0.9),
+            pred([200.0, 200.0, 220.0, 220.0], "ghost", 0.9),
+        ],
+    )];
+    let r = evaluate(&ims, &cfg(&[0.5]));
+    assert_eq!(r.classes, vec!["ghost", "mito", "vesicle"]);
+    let get = |c: &str| &r.per_class.iter().find(|x| x.class == c).unwrap().per_iou[0];
+    assert_eq!(get("vesicle").ap_all_point, Some(0.0));
+    assert_eq!(get("ghost").ap_all_point, None);
+    assert_eq!(get("mito").ap_all_point, Some(1.0));
+    // mAP over the classes with ground truth: (1 + 0) / 2; pooled: TP (0.9) and FP (0.9) tied,
+    // in input order: mito first -> TP then FP, 2 GT -> AP 1/2.
+    let o = &r.overall[0];
+    close("map", o.map_all_point.unwrap(), 0.5, EXACT);
+    close("pooled ap", o.pooled.ap_all_point.unwrap(), 0.5, EXACT);
+    assert_eq!((o.pooled.tp, o.pooled.fp, o.pooled.fn_), (1, 1, 1));
+}
+
+#[test]
+fn difficult_objects_are_neither_missed_nor_found() {
+    let mut d = gt(B, "mito");
+    d.difficult = true;
+    let ims = vec![image(
+        "a",
+        vec![gt(A, "mito"), d],
+        vec![
+            pred(B, "mito", 0.95),
+            pred(B, "mito", 0.9),
+            pred(A, "mito", 0.8),
+        ],
+    )];
+    let r = evaluate(&ims, &cfg(&[0.5]));
+    let s = &r.per_class[0].per_iou[0];
+    assert_eq!(s.n_gt, 1, "difficult ground truth is not counted");
+    assert_eq!(s.n_ignored, 2);
+    assert_eq!((s.tp, s.fp, s.fn_), (1, 0, 0));
+    assert_eq!(s.ap_all_point, Some(1.0));
+}
+
+#[test]
+fn score_threshold_and_groups() {
+    let mut ims = vec![
+        image("t1_000", vec![gt(A, "mito")], vec![pred(A, "mito", 0.9)]),
+        image("t1_001", vec![gt(A, "mito")], vec![pred(A, "mito", 0.3)]),
+        image("t2_000", vec![gt([0.0, 0.0, 30.0, 30.0], "mito")], vec![]),
+    ];
+    for im in &mut ims {
+        im.group = Some(cryodet::eval::dataset::group_of_stem(&im.name));
+    }
+    ims[2].gt[0].incomplete = true;
+    let r = evaluate(&ims, &cfg(&[0.5, 0.7]));
+    // At score >= 0.5: 1 TP, 0 FP, 2 FN.
+    let p = &r.overall[0].pooled;
+    assert_eq!((p.tp, p.fp, p.fn_), (1, 0, 2));
+    close("recall", p.recall, 1.0 / 3.0, EXACT);
+    close("f1", p.f1, 0.5, EXACT);
+    // Best F1 keeps both detections: P = 1, R = 2/3 -> 0.8 at threshold 0.3.
+    close("best_f1", p.best_f1, 0.8, EXACT);
+    assert_eq!(p.best_f1_threshold, Some(0.3f32 as f64));
+    assert_eq!(r.groups.len(), 2);
+    let (g1, g2) = (&r.groups[0], &r.groups[1]);
+    assert_eq!(
+        (g1.group.as_str(), g1.n_images, g1.n_incomplete),
+        ("t1", 2, 0)
+    );
+    assert_eq!(
+        (g2.group.as_str(), g2.n_images, g2.n_incomplete),
+        ("t2", 1, 1)
+    );
+    assert_eq!(g1.ap, Some(1.0));
+    assert_eq!(g2.ap, Some(0.0));
+    close("t1 f1", g1.summary.f1, 2.0 / 3.0, EXACT);
+}
+
+#[test]
+fn detection_files_round_trip_and_errors_name_the_file() {
+    let dir = std::env::temp_dir().join(format!("cryodet_eval_det_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = ImageDetections {
+        image: "tomo_001.png".into(),
+        width: 300,
+        height: 200,
+        detections: vec![Detection {
+            bbox: [1.5, 2.0, 30.25, 40.0],
+            score: 0.75,
+            label: "mitochondria".into(),
+            class_id: 1,
+        }],
+    };
+    let p = dir.join("tomo_001.json");
+    detections::write_json(&p, &d).unwrap();
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains("\"box\""), "the field is named `box`: {text}");
+    assert_eq!(detections::read_image_detections(&p).unwrap(), d);
+
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"image": "x", "width": 3, "height": 3, "detections": [{"box": [1, 2, 3], "score": 1, "label": "m", "class_id": 1}]}"#).unwrap();
+    let e = detections::read_image_detections(&bad)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bad.json"), "{e}");
+    let inverted = dir.join("inverted.json");
+    std::fs::write(&inverted, r#"{"image": "x", "width": 3, "height": 3, "detections": [{"box": [5, 2, 3, 4], "score": 1, "label": "m", "class_id": 1}]}"#).unwrap();
+    let e = detections::read_image_detections(&inverted)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("inverted.json") && e.contains("inverted box"),
+        "{e}"
+    );
+
+    let csv = dir.join("d.csv");
+    detections::write_csv(
+        &csv,
+        &[
+            ("tomo.mrc".into(), Some(3), d.detections[0].clone()),
+            ("a,b.png".into(), None, d.detections[0].clone()),
+        ],
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "image,z,x1,y1,x2,y2,score,label,class_id");
+    assert_eq!(lines[1], "tomo.mrc,3,1.5,2,30.25,40,0.75,mitochondria,1");
+    assert_eq!(lines[2], "\"a,b.png\",,1.5,2,30.25,40,0.75,mitochondria,1");
+    std::fs::remove_dir_all(&dir).ok();
+}
