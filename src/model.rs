@@ -293,6 +293,9 @@ impl FasterRcnn {
         mut trace: Option<&mut Trace>,
     ) -> Detections {
         let (_, _, ph, pw) = x.dim();
+        if let Some(t) = trace.as_deref_mut() {
+            t.push_map("input", x);
+        }
         let feat = match trace.as_deref_mut() {
             Some(t) => {
                 let outs = self.backbone.forward_all(x);
