@@ -18,8 +18,9 @@
 //! Loading one image (the detection pipeline's, so training and inference see the same input):
 //! ```text
 //! read_gray -> to_unit_range -> preprocess (study's bilateral + equalization; optional)
-//!   -> bilinear resize by s = min(size / short side, max_size / long side)
-//!   -> normalize_imagenet -> x [3, 1, h', w'];  boxes: x * w'/w, y * h'/h
+//!   -> normalize_imagenet, bilinear resize by s = min(size / short side, max_size / long side)
+//!      (transform::transform_image, as crate::pipeline::prepare does for detection)
+//!   -> x [3, 1, h', w'];  boxes: x * w'/w, y * h'/h
 //! ```
 //! The network input is then augmented ([`crate::train::augment`]) and zero-padded to a multiple
 //! of 32 (torchvision's `batch_images`).
@@ -32,11 +33,16 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-// The image, VOC, preprocessing and transform functions of branch `io`.
-use pending_io::{
-    image_size, normalize_imagenet, preprocess, read_gray, read_voc, resize_bilinear,
-    to_unit_range, PreprocessConfig, Scaling, VocObject,
-};
+use crate::io::image::{image_info, is_image_path, read_gray};
+use crate::io::voc::{read_voc, VocObject};
+use crate::preprocess::{preprocess, PreprocessConfig};
+use crate::transform::{resize_scale, resized_size, to_unit_range, transform_image, Scaling};
+
+/// Image size `(h, w)` from the file header.
+fn image_size(path: &Path) -> Result<(usize, usize)> {
+    let info = image_info(path)?;
+    Ok((info.height as usize, info.width as usize))
+}
 
 /// Name of class 0.
 pub const BACKGROUND: &str = "__background__";
@@ -77,16 +83,6 @@ fn stem(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn is_image(p: &Path) -> bool {
-    matches!(
-        p.extension()
-            .and_then(|e| e.to_str())
-            .map(|e| e.to_ascii_lowercase())
-            .as_deref(),
-        Some("png" | "tif" | "tiff" | "jpg" | "jpeg")
-    )
-}
-
 fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
@@ -114,7 +110,7 @@ pub fn find_pairs(data: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
             .collect();
         let mut pairs = Vec::new();
         let mut matched = BTreeSet::new();
-        for img in list_dir(&img_dir)?.into_iter().filter(|p| is_image(p)) {
+        for img in list_dir(&img_dir)?.into_iter().filter(|p| is_image_path(p)) {
             match anns.get(&stem(&img)) {
                 Some(a) => {
                     if !matched.insert(stem(&img)) {
@@ -398,13 +394,11 @@ pub fn load_example(ds: &Dataset, s: &Sample, cfg: &LoadConfig) -> Result<Exampl
     if let Some(p) = &cfg.preprocess {
         img = preprocess(img.view(), p);
     }
-    let scale = (cfg.size as f64 / h.min(w) as f64).min(cfg.max_size as f64 / h.max(w) as f64);
-    let (oh, ow) = (
-        ((h as f64 * scale).floor() as usize).max(1),
-        ((w as f64 * scale).floor() as usize).max(1),
-    );
-    let resized = resize_bilinear(img.view(), oh, ow);
-    let x = normalize_imagenet(resized.view());
+    // The detection pipeline's transform (crate::pipeline::prepare), without its padding: the
+    // padding is added after augmentation so that it stays at the bottom and right.
+    let (padded, (oh, ow)) = transform_image(img.view(), cfg.size as f32, cfg.max_size as f32)
+        .map_err(|e| Error::format(&s.image, e.to_string()))?;
+    let x = padded.slice(ndarray::s![.., .., ..oh, ..ow]).to_owned();
     let (sx, sy) = (ow as f32 / w as f32, oh as f32 / h as f32);
     let mut boxes = Array2::zeros((s.objects.len(), 4));
     let mut labels = Vec::with_capacity(s.objects.len());
@@ -440,9 +434,9 @@ impl Loader {
             .iter()
             .map(|&i| {
                 let (h, w) = ds.samples[i].size;
-                let s = (config.size as f64 / h.min(w) as f64)
-                    .min(config.max_size as f64 / h.max(w) as f64);
-                (h as f64 * s * w as f64 * s) as usize * 3 * 4
+                let scale = resize_scale(h, w, config.size as f32, config.max_size as f32);
+                let (oh, ow) = resized_size(h, w, scale);
+                oh * ow * 3 * std::mem::size_of::<f32>()
             })
             .sum();
         Loader {
@@ -468,171 +462,5 @@ impl Loader {
             }
             None => load_example(ds, &ds.samples[i], &self.config),
         }
-    }
-}
-
-/// TEMPORARY fallback for branch `io` (crate::io::image, crate::io::voc, crate::preprocess,
-/// crate::transform), with the same signatures. Delete this module and import from the crate
-/// when `io` lands on main. `preprocess` here is the identity (it warns once).
-mod pending_io {
-    use crate::error::{Error, Result};
-    use ndarray::{s, Array2, Array4, ArrayView2};
-    use std::path::Path;
-
-    #[derive(Clone, Copy, Debug, PartialEq, Default)]
-    pub struct PreprocessConfig;
-
-    pub fn preprocess(img: ArrayView2<f32>, _cfg: &PreprocessConfig) -> Array2<f32> {
-        static WARN: std::sync::Once = std::sync::Once::new();
-        WARN.call_once(|| {
-            eprintln!("warning: preprocessing not available in this build (identity)")
-        });
-        img.to_owned()
-    }
-
-    #[derive(Clone, Copy, Debug, PartialEq, Default)]
-    pub enum Scaling {
-        #[default]
-        MinMax,
-    }
-
-    pub fn to_unit_range(img: ArrayView2<f32>, _s: Scaling) -> Array2<f32> {
-        let lo = img.iter().copied().fold(f32::INFINITY, f32::min);
-        let hi = img.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        if !(hi > lo) {
-            return Array2::zeros(img.dim());
-        }
-        img.mapv(|v| (v - lo) / (hi - lo))
-    }
-
-    pub fn read_gray(path: &Path) -> Result<Array2<f32>> {
-        let img = image::open(path)
-            .map_err(|e| Error::format(path, e.to_string()))?
-            .to_luma32f();
-        let (w, h) = img.dimensions();
-        Array2::from_shape_vec((h as usize, w as usize), img.into_raw())
-            .map_err(|e| Error::format(path, e.to_string()))
-    }
-
-    pub fn image_size(path: &Path) -> Result<(usize, usize)> {
-        let (w, h) =
-            image::image_dimensions(path).map_err(|e| Error::format(path, e.to_string()))?;
-        Ok((h as usize, w as usize))
-    }
-
-    pub fn resize_bilinear(img: ArrayView2<f32>, oh: usize, ow: usize) -> Array2<f32> {
-        let (h, w) = img.dim();
-        let tap = |n_in: usize, n_out: usize, d: usize| {
-            let src = ((d as f32 + 0.5) * n_in as f32 / n_out as f32 - 0.5).max(0.0);
-            let i0 = (src.floor() as usize).min(n_in - 1);
-            let i1 = (i0 + 1).min(n_in - 1);
-            let l = (src - i0 as f32).clamp(0.0, 1.0);
-            (i0, i1, l)
-        };
-        Array2::from_shape_fn((oh, ow), |(y, x)| {
-            let (y0, y1, ly) = tap(h, oh, y);
-            let (x0, x1, lx) = tap(w, ow, x);
-            let top = img[[y0, x0]] * (1.0 - lx) + img[[y0, x1]] * lx;
-            let bot = img[[y1, x0]] * (1.0 - lx) + img[[y1, x1]] * lx;
-            top * (1.0 - ly) + bot * ly
-        })
-    }
-
-    pub fn normalize_imagenet(img: ArrayView2<f32>) -> Array4<f32> {
-        const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-        const STD: [f32; 3] = [0.229, 0.224, 0.225];
-        let (h, w) = img.dim();
-        let mut out = Array4::zeros((3, 1, h, w));
-        for c in 0..3 {
-            out.slice_mut(s![c, 0, .., ..])
-                .zip_mut_with(&img, |o, &v| *o = (v - MEAN[c]) / STD[c]);
-        }
-        out
-    }
-
-    #[derive(Clone, Debug, PartialEq)]
-    pub struct VocObject {
-        pub name: String,
-        pub bbox: [f32; 4],
-        pub difficult: bool,
-        pub truncated: bool,
-    }
-
-    pub struct VocAnnotation {
-        pub width: u32,
-        pub height: u32,
-        pub objects: Vec<VocObject>,
-    }
-
-    impl VocAnnotation {
-        pub fn clip_to_image(&mut self) -> Vec<String> {
-            let (w, h) = (self.width as f32, self.height as f32);
-            let mut warnings = Vec::new();
-            self.objects.retain_mut(|o| {
-                let b = o.bbox;
-                let c = [
-                    b[0].clamp(0.0, w),
-                    b[1].clamp(0.0, h),
-                    b[2].clamp(0.0, w),
-                    b[3].clamp(0.0, h),
-                ];
-                if c[2] <= c[0] || c[3] <= c[1] {
-                    warnings.push(format!(
-                        "dropped box {b:?} ({}): empty inside the image",
-                        o.name
-                    ));
-                    return false;
-                }
-                if c != b {
-                    warnings.push(format!("clipped box {b:?} ({}) to {c:?}", o.name));
-                    o.bbox = c;
-                }
-                true
-            });
-            warnings
-        }
-    }
-
-    pub fn read_voc(path: &Path) -> Result<VocAnnotation> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let fail = |r: String| Error::format(path, r);
-        let doc = roxmltree::Document::parse(&text).map_err(|e| fail(e.to_string()))?;
-        let root = doc.root_element();
-        let find = |n: roxmltree::Node, tag: &str| {
-            n.children()
-                .find(|c| c.has_tag_name(tag))
-                .and_then(|c| c.text())
-                .map(|t| t.trim().to_string())
-        };
-        let size = root.children().find(|c| c.has_tag_name("size"));
-        let dim = |tag: &str| {
-            size.and_then(|s| find(s, tag))
-                .and_then(|t| t.parse::<u32>().ok())
-                .unwrap_or(0)
-        };
-        let mut objects = Vec::new();
-        for o in root.children().filter(|c| c.has_tag_name("object")) {
-            let name = find(o, "name").ok_or_else(|| fail("object without <name>".into()))?;
-            let bb = o
-                .children()
-                .find(|c| c.has_tag_name("bndbox"))
-                .ok_or_else(|| fail("object without <bndbox>".into()))?;
-            let c = |tag: &str| -> Result<f32> {
-                find(bb, tag)
-                    .and_then(|t| t.parse::<f32>().ok())
-                    .ok_or_else(|| fail(format!("bad <{tag}>")))
-            };
-            objects.push(VocObject {
-                name,
-                bbox: [c("xmin")? - 1.0, c("ymin")? - 1.0, c("xmax")?, c("ymax")?],
-                difficult: find(o, "difficult").as_deref() == Some("1"),
-                truncated: find(o, "truncated").as_deref() == Some("1"),
-            });
-        }
-        Ok(VocAnnotation {
-            width: dim("width"),
-            height: dim("height"),
-            objects,
-        })
     }
 }

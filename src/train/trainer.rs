@@ -38,7 +38,7 @@ use crate::train::adam::{Adam, AdamConfig};
 use crate::train::augment::Dihedral;
 use crate::train::data::{Dataset, LoadConfig, Loader, Split};
 use crate::train::init::{self, Arch};
-use ndarray::{s, Array4};
+use crate::transform::{pad_to_multiple, SIZE_DIVISIBLE};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -49,9 +49,6 @@ use std::time::Instant;
 
 // The gradient API of branch `grad`.
 pub use pending_grad::{loss_and_grads, Losses, Phase, Sampling, TrainConfig};
-
-/// torchvision's `size_divisible`: inputs are zero-padded to a multiple of 32.
-const SIZE_DIVISIBLE: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -294,18 +291,6 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))
 }
 
-/// Zero-pads `[C, N, H, W]` at the bottom and right to multiples of `d`.
-fn pad(x: &Array4<f32>, d: usize) -> Array4<f32> {
-    let (c, n, h, w) = x.dim();
-    let (ph, pw) = (h.div_ceil(d) * d, w.div_ceil(d) * d);
-    if (ph, pw) == (h, w) {
-        return x.clone();
-    }
-    let mut out = Array4::zeros((c, n, ph, pw));
-    out.slice_mut(s![.., .., ..h, ..w]).assign(x);
-    out
-}
-
 /// `h:mm:ss`.
 fn hms(secs: f64) -> String {
     let s = secs.max(0.0) as u64;
@@ -504,7 +489,7 @@ fn run_loop(
             } else {
                 (ex.x, ex.boxes)
             };
-            let x = pad(&x, SIZE_DIVISIBLE);
+            let x = pad_to_multiple(&x, SIZE_DIVISIBLE);
             let (losses, grads) =
                 loss_and_grads(&model, &x, boxes.view(), &ex.labels, &tcfg, &mut rng);
             let total = losses.total();
