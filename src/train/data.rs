@@ -280,6 +280,23 @@ impl Dataset {
         })
     }
 
+    /// A list file (`image_path annotation_path` lines, absolute paths when they can be
+    /// resolved) of the samples `indices`, readable by [`find_pairs`].
+    pub fn list_file(&self, indices: &[usize]) -> String {
+        let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        indices
+            .iter()
+            .map(|&i| {
+                let s = &self.samples[i];
+                format!(
+                    "{} {}\n",
+                    abs(&s.image).display(),
+                    abs(&s.annotation).display()
+                )
+            })
+            .collect()
+    }
+
     /// Label (index into `classes`) of a class name.
     pub fn label(&self, name: &str) -> Option<usize> {
         self.classes.iter().position(|c| c == name)
@@ -462,5 +479,151 @@ impl Loader {
             }
             None => load_example(ds, &ds.samples[i], &self.config),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::image::write_png_gray8;
+    use crate::io::voc::{write_voc, VocAnnotation};
+
+    fn obj(name: &str, bbox: [f32; 4]) -> VocObject {
+        VocObject {
+            name: name.into(),
+            bbox,
+            difficult: false,
+            truncated: false,
+        }
+    }
+
+    /// `DIR/images/<stem>.png` (`h` x `w`, a gradient) and `DIR/annotations/<stem>.xml`.
+    fn write_sample(dir: &Path, stem: &str, (h, w): (usize, usize), objects: Vec<VocObject>) {
+        std::fs::create_dir_all(dir.join("images")).unwrap();
+        std::fs::create_dir_all(dir.join("annotations")).unwrap();
+        let img = Array2::from_shape_fn((h, w), |(y, x)| ((x + 2 * y) % 17) as f32 / 16.0);
+        write_png_gray8(&dir.join("images").join(format!("{stem}.png")), img.view()).unwrap();
+        let ann = VocAnnotation {
+            filename: format!("{stem}.png"),
+            path: None,
+            width: w as u32,
+            height: h as u32,
+            depth: 1,
+            objects,
+        };
+        write_voc(&dir.join("annotations").join(format!("{stem}.xml")), &ann).unwrap();
+    }
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("cryodet-data-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn classes_groups_clipping_and_negatives() {
+        let d = tmpdir("classes");
+        write_sample(
+            &d,
+            "tomoB_001",
+            (40, 60),
+            vec![obj("mito", [2.0, 3.0, 20.0, 30.0])],
+        );
+        // A box sticking out of the 40 x 60 image is clipped.
+        write_sample(
+            &d,
+            "tomoA_002",
+            (40, 60),
+            vec![obj("vesicle", [50.0, 30.0, 70.0, 45.0])],
+        );
+        write_sample(&d, "tomoA_003", (40, 60), vec![]);
+        let ds = Dataset::open(&d, None, None).unwrap();
+        assert_eq!(ds.classes, ["__background__", "mito", "vesicle"]);
+        let groups: Vec<&str> = ds.samples.iter().map(|s| s.group.as_str()).collect();
+        assert_eq!(groups, ["tomoA", "tomoA", "tomoB"]);
+        assert_eq!(ds.samples[0].objects[0].bbox, [50.0, 30.0, 60.0, 40.0]);
+        assert!(ds.samples[1].objects.is_empty());
+
+        // --classes: order kept; an unknown name is an error naming the known ones.
+        let given = vec!["vesicle".to_string(), "mito".to_string(), "er".to_string()];
+        let ds2 = Dataset::open(&d, Some(&given), None).unwrap();
+        assert_eq!(ds2.label("mito"), Some(2));
+        let err = Dataset::open(&d, Some(&given[..1]), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"mito\"") && err.contains("vesicle"), "{err}");
+
+        // A manifest overrides the name prefix.
+        std::fs::write(
+            d.join("manifest.csv"),
+            "image,group\ntomoB_001.png,g1\ntomoA_002.png,g2\ntomoA_003.png,g1\n",
+        )
+        .unwrap();
+        let ds3 = Dataset::open(&d, None, None).unwrap();
+        let groups: Vec<&str> = ds3.samples.iter().map(|s| s.group.as_str()).collect();
+        assert_eq!(groups, ["g2", "g1", "g1"]);
+
+        // The list-file form reads the same samples.
+        let list = d.join("all.txt");
+        std::fs::write(&list, ds.list_file(&[0, 1, 2])).unwrap();
+        let ds4 = Dataset::open(&list, None, None).unwrap();
+        assert_eq!(ds4.samples.len(), 3);
+        assert_eq!(ds4.classes, ds.classes);
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn split_is_five_to_one_seeded_and_respects_groups() {
+        let d = tmpdir("split");
+        for g in 0..4 {
+            for i in 0..3 {
+                write_sample(
+                    &d,
+                    &format!("t{g}_{i}"),
+                    (8, 8),
+                    vec![obj("m", [1.0, 1.0, 4.0, 4.0])],
+                );
+            }
+        }
+        let ds = Dataset::open(&d, None, None).unwrap();
+        let s = Split::new(&ds, 3, false);
+        assert_eq!((s.train.len(), s.test.len()), (10, 2));
+        assert_eq!(s, Split::new(&ds, 3, false));
+        assert_ne!(s.test, Split::new(&ds, 4, false).test);
+        let g = Split::new(&ds, 3, true);
+        assert_eq!((g.train.len(), g.test.len()), (9, 3));
+        let test_groups: BTreeSet<&str> = g
+            .test
+            .iter()
+            .map(|&i| ds.samples[i].group.as_str())
+            .collect();
+        assert_eq!(test_groups.len(), 1);
+        let p = d.join("split.json");
+        g.save(&p).unwrap();
+        assert_eq!(Split::load(&p).unwrap(), g);
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    /// Boxes are scaled by the same factors as the image (here 40 x 60 -> 32 x 48, C != H != W).
+    #[test]
+    fn loading_scales_boxes_with_the_image() {
+        let d = tmpdir("load");
+        write_sample(&d, "a_1", (40, 60), vec![obj("m", [10.0, 5.0, 30.0, 25.0])]);
+        let ds = Dataset::open(&d, None, None).unwrap();
+        let cfg = LoadConfig {
+            size: 32,
+            max_size: 1000,
+            preprocess: None,
+        };
+        let ex = load_example(&ds, &ds.samples[0], &cfg).unwrap();
+        assert_eq!(ex.x.dim(), (3, 1, 32, 48));
+        let b = ex.boxes.row(0).to_vec();
+        assert_eq!(b, vec![8.0, 4.0, 24.0, 20.0]);
+        assert_eq!(ex.labels, vec![1]);
+        let mut loader = Loader::new(&ds, &[0], cfg);
+        assert!(loader.caches());
+        assert_eq!(loader.get(&ds, 0).unwrap().x, ex.x);
+        std::fs::remove_dir_all(&d).ok();
     }
 }

@@ -14,7 +14,9 @@
 //!
 //! Files in the run directory RUN:
 //! - `options.json`: the options of the run (read back by `--resume`);
-//! - `split.json`: the train/test split ([`crate::train::data::Split`]);
+//! - `split.json`: the train/test split ([`crate::train::data::Split`]); `train.txt` and
+//!   `test.txt`: the two sets as list files (`image_path annotation_path` lines, usable as
+//!   `--data` and easy to read from a shell script);
 //! - `train.csv`: one row per iteration: epoch, iteration, the four losses, total, lr, seconds;
 //! - `last.safetensors`: the weights after every epoch (and when `--max-iters` stops a run);
 //! - `best.safetensors`: the weights after an epoch whose mean total loss beat every earlier
@@ -350,6 +352,9 @@ pub fn train(o: TrainOptions) -> Result<()> {
         return Err(Error::invalid("the training split is empty"));
     }
     split.save(&dir.join("split.json"))?;
+    for (name, idx) in [("train.txt", &split.train), ("test.txt", &split.test)] {
+        write_atomic(&dir.join(name), ds.list_file(idx).as_bytes())?;
+    }
     let json = serde_json::to_string_pretty(&o).map_err(|e| Error::invalid(e.to_string()))?;
     write_atomic(&dir.join("options.json"), json.as_bytes())?;
     let model = initial_model(&o, &ds.classes)?;
