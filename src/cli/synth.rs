@@ -1,10 +1,283 @@
 //! `cryodet synth`: generate synthetic cryo-ET images with LabelImg ground truth.
+//!
+//! Layout of `OUT`:
+//! - `images/NAME.png`: 8- or 16-bit grayscale projection images (dark = dense);
+//! - `annotations/NAME.xml`: LabelImg Pascal VOC, one `mitochondria` object per box,
+//!   `<truncated>1</truncated>` for objects cut by the border;
+//! - `manifest.csv`: `image,group` rows; a group plays the role of one tomogram (images of a group
+//!   must stay on the same side of a train/test split);
+//! - with `--mrc-slices Z`: `stack.mrc` (Z slices of one synthetic volume, float32) and
+//!   `stack_gt.json` (per object: 3D box and per-slice 2D boxes);
+//! - with `--preview`: `preview/NAME_clean.png` and `preview/NAME_boxes.png` (ground truth drawn:
+//!   red complete, yellow incomplete).
+
+use crate::io::image::{write_png_gray16, write_png_gray8};
+use crate::io::mrc::write_mrc;
+use crate::io::voc::{write_voc, VocAnnotation, VocObject};
+use crate::synth::{self, SynthConfig, SynthImage};
+use crate::{Error, Result};
+use ndarray::Array2;
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Output directory (created if missing).
+    pub out: PathBuf,
+    /// Number of images.
+    #[arg(long)]
+    pub n: usize,
+    /// Image side in pixels (square images).
+    #[arg(long, default_value_t = 512)]
+    pub size: usize,
+    /// Signal-to-noise ratio var(signal)/var(noise); the study's images: 0.06-0.12.
+    #[arg(long, default_value_t = 0.1)]
+    pub snr: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Images per group ("tomogram") in manifest.csv.
+    #[arg(long, default_value_t = 10)]
+    pub groups: usize,
+    /// PNG bit depth: 8 or 16.
+    #[arg(long, default_value_t = 8)]
+    pub bit_depth: u8,
+    /// Also write stack.mrc with this many slices of one synthetic volume (and stack_gt.json).
+    #[arg(long)]
+    pub mrc_slices: Option<usize>,
+    /// Minimum mitochondria per image.
+    #[arg(long, default_value_t = 1)]
+    pub min_mito: usize,
+    /// Maximum mitochondria per image.
+    #[arg(long, default_value_t = 5)]
+    pub max_mito: usize,
+    /// Pixel size in nm (default: a ~1 µm field, 1000 / size).
+    #[arg(long)]
+    pub pixel_nm: Option<f32>,
+    /// Also write clean images and ground-truth overlays to OUT/preview/.
+    #[arg(long)]
+    pub preview: bool,
+}
 
-pub fn run(_args: Args) -> crate::Result<()> {
-    Err(crate::Error::invalid(
-        "`cryodet synth` is not implemented yet",
-    ))
+/// The file stem of image `index` in group `group`.
+pub fn image_name(index: usize, group: usize) -> String {
+    format!("synth_g{group:03}_{index:05}")
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if args.bit_depth != 8 && args.bit_depth != 16 {
+        return Err(Error::invalid(format!(
+            "--bit-depth {} must be 8 or 16",
+            args.bit_depth
+        )));
+    }
+    if args.groups == 0 {
+        return Err(Error::invalid("--groups must be >= 1"));
+    }
+    let mut cfg = SynthConfig::new((args.size, args.size), args.snr, args.seed);
+    cfg.n_mito = (args.min_mito, args.max_mito);
+    if let Some(p) = args.pixel_nm {
+        cfg.pixel_nm = p;
+    }
+    cfg.validate()?;
+    let images = args.out.join("images");
+    let anns = args.out.join("annotations");
+    for d in [&images, &anns] {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    }
+    let preview = args.out.join("preview");
+    if args.preview {
+        std::fs::create_dir_all(&preview).map_err(|e| Error::io(&preview, e))?;
+    }
+    let results: Vec<Result<(String, usize)>> = (0..args.n)
+        .into_par_iter()
+        .map(|index| {
+            let group = index / args.groups;
+            let name = image_name(index, group);
+            let s = synth::generate(&cfg, index);
+            let png = images.join(format!("{name}.png"));
+            write_png(&png, &s.image, args.bit_depth)?;
+            write_annotation(
+                &anns.join(format!("{name}.xml")),
+                &format!("{name}.png"),
+                &png,
+                &s,
+            )?;
+            if args.preview {
+                write_png(&preview.join(format!("{name}_clean.png")), &s.clean, 8)?;
+                write_overlay(&preview.join(format!("{name}_boxes.png")), &s)?;
+            }
+            Ok((name, group))
+        })
+        .collect();
+    let manifest = args.out.join("manifest.csv");
+    let mut wr =
+        csv::Writer::from_path(&manifest).map_err(|e| Error::format(&manifest, e.to_string()))?;
+    wr.write_record(["image", "group"])
+        .map_err(|e| Error::format(&manifest, e.to_string()))?;
+    for r in results {
+        let (name, group) = r?;
+        wr.write_record([format!("{name}.png"), format!("g{group:03}")])
+            .map_err(|e| Error::format(&manifest, e.to_string()))?;
+    }
+    wr.flush().map_err(|e| Error::io(&manifest, e))?;
+    if let Some(z) = args.mrc_slices {
+        write_stack(&args.out, &cfg, z, args.preview)?;
+    }
+    Ok(())
+}
+
+/// The LabelImg (VOC) annotation of one image: one `mitochondria` object per box,
+/// `truncated` = cut by the border.
+fn write_annotation(path: &Path, filename: &str, image_path: &Path, s: &SynthImage) -> Result<()> {
+    let (h, w) = s.image.dim();
+    let ann = VocAnnotation {
+        filename: filename.to_string(),
+        path: Some(image_path.display().to_string()),
+        width: w as u32,
+        height: h as u32,
+        depth: 1,
+        objects: s
+            .boxes
+            .iter()
+            .map(|b| VocObject {
+                name: b.class.clone(),
+                bbox: b.bbox,
+                difficult: false,
+                truncated: b.incomplete,
+            })
+            .collect(),
+    };
+    write_voc(path, &ann)
+}
+
+/// Gray PNG from values in `[0, 1]`, 8 or 16 bits.
+fn write_png(path: &Path, img: &Array2<f32>, bits: u8) -> Result<()> {
+    if bits == 16 {
+        write_png_gray16(path, img.view())
+    } else {
+        write_png_gray8(path, img.view())
+    }
+}
+
+/// The noisy image in gray with each ground-truth box drawn (red: complete, yellow: incomplete).
+fn write_overlay(path: &Path, s: &SynthImage) -> Result<()> {
+    let (h, w) = s.image.dim();
+    let mut rgb = image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
+        let v = (s.image[[y as usize, x as usize]] * 255.0).round() as u8;
+        image::Rgb([v, v, v])
+    });
+    for b in &s.boxes {
+        let col = if b.incomplete {
+            [255, 220, 0]
+        } else {
+            [255, 40, 40]
+        };
+        let (x1, y1) = (b.bbox[0] as u32, b.bbox[1] as u32);
+        let (x2, y2) = (
+            (b.bbox[2] as u32).saturating_sub(1),
+            (b.bbox[3] as u32).saturating_sub(1),
+        );
+        for x in x1..=x2 {
+            rgb.put_pixel(x, y1, image::Rgb(col));
+            rgb.put_pixel(x, y2, image::Rgb(col));
+        }
+        for y in y1..=y2 {
+            rgb.put_pixel(x1, y, image::Rgb(col));
+            rgb.put_pixel(x2, y, image::Rgb(col));
+        }
+    }
+    rgb.save(path)
+        .map_err(|e| Error::format(path, e.to_string()))
+}
+
+/// `stack_gt.json`: the ground truth of `stack.mrc`.
+#[derive(serde::Serialize)]
+struct StackGt<'a> {
+    /// `[nz, ny, nx]`.
+    shape: [usize; 3],
+    pixel_nm: f32,
+    bbox3d_layout: &'static str,
+    objects: Vec<StackGtObject<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct StackGtObject<'a> {
+    id: usize,
+    class: &'a str,
+    bbox3d: [f32; 6],
+    slices: Vec<StackGtSlice>,
+}
+
+#[derive(serde::Serialize)]
+struct StackGtSlice {
+    z: usize,
+    bbox: [f32; 4],
+    truncated: bool,
+}
+
+/// `stack.mrc` (float32 slices in [0, 1]) and `stack_gt.json`; with `preview`, overlays of a
+/// few slices in `OUT/preview/stack_zNNN.png`.
+fn write_stack(out: &Path, cfg: &SynthConfig, nz: usize, preview: bool) -> Result<()> {
+    if nz == 0 || nz > 4096 {
+        return Err(Error::invalid(format!(
+            "--mrc-slices {nz} must be in 1..=4096"
+        )));
+    }
+    let st = synth::generate_stack(cfg, nz);
+    let mrc = out.join("stack.mrc");
+    // Mode 2 (float32), voxel size in Å.
+    write_mrc(&mrc, st.volume.view(), 2, cfg.pixel_nm * 10.0)?;
+    let gt = StackGt {
+        shape: [nz, cfg.size.0, cfg.size.1],
+        pixel_nm: cfg.pixel_nm,
+        bbox3d_layout: "x1,y1,z1,x2,y2,z2 in pixels/slices; z2 exclusive (last slice + 1)",
+        objects: st
+            .objects
+            .iter()
+            .enumerate()
+            .map(|(id, o)| StackGtObject {
+                id,
+                class: &o.class,
+                bbox3d: o.bbox3d,
+                slices: o
+                    .slices
+                    .iter()
+                    .map(|(z, b)| StackGtSlice {
+                        z: *z,
+                        bbox: b.bbox,
+                        truncated: b.incomplete,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    let path = out.join("stack_gt.json");
+    let text =
+        serde_json::to_string_pretty(&gt).map_err(|e| Error::format(&path, e.to_string()))?;
+    std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    if preview {
+        let step = (nz / 8).max(1);
+        for z in (0..nz).step_by(step) {
+            let img = st.volume.index_axis(ndarray::Axis(0), z).to_owned();
+            let boxes = st
+                .objects
+                .iter()
+                .filter_map(|o| {
+                    o.slices
+                        .iter()
+                        .find(|(zz, _)| *zz == z)
+                        .map(|(_, b)| b.clone())
+                })
+                .collect();
+            let s = SynthImage {
+                clean: img.clone(),
+                image: img,
+                boxes,
+                outer_membrane: Array2::zeros((1, 1)),
+                region: Array2::zeros((1, 1)),
+            };
+            write_overlay(&out.join("preview").join(format!("stack_z{z:03}.png")), &s)?;
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,772 @@
+//! The cellular content of a synthetic cryo-ET image, each element a small physical model.
+//!
+//! Density convention: every element adds *projected mass density* `D >= 0` (arbitrary units:
+//! density contrast against vitreous ice times path length in pixels). High density is dark in
+//! the final image (see [`super::form_image`]). A body is either **projected** through the
+//! whole specimen (`dz = None`: the path length is a chord through the body, [`chord`]) or
+//! **sectioned** by a one-pixel-thick tomogram slice at offset `dz` from its centre
+//! (`dz = Some(..)`: the fraction of the slab inside the body, a disc of the body's
+//! cross-section at that height).
+//!
+//! Relative densities per pixel of path (ice = 0): lipid membrane 1.0, ribosome 1.1 (rRNA),
+//! cytoplasm 0.22 +- texture, mitochondrial matrix = cytoplasm + 0.05..0.12, dense-core
+//! (insulin) granule core 0.35..0.8, crystalline ice contamination 0.6..1.0, carbon film 1.5.
+
+use super::field::smooth_field;
+use super::shape::{chord, smoothstep, Spine, Wobble, P2};
+use super::{region, SynthConfig};
+use ndarray::Array2;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::f32::consts::{PI, TAU};
+
+/// Membrane (lipid bilayer) thickness, nm.
+pub(crate) const MEMBRANE_NM: f32 = 4.0;
+/// Gap between the outer and inner mitochondrial membranes (intermembrane space), nm.
+pub(crate) const IMS_GAP_NM: f32 = 7.5;
+/// Density of a lipid membrane per pixel of path.
+const RHO_MEMBRANE: f32 = 2.0;
+/// Ribosome density per pixel of path.
+const RHO_RIBOSOME: f32 = 1.5;
+/// Mean cytoplasm density per pixel of path.
+pub(crate) const RHO_CYTO: f32 = 0.22;
+/// A pixel belongs to an object's drawn outer membrane when the membrane's projected path
+/// length there exceeds this (pixels of path).
+pub(crate) const MEMBRANE_EPS: f32 = 1e-3;
+
+/// Render targets, all `h x w` row-major.
+pub(crate) struct Canvas {
+    pub h: usize,
+    pub w: usize,
+    /// Projected density `D`.
+    pub density: Vec<f32>,
+    /// Region code per pixel ([`region`]); mitochondria are drawn last and win.
+    pub region: Vec<u8>,
+    /// `k + 1` where mitochondrion `k`'s outer membrane is drawn (path > [`MEMBRANE_EPS`]).
+    pub membrane: Vec<u8>,
+    /// Fraction of the specimen thickness occupied by mitochondria (cytoplasm is displaced).
+    pub occupancy: Vec<f32>,
+}
+
+impl Canvas {
+    pub fn new(h: usize, w: usize) -> Self {
+        Canvas {
+            h,
+            w,
+            density: vec![0.0; h * w],
+            region: vec![region::CYTOPLASM; h * w],
+            membrane: vec![0; h * w],
+            occupancy: vec![0.0; h * w],
+        }
+    }
+
+    /// Pixel index range `(i0..i1, j0..j1)` covering the box `[x1, y1, x2, y2]`, clipped.
+    fn span(&self, b: [f32; 4]) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+        let j0 = b[0].floor().max(0.0) as usize;
+        let i0 = b[1].floor().max(0.0) as usize;
+        let j1 = (b[2].ceil().max(0.0) as usize).min(self.w);
+        let i1 = (b[3].ceil().max(0.0) as usize).min(self.h);
+        (j0 < j1 && i0 < i1).then_some((i0..i1, j0..j1))
+    }
+
+    fn set_region(&mut self, k: usize, code: u8) {
+        if self.region[k] != region::MITOCHONDRION {
+            self.region[k] = code;
+        }
+    }
+}
+
+/// Pixel centre of `(row i, col j)`.
+#[inline]
+fn centre(i: usize, j: usize) -> P2 {
+    [j as f32 + 0.5, i as f32 + 0.5]
+}
+
+/// Fraction of a pixel inside a boundary at signed distance `x` (positive inside).
+#[inline]
+fn cover(x: f32) -> f32 {
+    (x + 0.5).clamp(0.0, 1.0)
+}
+
+/// Path length inside an ellipsoidal body (in-plane semi-axis `a`, beam semi-axis `c`) at
+/// in-plane distance `rho`: projected (`dz = None`: [`chord`]) or sectioned at height `dz`
+/// (the disc of radius `a sqrt(1 - (dz/c)^2)`, anti-aliased over one pixel).
+#[inline]
+pub(crate) fn body(rho: f32, a: f32, c: f32, dz: Option<f32>) -> f32 {
+    match dz {
+        None => chord(rho, a, c),
+        Some(dz) => {
+            if a <= 0.0 || c <= 0.0 {
+                return 0.0;
+            }
+            let q = 1.0 - (dz / c) * (dz / c);
+            if q <= 0.0 {
+                0.0
+            } else {
+                cover(a * q.sqrt() - rho)
+            }
+        }
+    }
+}
+
+/// A shell of thickness `t`: `body(a, c) - body(a - t, c - t)`. Projected, a membrane shell
+/// covers the whole footprint (the beam crosses its top and bottom) and peaks at `rho = a - t`,
+/// where the beam runs tangentially through it: the dark rim of membranes in cryo-EM
+/// projections. Sectioned: a ring that thickens towards the poles (grazing cut).
+#[inline]
+pub(crate) fn shell_body(rho: f32, a: f32, c: f32, t: f32, dz: Option<f32>) -> f32 {
+    (body(rho, a, c, dz) - body(rho, a - t, c - t, dz)).max(0.0)
+}
+
+/// One crista: a lamellar fold of the inner membrane, seen edge-on as a pair of dark lines
+/// (the two membranes of the fold, `gap` apart) that starts at the inner boundary membrane on
+/// side `side` (+-1) and reaches a fraction `reach` of the matrix width towards the other side.
+/// In the spine frame its centre line is `u = u0 + tan(tilt) v + bend v^2 / a`.
+#[derive(Clone, Debug)]
+pub(crate) struct Crista {
+    pub u0: f32,
+    pub tilt: f32,
+    pub bend: f32,
+    pub side: f32,
+    pub reach: f32,
+    pub gap: f32,
+    /// Projected: the fraction of the matrix chord the sheet spans along the beam (tilted or
+    /// partial sheets project weaker than an edge-on full sheet).
+    pub strength: f32,
+}
+
+/// A mitochondrion: a tube (round: short spine; elongated: a long bent spine) with an
+/// ellipsoidal cross-section (in-plane semi-axis `a`, beam semi-axis `c <= a`: flattened by the
+/// thin cell periphery), bounded by the outer membrane (thickness `t`), an intermembrane gap,
+/// the inner membrane, and the matrix (density `RHO_CYTO + d_matrix`, granular texture)
+/// folded by cristae; a few dense matrix granules (calcium phosphate, 10-20 nm).
+#[derive(Clone, Debug)]
+pub(crate) struct Mito {
+    pub spine: Spine,
+    pub a: f32,
+    pub c: f32,
+    pub t: f32,
+    pub gap: f32,
+    pub wob: Wobble,
+    pub d_matrix: f32,
+    pub cristae: Vec<Crista>,
+    /// `(u, v_fraction, radius)` of dense matrix granules in the spine frame.
+    pub granules: Vec<(f32, f32, f32)>,
+    /// Centre height in a volume (pixels); unused for projections.
+    pub zc: f32,
+}
+
+impl Mito {
+    /// Largest in-plane distance of the outer membrane from the spine.
+    pub fn reach(&self) -> f32 {
+        self.a * (1.0 + self.wob.max_amp())
+    }
+
+    /// Conservative box `[x1, y1, x2, y2]` of the whole body.
+    pub fn bounds(&self) -> [f32; 4] {
+        let b = self.spine.bbox();
+        let r = self.reach() + 1.5;
+        [b[0] - r, b[1] - r, b[2] + r, b[3] + r]
+    }
+
+    /// Draw into `cv` with label `label` (= index + 1). `dz`: see [`body`]. `tex`: a unit-variance
+    /// texture field (`h x w`) modulating the matrix density.
+    pub fn render(&self, cv: &mut Canvas, label: u8, dz: Option<f32>, tex: &[f32]) {
+        let Some((ri, rj)) = cv.span(self.bounds()) else {
+            return;
+        };
+        let (a, c, t, gap) = (self.a, self.c, self.t, self.gap);
+        let (ai, ci) = (a - t - gap, c - t - gap); // inner membrane
+        let (am, cm) = (ai - t, ci - t); // matrix
+        let mid = self.spine.mid();
+        let crista_k = if dz.is_none() { 1.0 } else { 0.0 };
+        for i in ri {
+            for j in rj.clone() {
+                let p = centre(i, j);
+                let f = self.spine.frame(p);
+                let theta = (p[1] - mid[1]).atan2(p[0] - mid[0]);
+                let k = self.wob.factor(theta, f.u);
+                let rho = f.dist / k;
+                if rho >= a + 1.0 {
+                    continue;
+                }
+                let outer = shell_body(rho, a, c, t, dz);
+                let inner = shell_body(rho, ai, ci, t, dz);
+                let mat = body(rho, am, cm, dz);
+                let idx = i * cv.w + j;
+                let mut d = RHO_MEMBRANE * (outer + inner);
+                if mat > 0.0 {
+                    d += (RHO_CYTO + self.d_matrix) * mat * (1.0 + 0.35 * tex[idx]);
+                    let v = f.v / k;
+                    for cr in &self.cristae {
+                        // Distance to the crista's centre line (shaft), rounded at the tip.
+                        let s = cr.side * v; // towards the attached side: am .. am (1 - 2 reach)
+                        let s_tip = am * (1.0 - 2.0 * cr.reach);
+                        let delta = f.u - (cr.u0 + cr.tilt.tan() * v + cr.bend * v * v / a);
+                        let shaft = delta.abs() * cr.tilt.cos();
+                        let dc = if s < s_tip {
+                            (shaft * shaft + (s_tip - s) * (s_tip - s)).sqrt()
+                        } else {
+                            shaft
+                        };
+                        let x = dc - cr.gap * 0.5;
+                        if x.abs() < 3.0 * t {
+                            let g = (-x * x / (0.5 * t * t)).exp();
+                            let strength = crista_k * cr.strength + (1.0 - crista_k) * 0.8;
+                            d += RHO_MEMBRANE * strength * mat * g;
+                        }
+                    }
+                    for &(gu, gv, gr) in &self.granules {
+                        let du = f.u - gu;
+                        let dv = v - gv * am;
+                        let r2 = (du * du + dv * dv).sqrt();
+                        d += 1.4 * body(r2, gr, gr, dz.map(|_| 0.0));
+                    }
+                }
+                cv.density[idx] += d;
+                if outer > MEMBRANE_EPS {
+                    cv.membrane[idx] = label;
+                }
+                if body(rho, a, c, dz) > 0.5 {
+                    cv.region[idx] = region::MITOCHONDRION;
+                }
+                let occ = match dz {
+                    None => chord(rho, a, c),
+                    Some(_) => body(rho, a, c, dz),
+                };
+                cv.occupancy[idx] = cv.occupancy[idx].max(occ);
+            }
+        }
+    }
+}
+
+/// Sample one mitochondrion's shape (not its position: `centre`), sizes in pixels.
+/// Round (45 %): `a` 90-190 nm, a short spine (0-0.5 a, slightly oval). Elongated: `a` 65-130 nm,
+/// spine 1.5-6 a, bent (constant + sinusoidal curvature), like the slanted strips of Fig. 7.
+pub(crate) fn sample_mito(
+    rng: &mut ChaCha8Rng,
+    centre: P2,
+    px_nm: f32,
+    c_max: f32,
+    scale: f32,
+) -> Mito {
+    let nm = |x: f32| x / px_nm;
+    let round = rng.gen_bool(0.45);
+    let theta = rng.gen_range(0.0..TAU);
+    let (a, len, k0, k1, wob) = if round {
+        let a = nm(rng.gen_range(90.0..190.0)) * scale;
+        let len = a * rng.gen_range(0.05..0.5);
+        (a, len, 0.0, 0.0, Wobble::random(rng, 0.07, 0.0, 1.0))
+    } else {
+        let a = nm(rng.gen_range(65.0..130.0)) * scale;
+        let len = a * rng.gen_range(1.5..6.0);
+        let k0 = rng.gen_range(-1.0..1.0) / len;
+        let k1 = rng.gen_range(-1.5..1.5) / len;
+        let lambda = rng.gen_range(2.0..4.0) * a;
+        (a, len, k0, k1, Wobble::random(rng, 0.0, 0.06, lambda))
+    };
+    let spine = Spine::curved(centre, len.max(0.5), theta, k0, k1, 24);
+    let t = nm(MEMBRANE_NM).max(1.0);
+    let gap = nm(IMS_GAP_NM).max(1.0);
+    let c = a.min(c_max);
+    let am = a - 3.0 * t - gap;
+    // Cristae: lamellar, roughly perpendicular to the long axis, spaced 25-60 nm.
+    let mut cristae = Vec::new();
+    let spacing = nm(rng.gen_range(25.0..60.0)).max(3.0 * t);
+    let mut u = -am + rng.gen_range(0.0..spacing);
+    let main_tilt = rng.gen_range(-0.35..0.35);
+    while u < spine.len() + am {
+        if rng.gen_bool(0.85) {
+            cristae.push(Crista {
+                u0: u,
+                tilt: main_tilt + rng.gen_range(-0.25..0.25),
+                bend: rng.gen_range(-0.3..0.3),
+                side: if rng.gen_bool(0.5) { 1.0 } else { -1.0 },
+                reach: rng.gen_range(0.3..0.95),
+                gap: nm(rng.gen_range(8.0..16.0)),
+                strength: rng.gen_range(0.08..0.3),
+            });
+        }
+        u += spacing * rng.gen_range(0.7..1.3);
+    }
+    let granules = (0..rng.gen_range(0..4))
+        .map(|_| {
+            (
+                rng.gen_range(0.0..spine.len().max(1.0)),
+                rng.gen_range(-0.7..0.7),
+                nm(rng.gen_range(5.0..10.0)),
+            )
+        })
+        .collect();
+    Mito {
+        spine,
+        a,
+        c,
+        t,
+        gap,
+        wob,
+        d_matrix: rng.gen_range(0.05..0.12),
+        cristae,
+        granules,
+        zc: 0.0,
+    }
+}
+
+/// Place `n` non-overlapping mitochondria in an `h x w` image. Each is complete (fully inside
+/// with a 3-pixel margin) or, with probability `p_incomplete`, cut by the border (its
+/// conservative box crosses the border and 40-85 % of that box lies inside). Overlap test:
+/// spine vertices of two bodies farther apart than the sum of their reaches plus 4 pixels.
+/// Sizes shrink by 10 % after every 40 failed tries, so crowded images still get `n` bodies.
+pub(crate) fn place_mitos(
+    rng: &mut ChaCha8Rng,
+    h: usize,
+    w: usize,
+    n: usize,
+    px_nm: f32,
+    c_max: f32,
+    p_incomplete: f32,
+) -> Vec<Mito> {
+    let (hf, wf) = (h as f32, w as f32);
+    let mut out: Vec<Mito> = Vec::new();
+    let mut scale = 1.0f32;
+    let mut tries = 0usize;
+    while out.len() < n && tries < 2000 {
+        tries += 1;
+        if tries % 40 == 0 {
+            scale *= 0.9;
+        }
+        let want_cut = rng.gen_bool(p_incomplete as f64);
+        let centre = [rng.gen_range(0.0..wf), rng.gen_range(0.0..hf)];
+        let m = sample_mito(rng, centre, px_nm, c_max, scale);
+        let b = m.bounds();
+        let margin = 3.0;
+        let inside = b[0] >= margin && b[1] >= margin && b[2] <= wf - margin && b[3] <= hf - margin;
+        let ok_pos = if want_cut {
+            let ix = (b[2].min(wf) - b[0].max(0.0)).max(0.0);
+            let iy = (b[3].min(hf) - b[1].max(0.0)).max(0.0);
+            let frac = ix * iy / ((b[2] - b[0]) * (b[3] - b[1]));
+            !inside && (0.4..=0.85).contains(&frac) && m.reach() * 2.0 < wf.min(hf)
+        } else {
+            inside
+        };
+        if !ok_pos {
+            continue;
+        }
+        let clear = out.iter().all(|o| {
+            let lim = o.reach() + m.reach() + 4.0;
+            o.spine.pts.iter().all(|p| {
+                m.spine
+                    .pts
+                    .iter()
+                    .all(|q| (p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2) > lim * lim)
+            })
+        });
+        if clear {
+            out.push(m);
+        }
+    }
+    out
+}
+
+/// A vesicle: a spherical (slightly oval in plane) single-membrane compartment of radius `r`.
+/// Clear vesicles (radius 20-80 nm) have a lumen lighter or slightly denser than cytoplasm;
+/// dense-core (insulin secretory) granules of INS-1E beta cells (radius 110-170 nm) carry a dense
+/// crystalline core (55-80 % of the radius) inside a light halo. Both overlap the mitochondria's
+/// brightness range and size range, so brightness alone cannot tell them apart.
+#[derive(Clone, Debug)]
+pub(crate) struct Vesicle {
+    pub centre: P2,
+    pub r: f32,
+    pub c: f32,
+    pub t: f32,
+    pub aspect: f32,
+    pub angle: f32,
+    pub lumen: f32,
+    pub core: Option<(f32, f32)>,
+    pub zc: f32,
+}
+
+impl Vesicle {
+    pub fn sample(rng: &mut ChaCha8Rng, centre: P2, px_nm: f32, dense: bool, c_max: f32) -> Self {
+        let nm = |x: f32| x / px_nm;
+        let r = if dense {
+            nm(rng.gen_range(110.0..170.0))
+        } else {
+            nm(rng.gen_range(20.0..80.0))
+        };
+        let core = dense.then(|| (r * rng.gen_range(0.55..0.8), rng.gen_range(0.2..0.45)));
+        Vesicle {
+            centre,
+            r,
+            c: r.min(c_max),
+            t: nm(MEMBRANE_NM).max(1.0),
+            aspect: rng.gen_range(1.0..1.3),
+            angle: rng.gen_range(0.0..PI),
+            lumen: if dense {
+                0.0
+            } else {
+                rng.gen_range(-0.08..0.06)
+            },
+            core,
+            zc: 0.0,
+        }
+    }
+
+    pub fn render(&self, cv: &mut Canvas, dz: Option<f32>) {
+        let rr = self.r * self.aspect + 1.0;
+        let Some((ri, rj)) = cv.span([
+            self.centre[0] - rr,
+            self.centre[1] - rr,
+            self.centre[0] + rr,
+            self.centre[1] + rr,
+        ]) else {
+            return;
+        };
+        let (s, co) = self.angle.sin_cos();
+        let code = if self.core.is_some() {
+            region::DENSE_GRANULE
+        } else {
+            region::VESICLE
+        };
+        for i in ri {
+            for j in rj.clone() {
+                let p = centre(i, j);
+                let (dx, dy) = (p[0] - self.centre[0], p[1] - self.centre[1]);
+                let (x, y) = (co * dx + s * dy, (-s * dx + co * dy) / self.aspect);
+                let rho = (x * x + y * y).sqrt();
+                if rho >= self.r + 1.0 {
+                    continue;
+                }
+                let idx = i * cv.w + j;
+                let mut d = RHO_MEMBRANE * shell_body(rho, self.r, self.c, self.t, dz)
+                    + self.lumen * body(rho, self.r - self.t, self.c - self.t, dz);
+                if let Some((rc, dc)) = self.core {
+                    d += dc * body(rho, rc, rc.min(self.c), dz);
+                }
+                cv.density[idx] += d;
+                if body(rho, self.r, self.c, dz) > 0.5 {
+                    cv.set_region(idx, code);
+                }
+            }
+        }
+    }
+}
+
+/// A ribosome: a dense sphere of diameter 25-30 nm (rRNA-rich, the darkest small particle).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ribosome {
+    pub centre: P2,
+    pub r: f32,
+    pub rho: f32,
+    pub zc: f32,
+}
+
+impl Ribosome {
+    pub fn render(&self, cv: &mut Canvas, dz: Option<f32>) {
+        let rr = self.r + 1.0;
+        let Some((ri, rj)) = cv.span([
+            self.centre[0] - rr,
+            self.centre[1] - rr,
+            self.centre[0] + rr,
+            self.centre[1] + rr,
+        ]) else {
+            return;
+        };
+        for i in ri {
+            for j in rj.clone() {
+                let p = centre(i, j);
+                let rho =
+                    ((p[0] - self.centre[0]).powi(2) + (p[1] - self.centre[1]).powi(2)).sqrt();
+                cv.density[i * cv.w + j] += self.rho * body(rho, self.r, self.r, dz);
+            }
+        }
+    }
+}
+
+/// Ribosomes: `count` particles, 30 % of them in polysome chains (3-8 ribosomes 28-36 nm apart
+/// along a random walk). A particle is kept with probability `1 - occupancy
+/// / thickness` there (mitochondria displace cytoplasm along the beam).
+pub(crate) fn sample_ribosomes(
+    rng: &mut ChaCha8Rng,
+    cv: &Canvas,
+    count: usize,
+    px_nm: f32,
+    thickness: f32,
+) -> Vec<Ribosome> {
+    let nm = |x: f32| x / px_nm;
+    let (wf, hf) = (cv.w as f32, cv.h as f32);
+    let mut out = Vec::with_capacity(count);
+    let new_rib = |rng: &mut ChaCha8Rng, p: P2| Ribosome {
+        centre: p,
+        r: nm(rng.gen_range(12.5..15.0)),
+        rho: RHO_RIBOSOME * rng.gen_range(0.8..1.1),
+        zc: 0.0,
+    };
+    while out.len() < count {
+        let mut p = [rng.gen_range(0.0..wf), rng.gen_range(0.0..hf)];
+        let chain = if rng.gen_bool(0.3) {
+            rng.gen_range(3..9)
+        } else {
+            1
+        };
+        let mut dir = rng.gen_range(0.0..TAU);
+        for _ in 0..chain {
+            let (i, j) = (p[1].floor() as isize, p[0].floor() as isize);
+            let occ = if i >= 0 && j >= 0 && (i as usize) < cv.h && (j as usize) < cv.w {
+                cv.occupancy[i as usize * cv.w + j as usize]
+            } else {
+                0.0
+            };
+            if rng.gen_range(0.0..1.0) >= occ / thickness {
+                out.push(new_rib(rng, p));
+            }
+            dir += rng.gen_range(-0.8..0.8);
+            let step = nm(rng.gen_range(28.0..36.0));
+            p = [p[0] + step * dir.cos(), p[1] + step * dir.sin()];
+        }
+    }
+    out.truncate(count);
+    out
+}
+
+/// A microtubule: a hollow protein cylinder of outer diameter 25 nm and wall 5 nm lying in the
+/// specimen plane, straight over the field; projected it shows two parallel dark walls.
+pub(crate) fn render_microtubule(cv: &mut Canvas, p0: P2, dir: f32, px_nm: f32) {
+    let r = 12.5 / px_nm;
+    let t = (5.0 / px_nm).max(0.8);
+    let (s, c) = dir.sin_cos();
+    for i in 0..cv.h {
+        for j in 0..cv.w {
+            let p = centre(i, j);
+            let d = ((p[0] - p0[0]) * -s + (p[1] - p0[1]) * c).abs();
+            if d < r + 1.0 {
+                let idx = i * cv.w + j;
+                cv.density[idx] += 0.9 * shell_body(d, r, r, t, None);
+                if d < r {
+                    cv.set_region(idx, region::MICROTUBULE);
+                }
+            }
+        }
+    }
+}
+
+/// An ER sheet seen edge-on: a flattened tube along a curved spine, lumen 30-50 nm wide, sheet
+/// extent along the beam 40-120 nm; projected, two parallel dark membranes joined at the ends
+/// (a pair of parallel curves), lumen slightly denser than cytoplasm. Rough ER carries
+/// ribosomes on its cytosolic face (returned for the caller to draw).
+pub(crate) fn render_er(rng: &mut ChaCha8Rng, cv: &mut Canvas, px_nm: f32) -> Vec<Ribosome> {
+    let nm = |x: f32| x / px_nm;
+    let (wf, hf) = (cv.w as f32, cv.h as f32);
+    let len = nm(rng.gen_range(200.0..700.0));
+    let spine = Spine::curved(
+        [rng.gen_range(0.0..wf), rng.gen_range(0.0..hf)],
+        len,
+        rng.gen_range(0.0..TAU),
+        rng.gen_range(-2.0..2.0) / len,
+        rng.gen_range(-4.0..4.0) / len,
+        32,
+    );
+    let t = nm(MEMBRANE_NM).max(1.0);
+    let a = nm(rng.gen_range(15.0..25.0)) + t;
+    let c = nm(rng.gen_range(20.0..60.0));
+    let lumen = rng.gen_range(0.0..0.1);
+    let b = spine.bbox();
+    if let Some((ri, rj)) = cv.span([
+        b[0] - a - 1.0,
+        b[1] - a - 1.0,
+        b[2] + a + 1.0,
+        b[3] + a + 1.0,
+    ]) {
+        for i in ri {
+            for j in rj.clone() {
+                let f = spine.frame(centre(i, j));
+                if f.dist >= a + 1.0 {
+                    continue;
+                }
+                let idx = i * cv.w + j;
+                cv.density[idx] += RHO_MEMBRANE * shell_body(f.dist, a, c, t, None)
+                    + lumen * chord(f.dist, a - t, c - t);
+                if f.dist < a {
+                    cv.set_region(idx, region::ER);
+                }
+            }
+        }
+    }
+    let mut ribs = Vec::new();
+    if rng.gen_bool(0.6) {
+        let mut s = rng.gen_range(0.0..nm(40.0));
+        while s < spine.len() {
+            let p = spine.point_at(s);
+            let q = spine.point_at(s + 1.0);
+            let (tx, ty) = (q[0] - p[0], q[1] - p[1]);
+            let l = (tx * tx + ty * ty).sqrt().max(1e-6);
+            let side = if rng.gen_bool(0.5) { 1.0 } else { -1.0 };
+            let r = nm(rng.gen_range(12.5..15.0));
+            let off = a + r + 0.5;
+            ribs.push(Ribosome {
+                centre: [p[0] - side * ty / l * off, p[1] + side * tx / l * off],
+                r,
+                rho: RHO_RIBOSOME * rng.gen_range(0.8..1.1),
+                zc: 0.0,
+            });
+            s += nm(rng.gen_range(30.0..70.0));
+        }
+    }
+    ribs
+}
+
+/// Ice contamination: a crystalline ice chunk on the specimen surface, 30-150 nm in radius,
+/// irregular outline (15 % polar wobble), as thick as 0.6-1x its width and denser than vitreous
+/// ice (diffraction contrast): a very dark blob with a sharp edge.
+pub(crate) fn render_ice(rng: &mut ChaCha8Rng, cv: &mut Canvas, px_nm: f32) {
+    let r = rng.gen_range(30.0..150.0) / px_nm;
+    let cx = [
+        rng.gen_range(0.0..cv.w as f32),
+        rng.gen_range(0.0..cv.h as f32),
+    ];
+    let wob = Wobble::random(rng, 0.3, 0.0, 1.0);
+    let c = r * rng.gen_range(0.6..1.0);
+    let rho_ice = rng.gen_range(0.6..1.0);
+    let rr = r * (1.0 + wob.max_amp()) + 1.0;
+    if let Some((ri, rj)) = cv.span([cx[0] - rr, cx[1] - rr, cx[0] + rr, cx[1] + rr]) {
+        for i in ri {
+            for j in rj.clone() {
+                let p = centre(i, j);
+                let (dx, dy) = (p[0] - cx[0], p[1] - cx[1]);
+                let rho = (dx * dx + dy * dy).sqrt() / wob.factor(dy.atan2(dx), 0.0);
+                if rho < r + 1.0 {
+                    let idx = i * cv.w + j;
+                    // A flat-topped chunk: chord^0.5 scaled keeps the centre from dominating.
+                    let l = chord(rho, r, c);
+                    cv.density[idx] += rho_ice * (l * 2.0 * c).sqrt() * cover(r - rho).max(0.0);
+                    if rho < r {
+                        cv.set_region(idx, region::ICE);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A carbon-film edge: the imaged area lies in a Quantifoil hole (R2/1 or R2/2: radius 1 µm);
+/// the film beyond the rim is ~20 nm of amorphous carbon (dense, with a fine texture), its edge a
+/// circular arc of the hole's radius that looks almost straight over a 1 µm field. The carbon
+/// covers 8-35 % of the image measured along the normal through the centre.
+pub(crate) fn render_carbon(rng: &mut ChaCha8Rng, cv: &mut Canvas, px_nm: f32) {
+    let (wf, hf) = (cv.w as f32, cv.h as f32);
+    let r_hole = 1000.0 / px_nm;
+    let ang = rng.gen_range(0.0..TAU);
+    let n = [ang.cos(), ang.sin()];
+    let half = 0.5 * (wf * n[0].abs() + hf * n[1].abs());
+    let edge = half * (1.0 - 2.0 * rng.gen_range(0.08..0.35)); // edge distance from the centre
+                                                               // Hole centre: behind the edge, opposite the carbon.
+    let hc = [
+        wf * 0.5 + n[0] * (edge - r_hole),
+        hf * 0.5 + n[1] * (edge - r_hole),
+    ];
+    let thick = rng.gen_range(15.0..25.0) / px_nm;
+    let tex = smooth_field(rng, cv.h, cv.w, 1.0);
+    for i in 0..cv.h {
+        for j in 0..cv.w {
+            let p = centre(i, j);
+            let dist = ((p[0] - hc[0]).powi(2) + (p[1] - hc[1]).powi(2)).sqrt() - r_hole;
+            let f = cover(dist);
+            if f > 0.0 {
+                let idx = i * cv.w + j;
+                cv.density[idx] += 1.5 * thick * f * (1.0 + 0.15 * tex[[i, j]]);
+                if f > 0.5 {
+                    cv.set_region(idx, region::CARBON);
+                }
+            }
+        }
+    }
+}
+
+/// Cytoplasm: a crowded protein solution of thickness `T(x, y)` (a linear ramp: the cell thins
+/// towards its periphery, `T = T0 (1 + g . (p - centre) / size)`) and mean density [`RHO_CYTO`],
+/// textured by two correlated random fields (correlation 1.5 and 6 px: protein complexes and
+/// their clustering), displaced where mitochondria occupy the thickness.
+pub(crate) fn render_cytoplasm(
+    rng: &mut ChaCha8Rng,
+    cv: &mut Canvas,
+    thickness: f32,
+    gradient: [f32; 2],
+    fine: &Array2<f32>,
+) {
+    let coarse = smooth_field(rng, cv.h, cv.w, 6.0);
+    let (wf, hf) = (cv.w as f32, cv.h as f32);
+    let size = wf.max(hf);
+    for i in 0..cv.h {
+        for j in 0..cv.w {
+            let p = centre(i, j);
+            let tl = thickness
+                * (1.0
+                    + gradient[0] * (p[0] - wf * 0.5) / size
+                    + gradient[1] * (p[1] - hf * 0.5) / size);
+            let idx = i * cv.w + j;
+            let free = (tl - cv.occupancy[idx]).max(0.0);
+            let tex = 1.0 + 0.3 * fine[[i, j]] + 0.15 * coarse[[i, j]];
+            cv.density[idx] += RHO_CYTO * free * tex.max(0.0);
+        }
+    }
+}
+
+/// Smooth step re-export for the volume renderer.
+#[allow(dead_code)]
+pub(crate) fn fade(x: f32) -> f32 {
+    smoothstep(x)
+}
+
+/// All the shapes of a projection image, drawn in order: mitochondria (they set the occupancy),
+/// dense-core granules and vesicles, ER, microtubules, ribosomes, cytoplasm, ice, carbon.
+/// Returns the canvas and the mitochondria (index k has membrane label k + 1).
+pub(crate) fn project_scene(cfg: &SynthConfig, rng: &mut ChaCha8Rng) -> (Canvas, Vec<Mito>) {
+    let (h, w) = cfg.size;
+    let px = cfg.pixel_nm;
+    let mut cv = Canvas::new(h, w);
+    let thickness = rng.gen_range(180.0..300.0) / px; // specimen (cell) thickness, pixels
+    let c_max = 0.5 * thickness * rng.gen_range(0.75..0.95);
+    let n = rng.gen_range(cfg.n_mito.0..=cfg.n_mito.1);
+    let mitos = place_mitos(rng, h, w, n, px, c_max, cfg.p_incomplete);
+    let fine = smooth_field(rng, h, w, 1.5);
+    let fine_s = fine.as_slice().expect("standard layout");
+    for (k, m) in mitos.iter().enumerate() {
+        m.render(&mut cv, (k + 1) as u8, None, fine_s);
+    }
+    let area_um2 = (h as f32 * px / 1000.0) * (w as f32 * px / 1000.0);
+    let place = |rng: &mut ChaCha8Rng| [rng.gen_range(0.0..w as f32), rng.gen_range(0.0..h as f32)];
+    // Dense-core granules: 0-4 per µm^2; clear vesicles 3-15 per µm^2.
+    let n_dense = (rng.gen_range(0.0..2.5) * area_um2).round() as usize;
+    let n_clear = (rng.gen_range(3.0..15.0) * area_um2).round() as usize;
+    for k in 0..n_dense + n_clear {
+        let p = place(rng);
+        let v = Vesicle::sample(rng, p, px, k < n_dense, c_max);
+        v.render(&mut cv, None);
+    }
+    let mut ribs = Vec::new();
+    for _ in 0..rng.gen_range(0..3) {
+        ribs.extend(render_er(rng, &mut cv, px));
+    }
+    for _ in 0..rng.gen_range(0..3) {
+        let p = place(rng);
+        render_microtubule(&mut cv, p, rng.gen_range(0.0..PI), px);
+    }
+    // Ribosomes: 1500-4000 per µm^3 of cytoplasm.
+    let vol_um3 = area_um2 * thickness * px / 1000.0;
+    let n_rib = (rng.gen_range(1500.0..4000.0) * vol_um3) as usize;
+    ribs.extend(sample_ribosomes(rng, &cv, n_rib, px, thickness));
+    for r in &ribs {
+        r.render(&mut cv, None);
+    }
+    let g = [rng.gen_range(-0.5..0.5), rng.gen_range(-0.5..0.5)];
+    render_cytoplasm(rng, &mut cv, thickness, g, &fine);
+    if rng.gen_bool(0.35) {
+        for _ in 0..rng.gen_range(1..3) {
+            render_ice(rng, &mut cv, px);
+        }
+    }
+    if rng.gen_bool(0.3) {
+        render_carbon(rng, &mut cv, px);
+    }
+    (cv, mitos)
+}

@@ -1,0 +1,473 @@
+//! Synthetic image generator: determinism, tight ground-truth boxes, SNR, incompleteness,
+//! object counts. Small non-square images keep this fast (< 2 s in release).
+
+use cryodet::synth::{generate, region, SynthConfig, SynthImage, MITO_CLASS};
+
+/// Allowed relative SNR error (the brief: within 10 %; the generator rescales the noise exactly,
+/// so only f32 rounding and the [0,1] mapping remain).
+const SNR_REL_TOL: f32 = 0.10;
+/// A box edge must lie within this many pixels of a membrane pixel of its object.
+const EDGE_TOL_PX: f32 = 1.0;
+/// Non-square, so that a swapped (h, w) shows.
+const SIZE: (usize, usize) = (160, 224);
+
+fn cfg(seed: u64) -> SynthConfig {
+    SynthConfig::new(SIZE, 0.1, seed)
+}
+
+/// Extent `(jmin, imin, jmax, imax)` of the pixels labelled `label`, or None.
+fn extent(s: &SynthImage, label: u8) -> Option<(usize, usize, usize, usize)> {
+    let mut e: Option<(usize, usize, usize, usize)> = None;
+    for ((i, j), &l) in s.outer_membrane.indexed_iter() {
+        if l == label {
+            e = Some(match e {
+                None => (j, i, j, i),
+                Some((j0, i0, j1, i1)) => (j0.min(j), i0.min(i), j1.max(j), i1.max(i)),
+            });
+        }
+    }
+    e
+}
+
+#[test]
+fn deterministic_given_seed_and_index() {
+    let c = cfg(7);
+    let a = generate(&c, 3);
+    let b = generate(&c, 3);
+    assert_eq!(a.image, b.image);
+    assert_eq!(a.clean, b.clean);
+    assert_eq!(a.boxes, b.boxes);
+    let other_index = generate(&c, 4);
+    assert_ne!(a.image, other_index.image, "index must change the image");
+    let other_seed = generate(&cfg(8), 3);
+    assert_ne!(a.image, other_seed.image, "seed must change the image");
+    assert_eq!(a.image.dim(), SIZE);
+    assert!(a
+        .image
+        .iter()
+        .chain(a.clean.iter())
+        .all(|v| (0.0..=1.0).contains(v)));
+}
+
+#[test]
+fn boxes_are_tight_on_the_outer_membrane() {
+    let c = cfg(11);
+    let mut checked = 0;
+    for index in 0..6 {
+        let s = generate(&c, index);
+        for (k, b) in s.boxes.iter().enumerate() {
+            assert_eq!(b.class, MITO_CLASS);
+            let label = (k + 1) as u8;
+            let (j0, i0, j1, i1) = extent(&s, label).expect("every box has membrane pixels");
+            // No membrane pixel outside the box (pixel (i, j) spans [j, j+1) x [i, i+1)).
+            assert!(
+                j0 as f32 >= b.bbox[0] && i0 as f32 >= b.bbox[1],
+                "image {index} box {k}: membrane pixel ({j0}, {i0}) left/above box {:?}",
+                b.bbox
+            );
+            assert!(
+                (j1 + 1) as f32 <= b.bbox[2] && (i1 + 1) as f32 <= b.bbox[3],
+                "image {index} box {k}: membrane pixel ({j1}, {i1}) right/below box {:?}",
+                b.bbox
+            );
+            // Every edge touches a membrane pixel.
+            let gaps = [
+                j0 as f32 - b.bbox[0],
+                i0 as f32 - b.bbox[1],
+                b.bbox[2] - (j1 + 1) as f32,
+                b.bbox[3] - (i1 + 1) as f32,
+            ];
+            assert!(
+                gaps.iter().all(|g| g.abs() <= EDGE_TOL_PX),
+                "image {index} box {k}: edge gaps {gaps:?} px"
+            );
+            // The membrane belongs to a mitochondrion: most of its pixels are in that region.
+            let n_lab = s.outer_membrane.iter().filter(|&&l| l == label).count();
+            let n_mito = s
+                .outer_membrane
+                .iter()
+                .zip(s.region.iter())
+                .filter(|(&l, &r)| l == label && r == region::MITOCHONDRION)
+                .count();
+            assert!(
+                n_mito * 10 >= n_lab * 9,
+                "image {index} box {k}: {n_mito}/{n_lab} in region"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "only {checked} boxes checked");
+}
+
+/// Mean of `clean` over the mask's inner rim (mask pixels within `r_in` px, Chebyshev, of a
+/// non-mask pixel) and over a ring outside it (non-mask pixels within `r_out` px of the mask).
+fn rim_means(s: &SynthImage, label: u8, r_in: isize, r_out: isize) -> (f32, f32) {
+    let (h, w) = s.clean.dim();
+    let near = |i: usize, j: usize, r: isize, want: bool| {
+        for di in -r..=r {
+            for dj in -r..=r {
+                let (ii, jj) = (i as isize + di, j as isize + dj);
+                if ii >= 0 && jj >= 0 && (ii as usize) < h && (jj as usize) < w {
+                    if (s.outer_membrane[[ii as usize, jj as usize]] == label) == want {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    };
+    let (mut si, mut ni, mut so, mut no) = (0.0f32, 0usize, 0.0f32, 0usize);
+    for ((i, j), &l) in s.outer_membrane.indexed_iter() {
+        if l == label && near(i, j, r_in, false) {
+            si += s.clean[[i, j]];
+            ni += 1;
+        } else if l == 0 && near(i, j, r_out, true) {
+            so += s.clean[[i, j]];
+            no += 1;
+        }
+    }
+    (si / ni.max(1) as f32, so / no.max(1) as f32)
+}
+
+/// The mask is what is drawn: the image is darker just inside the mask's edge (the membrane
+/// rim, dense = dark) than just outside it, for nearly every object.
+#[test]
+fn outer_membrane_is_drawn_dark() {
+    let c = cfg(13);
+    let (mut dark, mut total) = (0, 0);
+    for index in 0..6 {
+        let s = generate(&c, index);
+        for k in 0..s.boxes.len() {
+            let (inner, outer) = rim_means(&s, (k + 1) as u8, 3, 4);
+            total += 1;
+            if inner < outer {
+                dark += 1;
+            }
+        }
+    }
+    assert!(
+        total >= 6 && dark * 10 >= total * 9,
+        "dark rim in {dark}/{total} objects"
+    );
+}
+
+#[test]
+fn measured_snr_matches_the_request() {
+    for (k, snr) in [0.05f32, 0.1, 0.15].into_iter().enumerate() {
+        let mut c = cfg(21 + k as u64);
+        c.snr = snr;
+        for index in 0..2 {
+            let s = generate(&c, index);
+            // Independent of the library's helper: var(clean) / var(image - clean).
+            let n = s.image.len() as f64;
+            let mean = |it: &mut dyn Iterator<Item = f64>| it.sum::<f64>() / n;
+            let ms = mean(&mut s.clean.iter().map(|&v| v as f64));
+            let vs = mean(&mut s.clean.iter().map(|&v| (v as f64 - ms).powi(2)));
+            let diff: Vec<f64> = s
+                .image
+                .iter()
+                .zip(s.clean.iter())
+                .map(|(&a, &b)| (a - b) as f64)
+                .collect();
+            let md = diff.iter().sum::<f64>() / n;
+            let vn = diff.iter().map(|d| (d - md).powi(2)).sum::<f64>() / n;
+            let measured = (vs / vn) as f32;
+            let rel = (measured - snr).abs() / snr;
+            assert!(
+                rel <= SNR_REL_TOL,
+                "asked {snr}, measured {measured} (rel err {rel:.4})"
+            );
+            assert!((s.measured_snr() - measured).abs() / snr < 1e-3);
+        }
+    }
+}
+
+#[test]
+fn incomplete_iff_cut_by_the_border() {
+    let (h, w) = SIZE;
+    let touches = |b: &[f32; 4]| b[0] <= 0.0 || b[1] <= 0.0 || b[2] >= w as f32 || b[3] >= h as f32;
+    let mut c = cfg(31);
+    c.p_incomplete = 0.6;
+    let (mut n_cut, mut n_whole) = (0, 0);
+    for index in 0..6 {
+        let s = generate(&c, index);
+        for b in &s.boxes {
+            assert!(
+                b.bbox[0] >= 0.0
+                    && b.bbox[1] >= 0.0
+                    && b.bbox[2] <= w as f32
+                    && b.bbox[3] <= h as f32
+            );
+            assert_eq!(b.incomplete, touches(&b.bbox), "box {:?}", b.bbox);
+            if b.incomplete {
+                n_cut += 1;
+            } else {
+                n_whole += 1;
+            }
+        }
+    }
+    assert!(n_cut > 0 && n_whole > 0, "cut {n_cut}, whole {n_whole}");
+    // Never cut when not asked for.
+    c.p_incomplete = 0.0;
+    for index in 0..4 {
+        assert!(generate(&c, index).boxes.iter().all(|b| !b.incomplete));
+    }
+}
+
+#[test]
+fn one_to_five_mitochondria() {
+    let c = cfg(41);
+    let mut seen = [false; 6];
+    for index in 0..12 {
+        let n = generate(&c, index).boxes.len();
+        assert!((1..=5).contains(&n), "image {index}: {n} mitochondria");
+        seen[n] = true;
+    }
+    assert!(
+        seen.iter().filter(|&&s| s).count() >= 3,
+        "counts seen: {seen:?}"
+    );
+    let mut c = cfg(42);
+    c.n_mito = (3, 3);
+    for index in 0..3 {
+        assert_eq!(generate(&c, index).boxes.len(), 3);
+    }
+}
+
+/// 4-connected components of `mask`, each as its list of pixel indices (row-major).
+fn components(mask: &[bool], h: usize, w: usize) -> Vec<Vec<usize>> {
+    let mut seen = vec![false; h * w];
+    let mut out = Vec::new();
+    for start in 0..h * w {
+        if !mask[start] || seen[start] {
+            continue;
+        }
+        let mut comp = Vec::new();
+        let mut stack = vec![start];
+        seen[start] = true;
+        while let Some(k) = stack.pop() {
+            comp.push(k);
+            let (i, j) = (k / w, k % w);
+            let mut push = |q: usize| {
+                if mask[q] && !seen[q] {
+                    seen[q] = true;
+                    stack.push(q);
+                }
+            };
+            if i > 0 {
+                push(k - w);
+            }
+            if i + 1 < h {
+                push(k + w);
+            }
+            if j > 0 {
+                push(k - 1);
+            }
+            if j + 1 < w {
+                push(k + 1);
+            }
+        }
+        out.push(comp);
+    }
+    out
+}
+
+/// Probability that a random mitochondrion is brighter than a random distractor (Mann-Whitney
+/// AUC; 0.5 = indistinguishable, 0 or 1 = perfectly separable by a threshold).
+fn auc(pos: &[f32], neg: &[f32]) -> f32 {
+    let mut s = 0.0f32;
+    for p in pos {
+        for n in neg {
+            s += if p > n {
+                1.0
+            } else if p == n {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    s / (pos.len() * neg.len()) as f32
+}
+
+/// Mitochondria are not separable from the other organelles by brightness alone: the mean
+/// intensity of each mitochondrion's footprint, compared with that of every vesicle, dense-core
+/// granule and ice blob (>= 200 px) and of cytoplasm patches of the median mitochondrion's size,
+/// gives an AUC well away from 0 and 1 (measured on the noise-free `clean` image, the hardest
+/// case for the claim; noise only pushes the AUC towards 0.5).
+#[test]
+fn mitochondria_not_separable_by_brightness() {
+    let c = SynthConfig::new((384, 384), 0.1, 51);
+    let (h, w) = c.size;
+    let (mut mito, mut other) = (Vec::new(), Vec::new());
+    let mut per_class = vec![Vec::new(); region::NAMES.len()];
+    for index in 0..10 {
+        let s = generate(&c, index);
+        let clean = s.clean.as_slice().unwrap();
+        let reg = s.region.as_slice().unwrap();
+        let lab = s.outer_membrane.as_slice().unwrap();
+        let mean = |px: &[usize]| px.iter().map(|&k| clean[k]).sum::<f32>() / px.len() as f32;
+        for k in 0..s.boxes.len() {
+            let px: Vec<usize> = (0..h * w).filter(|&q| lab[q] == (k + 1) as u8).collect();
+            mito.push(mean(&px));
+            per_class[region::MITOCHONDRION as usize].push(mean(&px));
+        }
+        for code in [region::VESICLE, region::DENSE_GRANULE, region::ICE] {
+            let mask: Vec<bool> = reg.iter().map(|&r| r == code).collect();
+            for comp in components(&mask, h, w)
+                .into_iter()
+                .filter(|c| c.len() >= 200)
+            {
+                other.push(mean(&comp));
+                per_class[code as usize].push(mean(&comp));
+            }
+        }
+        // Cytoplasm patches: 40x40 windows free of any organelle.
+        for bi in 0..h / 40 {
+            for bj in 0..w / 40 {
+                let px: Vec<usize> = (bi * 40..bi * 40 + 40)
+                    .flat_map(|i| (bj * 40..bj * 40 + 40).map(move |j| i * w + j))
+                    .collect();
+                if px.iter().all(|&q| reg[q] == region::CYTOPLASM) {
+                    other.push(mean(&px));
+                    per_class[region::CYTOPLASM as usize].push(mean(&px));
+                }
+            }
+        }
+    }
+    for (code, v) in per_class.iter().enumerate() {
+        if !v.is_empty() {
+            let m = v.iter().sum::<f32>() / v.len() as f32;
+            let (lo, hi) = v
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+            println!(
+                "{:>14}: n={:4} mean={m:.3} range=[{lo:.3}, {hi:.3}]",
+                region::NAMES[code],
+                v.len()
+            );
+        }
+    }
+    let a = auc(&mito, &other);
+    println!(
+        "AUC(mitochondria brighter than distractors) = {a:.3} ({} vs {})",
+        mito.len(),
+        other.len()
+    );
+    assert!(mito.len() >= 10 && other.len() >= 20);
+    assert!(
+        (0.15..=0.85).contains(&a),
+        "brightness separates mitochondria: AUC {a:.3}"
+    );
+}
+
+/// The volume: objects are 3D (present on a run of consecutive slices, starting and ending
+/// inside the stack), their per-slice boxes change smoothly, and the 3D box is the union.
+#[test]
+fn stack_objects_are_smooth_in_z() {
+    use cryodet::synth::generate_stack;
+    let mut c = SynthConfig::new((128, 160), 0.1, 61);
+    c.n_mito = (2, 3);
+    let nz = 24;
+    let st = generate_stack(&c, nz);
+    assert_eq!(st.volume.dim(), (nz, 128, 160));
+    assert!(st.volume.iter().all(|v| (0.0..=1.0).contains(v)));
+    assert!(!st.objects.is_empty());
+    for (k, o) in st.objects.iter().enumerate() {
+        let zs: Vec<usize> = o.slices.iter().map(|(z, _)| *z).collect();
+        assert!(
+            zs.windows(2).all(|p| p[1] == p[0] + 1),
+            "object {k}: slices {zs:?} not consecutive"
+        );
+        assert!(
+            zs.len() >= 3 && zs[0] > 0 && *zs.last().unwrap() < nz - 1,
+            "object {k}: {zs:?}"
+        );
+        let mut u = [f32::MAX, f32::MAX, f32::MIN, f32::MIN];
+        for (_, b) in &o.slices {
+            u = [
+                u[0].min(b.bbox[0]),
+                u[1].min(b.bbox[1]),
+                u[2].max(b.bbox[2]),
+                u[3].max(b.bbox[3]),
+            ];
+        }
+        assert_eq!(
+            o.bbox3d,
+            [
+                u[0],
+                u[1],
+                zs[0] as f32,
+                u[2],
+                u[3],
+                (zs[zs.len() - 1] + 1) as f32
+            ]
+        );
+        // Smooth: consecutive boxes differ by a few pixels per side, not by jumps.
+        for p in o.slices.windows(2) {
+            let d = (0..4)
+                .map(|i| (p[0].1.bbox[i] - p[1].1.bbox[i]).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                d <= 12.0,
+                "object {k}: box jumps {d} px between slices {} and {}",
+                p[0].0,
+                p[1].0
+            );
+        }
+    }
+    let again = generate_stack(&c, nz);
+    assert_eq!(again.volume, st.volume);
+}
+
+/// `cryodet synth` writes what `generate` makes: PNGs, VOC boxes (read back with the io
+/// reader, truncated flags), the manifest's groups, and the MRC stack with its JSON.
+#[test]
+fn cli_writes_a_readable_dataset() {
+    use cryodet::cli::synth::{image_name, run, Args};
+    use cryodet::io::voc::read_voc;
+    let out = std::env::temp_dir().join(format!("cryodet_synth_test_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let args = Args {
+        out: out.clone(),
+        n: 5,
+        size: 96,
+        snr: 0.1,
+        seed: 5,
+        groups: 2,
+        bit_depth: 16,
+        mrc_slices: Some(8),
+        min_mito: 1,
+        max_mito: 3,
+        pixel_nm: None,
+        preview: false,
+    };
+    run(args).expect("synth run");
+    let mut cfg = SynthConfig::new((96, 96), 0.1, 5);
+    cfg.n_mito = (1, 3);
+    let manifest = std::fs::read_to_string(out.join("manifest.csv")).unwrap();
+    let rows: Vec<&str> = manifest.lines().collect();
+    assert_eq!(rows[0], "image,group");
+    assert_eq!(rows.len(), 6);
+    for index in 0..5 {
+        let name = image_name(index, index / 2);
+        assert_eq!(rows[index + 1], format!("{name}.png,g{:03}", index / 2));
+        assert!(out.join("images").join(format!("{name}.png")).is_file());
+        let ann = read_voc(&out.join("annotations").join(format!("{name}.xml"))).unwrap();
+        let s = generate(&cfg, index);
+        assert_eq!((ann.width, ann.height), (96, 96));
+        assert_eq!(ann.objects.len(), s.boxes.len());
+        for (o, b) in ann.objects.iter().zip(&s.boxes) {
+            assert_eq!(o.name, MITO_CLASS);
+            assert_eq!(o.bbox, b.bbox);
+            assert_eq!(o.truncated, b.incomplete);
+        }
+    }
+    let mrc = std::fs::metadata(out.join("stack.mrc")).unwrap();
+    assert_eq!(mrc.len() as usize, 1024 + 4 * 8 * 96 * 96);
+    let gt: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("stack_gt.json")).unwrap()).unwrap();
+    assert_eq!(gt["shape"], serde_json::json!([8, 96, 96]));
+    assert!(gt["objects"].as_array().is_some());
+    let _ = std::fs::remove_dir_all(&out);
+}
