@@ -19,7 +19,7 @@ use crate::backbone::{take4, Backbone, Grads, Stage, StageCache};
 use crate::detection::anchors::{feature_stride, AnchorGenerator};
 use crate::detection::postprocess::{postprocess_detections, Detections, PostprocessConfig};
 use crate::detection::proposals::{filter_proposals, ProposalConfig};
-use crate::detection::roi_pool::{roi_pool_backward, roi_pool_forward};
+use crate::detection::roi_pool::{roi_pool_backward, roi_pool_forward, roi_pool_values};
 use crate::error::{Error, Result};
 use crate::io::weights::WeightFile;
 use crate::nn::mean::{spatial_mean, spatial_mean_backward};
@@ -483,7 +483,7 @@ impl FasterRcnn {
             );
         }
         let ps = self.config.pool_size;
-        let (pooled_map, _) = roi_pool_forward(
+        let pooled_map = roi_pool_values(
             feat.index_axis(Axis(1), 0),
             proposals.view(),
             ps,

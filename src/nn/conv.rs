@@ -14,7 +14,13 @@
 //! over the output ([`Conv2d::forward_fused`]), which is how ResNet's bottleneck ends.
 //! [`conv2d_naive`] is the seven-loop definition the tests check the fast path against.
 
-use super::gemm::{gemm, Mat};
+use super::gemm::{gemm, gemm_uninit, Mat};
+use std::cell::RefCell;
+
+thread_local! {
+    /// im2col buffer reused across layers (grow-only; one per calling thread).
+    static COL_SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
 use ndarray::{Array1, Array4, ArrayView4};
 use rayon::prelude::*;
 
@@ -83,20 +89,39 @@ impl Conv2d {
         let (oh, ow) = (out_size(h, kh, s, p), out_size(w, kw, s, p));
         let cols = n * oh * ow;
         let krows = ci * kh * kw;
-        let mut y = Array4::<f32>::zeros((co, n, oh, ow));
-        if cols == 0 {
+        if cols == 0 || krows == 0 || co == 0 {
+            let mut y = Array4::<f32>::zeros((co, n, oh, ow));
+            epilogue(&mut y, self.bias.as_ref(), residual, relu);
             return y;
         }
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
+        // The product is computed transposed, y^T[cols, Co] = col^T[cols, K] · w^T[K, Co], and
+        // written through strides straight into y's [Co, cols] memory. matrixmultiply packs its
+        // left operand in parallel and its right operand on one thread, once per 256-deep slice;
+        // the (large) column matrix on the left keeps both threads busy while packing, and the
+        // (small) weight is what is packed serially.
         let wmat = Mat::rows(self.weight.as_slice().expect("standard layout"), co, krows);
-        let ys = y.as_slice_mut().expect("standard layout");
+        let mut y = Array4::<f32>::uninit((co, n, oh, ow));
+        let yu = y.as_slice_mut().expect("standard layout");
         if kh == 1 && kw == 1 && p == 0 && s == 1 {
-            gemm(1.0, wmat, Mat::rows(xs, ci, cols), 0.0, ys);
+            gemm_uninit(1.0, Mat::rows(xs, ci, cols).t(), wmat.t(), yu, 1, cols);
         } else {
-            let col = im2col(x.view(), kh, kw, s, p);
-            gemm(1.0, wmat, Mat::rows(&col, krows, cols), 0.0, ys);
+            COL_SCRATCH.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                if buf.len() < krows * cols {
+                    // Grow-only scratch: no fresh (page-faulting) allocation per layer.
+                    *buf = Vec::new();
+                    buf.resize(krows * cols, 0.0);
+                }
+                let col = &mut buf[..krows * cols];
+                im2col_into(x.view(), kh, kw, s, p, col);
+                gemm_uninit(1.0, Mat::rows(col, krows, cols).t(), wmat.t(), yu, 1, cols);
+            });
         }
+        // SAFETY: gemm_uninit wrote every element (i, j) of the [cols, Co] pattern with strides
+        // (1, cols), i.e. all Co * cols elements of y.
+        let mut y = unsafe { y.assume_init() };
         epilogue(&mut y, self.bias.as_ref(), residual, relu);
         y
     }
@@ -297,42 +322,55 @@ pub fn epilogue(
 pub fn im2col(x: ArrayView4<f32>, kh: usize, kw: usize, s: usize, p: usize) -> Vec<f32> {
     let (ci, n, h, w) = x.dim();
     let (oh, ow) = (out_size(h, kh, s, p), out_size(w, kw, s, p));
+    let mut col = vec![0f32; ci * kh * kw * n * oh * ow];
+    im2col_into(x, kh, kw, s, p, &mut col);
+    col
+}
+
+/// [`im2col`] into a caller's buffer of exactly `Ci*kh*kw * N*OH*OW` elements; every element
+/// is written (padding taps get 0), so the buffer may hold anything before.
+pub fn im2col_into(x: ArrayView4<f32>, kh: usize, kw: usize, s: usize, p: usize, col: &mut [f32]) {
+    let (ci, n, h, w) = x.dim();
+    let (oh, ow) = (out_size(h, kh, s, p), out_size(w, kw, s, p));
     let cols = n * oh * ow;
+    assert_eq!(col.len(), ci * kh * kw * cols, "im2col: buffer size");
+    if cols == 0 {
+        return;
+    }
     let x = x.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
-    let mut col = vec![0f32; ci * kh * kw * cols];
-    if cols == 0 {
-        return col;
-    }
     col.par_chunks_mut(cols).enumerate().for_each(|(r, row)| {
         let (c, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
         // valid output columns: 0 <= ox*s + kx - p < w
-        let ox_lo = if kx >= p { 0 } else { (p - kx).div_ceil(s) };
+        let ox_lo = if kx >= p { 0 } else { (p - kx).div_ceil(s) }.min(ow);
         let ox_hi = if w + p > kx {
             ((w + p - kx - 1) / s + 1).min(ow)
         } else {
             0
-        };
+        }
+        .max(ox_lo);
         for nn in 0..n {
             for oy in 0..oh {
                 let iy = (oy * s + ky) as isize - p as isize;
                 let dst = &mut row[(nn * oh + oy) * ow..(nn * oh + oy + 1) * ow];
                 if iy < 0 || iy >= h as isize || ox_lo >= ox_hi {
-                    continue; // stays 0
+                    dst.fill(0.0);
+                    continue;
                 }
+                dst[..ox_lo].fill(0.0);
+                dst[ox_hi..].fill(0.0);
                 let src = &xs[((c * n + nn) * h + iy as usize) * w..][..w];
                 if s == 1 {
                     let ix0 = ox_lo + kx - p;
                     dst[ox_lo..ox_hi].copy_from_slice(&src[ix0..ix0 + (ox_hi - ox_lo)]);
                 } else {
-                    for ox in ox_lo..ox_hi {
-                        dst[ox] = src[ox * s + kx - p];
+                    for (ox, d) in (ox_lo..ox_hi).zip(dst[ox_lo..ox_hi].iter_mut()) {
+                        *d = src[ox * s + kx - p];
                     }
                 }
             }
         }
     });
-    col
 }
 
 /// The definition, seven loops, no tricks: the reference for the tests.
@@ -382,6 +420,25 @@ mod tests {
     fn rand4(shape: (usize, usize, usize, usize), seed: u64) -> Array4<f32> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         Array4::from_shape_fn(shape, |_| rng.gen_range(-1.0..1.0))
+    }
+
+    /// `im2col_into` overwrites every element of a dirty buffer (padding taps included).
+    #[test]
+    fn im2col_into_overwrites_buffer() {
+        let x = rand4((3, 2, 5, 4), 4);
+        for &(k, s, p) in &[(3, 1, 1), (3, 2, 1), (1, 2, 0), (7, 2, 3), (5, 3, 4)] {
+            let want = im2col(x.view(), k, k, s, p);
+            let mut got = vec![f32::NAN; want.len()];
+            im2col_into(x.view(), k, k, s, p, &mut got);
+            assert!(
+                got.iter().zip(&want).all(|(a, b)| a == b),
+                "im2col_into k{k} s{s} p{p} differs from im2col"
+            );
+            assert!(
+                p == 0 || want.iter().any(|&v| v == 0.0),
+                "k{k} s{s} p{p}: no padding tap tested"
+            );
+        }
     }
 
     /// Fast path == definition for the shapes ResNet uses, with C != H != W, odd sizes,
