@@ -8,8 +8,9 @@
 //!   must stay on the same side of a train/test split);
 //! - with `--mrc-slices Z`: `stack.mrc` (Z slices of one synthetic volume, float32) and
 //!   `stack_gt.json` (per object: 3D box and per-slice 2D boxes);
-//! - with `--preview`: `preview/NAME_clean.png` and `preview/NAME_boxes.png` (ground truth drawn:
-//!   red complete, yellow incomplete).
+//! - with `--preview`: `preview/NAME_clean.png`, `preview/NAME_boxes.png` (ground truth drawn:
+//!   red complete, yellow incomplete) and `preview/NAME_regions.png` (region code `r` of
+//!   `crate::synth::region` as gray `r / 7`).
 
 use crate::io::image::{write_png_gray16, write_png_gray8};
 use crate::io::mrc::write_mrc;
@@ -105,6 +106,10 @@ pub fn run(args: Args) -> Result<()> {
             if args.preview {
                 write_png(&preview.join(format!("{name}_clean.png")), &s.clean, 8)?;
                 write_overlay(&preview.join(format!("{name}_boxes.png")), &s)?;
+                let regions = s
+                    .region
+                    .mapv(|r| r as f32 / (synth::region::NAMES.len() - 1) as f32);
+                write_png(&preview.join(format!("{name}_regions.png")), &regions, 8)?;
             }
             Ok((name, group))
         })

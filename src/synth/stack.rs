@@ -79,9 +79,9 @@ pub fn generate_stack(cfg: &SynthConfig, nz: usize) -> SynthStack {
     }
     let area_um2 = (h as f32 * px / 1000.0) * (w as f32 * px / 1000.0);
     let depth_um = nzf * px / 1000.0;
-    // Vesicles per µm^3: a 250 nm thick projection has 0-2.5 dense + 3-15 clear per µm^2.
+    // Vesicles per µm^3: a 250 nm thick projection has 0-2.5 dense + 2-8 clear per µm^2.
     let n_dense = (rng.gen_range(0.0..10.0) * area_um2 * depth_um).round() as usize;
-    let n_clear = (rng.gen_range(12.0..60.0) * area_um2 * depth_um).round() as usize;
+    let n_clear = (rng.gen_range(8.0..32.0) * area_um2 * depth_um).round() as usize;
     let vesicles: Vec<Vesicle> = (0..n_dense + n_clear)
         .map(|k| {
             let p = [rng.gen_range(0.0..w as f32), rng.gen_range(0.0..h as f32)];
