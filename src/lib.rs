@@ -19,6 +19,7 @@ pub mod backbone;
 pub mod detection;
 pub mod model;
 pub mod nn;
+pub mod pipeline;
 
 pub mod draw;
 pub mod eval;

@@ -242,20 +242,21 @@ impl FasterRcnn {
             cls_score: take_linear(&mut wf, "head.cls_score", c4, k)?,
             bbox_pred: take_linear(&mut wf, "head.bbox_pred", c4, 4 * k)?,
         };
-        let classes =
-            match wf.classes() {
-                Some(c) if c.len() == k => c,
-                Some(c) => return Err(Error::weights(
+        let classes = match wf.classes() {
+            Some(c) if c.len() == k => c,
+            Some(c) => {
+                return Err(Error::weights(
                     &wf.path,
                     format!(
                         "metadata `classes` names {} classes but head.cls_score has {k} outputs",
                         c.len()
                     ),
-                )),
-                None => std::iter::once("__background__".to_string())
-                    .chain((1..k).map(|i| format!("class{i}")))
-                    .collect(),
-            };
+                ))
+            }
+            None => std::iter::once("__background__".to_string())
+                .chain((1..k).map(|i| format!("class{i}")))
+                .collect(),
+        };
         wf.finish()?;
         Ok(FasterRcnn {
             backbone,
@@ -277,8 +278,24 @@ impl FasterRcnn {
     }
 
     /// The forward pass; with `trace`, every intermediate tensor is recorded.
-    pub fn forward(&self, x: &Array4<f32>, mut trace: Option<&mut Trace>) -> Detections {
+    pub fn forward(&self, x: &Array4<f32>, trace: Option<&mut Trace>) -> Detections {
         let (_, _, h, w) = x.dim();
+        self.forward_image(x, (h, w), trace)
+    }
+
+    /// The forward pass on a padded tensor `x` whose image occupies the top-left
+    /// `image = (h, w)` (torchvision pads to a multiple of 32): anchors are laid on the padded
+    /// tensor, proposals and detections are clipped to the image.
+    pub fn forward_image(
+        &self,
+        x: &Array4<f32>,
+        image: (usize, usize),
+        mut trace: Option<&mut Trace>,
+    ) -> Detections {
+        let (_, _, ph, pw) = x.dim();
+        if let Some(t) = trace.as_deref_mut() {
+            t.push_map("input", x);
+        }
         let feat = match trace.as_deref_mut() {
             Some(t) => {
                 let outs = self.backbone.forward_all(x);
@@ -291,23 +308,25 @@ impl FasterRcnn {
             None => self.backbone.forward(x),
         };
         let rpn = self.rpn.forward(&feat);
-        let proposals = self.proposals(&rpn, (h, w), (feat.dim().2, feat.dim().3));
+        let proposals = self.proposals(&rpn, (ph, pw), image, (feat.dim().2, feat.dim().3));
         if let Some(t) = trace.as_deref_mut() {
             t.push_map("rpn.cls_logits", &rpn.cls_logits);
             t.push_map("rpn.bbox_pred", &rpn.bbox_pred);
             t.push("rpn.proposals", proposals.clone().into_dyn());
         }
-        self.head_forward(&feat, &proposals, (h, w), trace)
+        self.head_forward(&feat, &proposals, image, trace)
     }
 
-    /// Proposals from the RPN outputs (torchvision's filter_proposals).
+    /// Proposals from the RPN outputs (torchvision's filter_proposals): anchors laid on the
+    /// (padded) input tensor of size `padded`, boxes clipped to `image`.
     pub fn proposals(
         &self,
         rpn: &RpnOutput,
+        padded: (usize, usize),
         image: (usize, usize),
         feat: (usize, usize),
     ) -> Array2<f32> {
-        let anchors = self.anchors(image, feat);
+        let anchors = self.anchors(padded, feat);
         filter_proposals(
             &rpn.objectness,
             rpn.deltas.view(),

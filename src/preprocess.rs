@@ -55,9 +55,14 @@ const RANGE_LUT_PER_UNIT: f32 = 255.0 * 16.0;
 pub enum Filter {
     None,
     /// Edge-preserving bilateral filter; units in the module doc.
-    Bilateral { sigma_spatial: f32, sigma_range: f32 },
+    Bilateral {
+        sigma_spatial: f32,
+        sigma_range: f32,
+    },
     /// Gaussian blur with `sigma` in pixels.
-    Gaussian { sigma: f32 },
+    Gaussian {
+        sigma: f32,
+    },
 }
 
 /// Which preprocessing to run. `Default` is the study's: bilateral (1.2 px, 100 levels),
@@ -92,9 +97,10 @@ pub fn preprocess(img: ArrayView2<f32>, cfg: &PreprocessConfig) -> Array2<f32> {
     }
     x = match cfg.filter {
         Filter::None => x,
-        Filter::Bilateral { sigma_spatial, sigma_range } => {
-            bilateral_filter(x.view(), sigma_spatial, sigma_range)
-        }
+        Filter::Bilateral {
+            sigma_spatial,
+            sigma_range,
+        } => bilateral_filter(x.view(), sigma_spatial, sigma_range),
         Filter::Gaussian { sigma } => gaussian_filter(x.view(), sigma),
     };
     if cfg.equalize && !cfg.equalize_first {
@@ -121,7 +127,10 @@ pub fn reflect101(i: isize, n: usize) -> usize {
 fn pad_reflect101(img: ArrayView2<f32>, r: usize) -> Array2<f32> {
     let (h, w) = img.dim();
     Array2::from_shape_fn((h + 2 * r, w + 2 * r), |(y, x)| {
-        img[[reflect101(y as isize - r as isize, h), reflect101(x as isize - r as isize, w)]]
+        img[[
+            reflect101(y as isize - r as isize, h),
+            reflect101(x as isize - r as isize, w),
+        ]]
     })
 }
 
@@ -138,15 +147,24 @@ pub fn bilateral_filter(img: ArrayView2<f32>, sigma_spatial: f32, sigma_range: f
     if h == 0 || w == 0 {
         return img.to_owned();
     }
-    let ss = if sigma_spatial > 0.0 { sigma_spatial as f64 } else { 1.0 };
-    let sr = if sigma_range > 0.0 { sigma_range as f64 } else { 1.0 };
+    let ss = if sigma_spatial > 0.0 {
+        sigma_spatial as f64
+    } else {
+        1.0
+    };
+    let sr = if sigma_range > 0.0 {
+        sigma_range as f64
+    } else {
+        1.0
+    };
     let r = ((ss * 1.5).round_ties_even() as usize).clamp(1, MAX_BILATERAL_RADIUS);
     let padded = pad_reflect101(img, r);
     let pw = w + 2 * r;
     let p = padded.as_slice().expect("fresh array is contiguous");
 
-    // Window offsets (flat index into the padded image, relative to the centre) and weights.
-    let mut taps: Vec<(usize, f32)> = Vec::new();
+    // Window offsets (row, column in the padded image, relative to the window's top-left
+    // corner) and spatial weights, in OpenCV's order (row-major over the square).
+    let mut taps: Vec<(usize, usize, f32)> = Vec::new();
     let ri = r as isize;
     for dy in -ri..=ri {
         for dx in -ri..=ri {
@@ -154,11 +172,12 @@ pub fn bilateral_filter(img: ArrayView2<f32>, sigma_spatial: f32, sigma_range: f
             if d2.sqrt() > r as f64 {
                 continue;
             }
-            let flat = ((dy + ri) as usize) * pw + (dx + ri) as usize;
-            taps.push((flat, (-0.5 * d2 / (ss * ss)).exp() as f32));
+            let wgt = (-0.5 * d2 / (ss * ss)).exp() as f32;
+            taps.push(((dy + ri) as usize, (dx + ri) as usize, wgt));
         }
     }
-    // Range weights for |d| = k / RANGE_LUT_PER_UNIT, k = 0..=RANGE_LUT_PER_UNIT (|d| <= 1).
+    // Range weights for |d| = k / RANGE_LUT_PER_UNIT, k = 0..=RANGE_LUT_PER_UNIT (|d| <= 1);
+    // larger differences use the last entry.
     let lut_len = RANGE_LUT_PER_UNIT as usize + 1;
     let lut: Vec<f32> = (0..lut_len)
         .map(|k| {
@@ -166,25 +185,35 @@ pub fn bilateral_filter(img: ArrayView2<f32>, sigma_spatial: f32, sigma_range: f
             (-0.5 * levels * levels / (sr * sr)).exp() as f32
         })
         .collect();
+    let max_k = (lut_len - 1) as f32;
 
+    // One output row at a time; taps in the outer loop so every inner loop streams through
+    // contiguous rows (sum and weight accumulators per pixel of the row).
     let mut out = Array2::<f32>::zeros((h, w));
-    out.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(y, mut row)| {
-        let row = row.as_slice_mut().expect("rows of a fresh array are contiguous");
-        for (x, o) in row.iter_mut().enumerate() {
-            // Top-left corner of the window in the padded image.
-            let base = y * pw + x;
-            let c = p[base + r * pw + r];
-            let (mut sum, mut wsum) = (0.0f32, 0.0f32);
-            for &(off, ws) in &taps {
-                let v = p[base + off];
-                let k = ((v - c).abs() * RANGE_LUT_PER_UNIT).round() as usize;
-                let wgt = ws * lut[k.min(lut_len - 1)];
-                sum += wgt * v;
-                wsum += wgt;
+    out.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(y, mut row)| {
+            let row = row
+                .as_slice_mut()
+                .expect("rows of a fresh array are contiguous");
+            let centre = &p[(y + r) * pw + r..(y + r) * pw + r + w];
+            let mut sum = vec![0f32; w];
+            let mut wsum = vec![0f32; w];
+            for &(ty, tx, ws) in &taps {
+                let src = &p[(y + ty) * pw + tx..(y + ty) * pw + tx + w];
+                for (((&v, &c), s), t) in src.iter().zip(centre).zip(&mut sum).zip(&mut wsum) {
+                    // Nearest table entry; `as usize` truncates after adding 0.5 (values >= 0).
+                    let k = ((v - c).abs() * RANGE_LUT_PER_UNIT + 0.5).min(max_k) as usize;
+                    let wgt = ws * lut[k];
+                    *s += wgt * v;
+                    *t += wgt;
+                }
             }
-            *o = sum / wsum;
-        }
-    });
+            for ((o, s), t) in row.iter_mut().zip(&sum).zip(&wsum) {
+                *o = s / t;
+            }
+        });
     out
 }
 
@@ -208,14 +237,22 @@ pub fn gaussian_filter(img: ArrayView2<f32>, sigma: f32) -> Array2<f32> {
     let blur_rows = |src: ArrayView2<f32>| -> Array2<f32> {
         let (n, m) = src.dim();
         let mut out = Array2::<f32>::zeros((n, m));
-        out.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(y, mut row)| {
-            let s = src.row(y);
-            let padded: Vec<f32> =
-                (0..m + 2 * r).map(|i| s[reflect101(i as isize - r as isize, m)]).collect();
-            for (x, o) in row.iter_mut().enumerate() {
-                *o = k.iter().zip(&padded[x..x + 2 * r + 1]).map(|(a, b)| a * b).sum();
-            }
-        });
+        out.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(y, mut row)| {
+                let s = src.row(y);
+                let padded: Vec<f32> = (0..m + 2 * r)
+                    .map(|i| s[reflect101(i as isize - r as isize, m)])
+                    .collect();
+                for (x, o) in row.iter_mut().enumerate() {
+                    *o = k
+                        .iter()
+                        .zip(&padded[x..x + 2 * r + 1])
+                        .map(|(a, b)| a * b)
+                        .sum();
+                }
+            });
         out
     };
     let pass1 = blur_rows(img);
@@ -236,15 +273,33 @@ pub fn gaussian_filter(img: ArrayView2<f32>, sigma: f32) -> Array2<f32> {
 pub fn equalize_histogram(img: ArrayView2<f32>) -> Array2<f32> {
     let top = (EQUALIZE_BINS - 1) as f32;
     let level = |x: f32| (x.clamp(0.0, 1.0) * top).round() as usize;
-    let mut hist = vec![0u64; EQUALIZE_BINS];
-    img.iter().for_each(|&x| hist[level(x)] += 1);
+    // Histogram per row block in parallel, then summed.
+    let hist = img
+        .axis_iter(Axis(0))
+        .into_par_iter()
+        .fold(
+            || vec![0u64; EQUALIZE_BINS],
+            |mut hist, row| {
+                row.iter().for_each(|&x| hist[level(x)] += 1);
+                hist
+            },
+        )
+        .reduce(
+            || vec![0u64; EQUALIZE_BINS],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            },
+        );
     let total: u64 = hist.iter().sum();
     let Some(v0) = hist.iter().position(|&c| c > 0) else {
         return img.to_owned();
     };
     let mut lut = vec![0f32; EQUALIZE_BINS];
     if hist[v0] == total {
-        lut.iter_mut().enumerate().for_each(|(v, l)| *l = v as f32 / top);
+        lut.iter_mut()
+            .enumerate()
+            .for_each(|(v, l)| *l = v as f32 / top);
     } else {
         let scale = top as f64 / (total - hist[v0]) as f64;
         let mut sum = 0u64;
@@ -253,7 +308,9 @@ pub fn equalize_histogram(img: ArrayView2<f32>) -> Array2<f32> {
             lut[v] = (sum as f64 * scale).round_ties_even() as f32 / top;
         }
     }
-    img.mapv(|x| lut[level(x)])
+    let mut out = img.to_owned();
+    out.par_mapv_inplace(|x| lut[level(x)]);
+    out
 }
 
 /// Single-image SNR estimate by autocorrelation (Thong, Sim, Phang, Mitchell & Chan,

@@ -72,7 +72,9 @@ pub fn to_unit_range(img: ArrayView2<f32>, scaling: Scaling) -> Array2<f32> {
         Scaling::MinMax => {
             let (lo, hi) = finite
                 .iter()
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                    (a.min(v), b.max(v))
+                });
             (lo, hi, false)
         }
         Scaling::Percentile(p_lo, p_hi) => {
@@ -106,7 +108,10 @@ pub fn resize_scale(h: usize, w: usize, min_size: f32, max_size: f32) -> f64 {
 /// Output size of `F.interpolate(scale_factor=scale, recompute_scale_factor=True)`:
 /// `(floor(h * scale), floor(w * scale))` in f64.
 pub fn resized_size(h: usize, w: usize, scale: f64) -> (usize, usize) {
-    ((h as f64 * scale).floor() as usize, (w as f64 * scale).floor() as usize)
+    (
+        (h as f64 * scale).floor() as usize,
+        (w as f64 * scale).floor() as usize,
+    )
 }
 
 /// Source indices and weights of torch's linear interpolation along one axis
@@ -145,8 +150,10 @@ pub fn resize_bilinear(img: ArrayView2<f32>, out_h: usize, out_w: usize) -> Arra
     }
     let th = linear_taps(h, out_h);
     let tw = linear_taps(w, out_w);
-    out.axis_iter_mut(Axis(0)).into_par_iter().zip(th.par_iter()).for_each(
-        |(mut row, &(h0, h1, l0h, l1h))| {
+    out.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .zip(th.par_iter())
+        .for_each(|(mut row, &(h0, h1, l0h, l1h))| {
             let r0 = img.row(h0);
             let r1 = img.row(h1);
             for (o, &(w0, w1, l0w, l1w)) in row.iter_mut().zip(&tw) {
@@ -154,8 +161,7 @@ pub fn resize_bilinear(img: ArrayView2<f32>, out_h: usize, out_w: usize) -> Arra
                 let t1 = l0w * r1[w0] + l1w * r1[w1];
                 *o = l0h * t0 + l1h * t1;
             }
-        },
-    );
+        });
     out
 }
 
@@ -166,7 +172,8 @@ pub fn normalize_imagenet(img: ArrayView2<f32>) -> Array4<f32> {
     let mut out = Array4::<f32>::zeros((3, 1, h, w));
     for c in 0..3 {
         let (m, s) = (IMAGENET_MEAN[c], IMAGENET_STD[c]);
-        out.slice_mut(s![c, 0, .., ..]).zip_mut_with(&img, |o, &v| *o = (v - m) / s);
+        out.slice_mut(s![c, 0, .., ..])
+            .zip_mut_with(&img, |o, &v| *o = (v - m) / s);
     }
     out
 }
@@ -194,11 +201,15 @@ pub fn transform_image(
 ) -> Result<(Array4<f32>, (usize, usize))> {
     let (h, w) = img.dim();
     if h == 0 || w == 0 {
-        return Err(Error::invalid(format!("cannot transform an empty {h}x{w} image")));
+        return Err(Error::invalid(format!(
+            "cannot transform an empty {h}x{w} image"
+        )));
     }
     let (oh, ow) = resized_size(h, w, resize_scale(h, w, min_size, max_size));
     if oh == 0 || ow == 0 {
-        return Err(Error::invalid(format!("image {h}x{w} resizes to an empty {oh}x{ow}")));
+        return Err(Error::invalid(format!(
+            "image {h}x{w} resizes to an empty {oh}x{ow}"
+        )));
     }
     let normalized = normalize_imagenet(img);
     let mut resized = Array4::<f32>::zeros((3, 1, oh, ow));

@@ -21,6 +21,7 @@ fn check_trace(trace_file: &str) {
     model.forward(&x, Some(&mut trace));
     let names: Vec<&str> = trace.tensors.iter().map(|(n, _)| n.as_str()).collect();
     for expected in [
+        "input",
         "backbone.stem",
         "backbone.layer1",
         "backbone.layer2",

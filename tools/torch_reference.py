@@ -24,9 +24,8 @@ Run `python3 tools/torch_reference.py --help`; the commands that make the commit
     python3 tools/torch_reference.py fixture --config small --seed 1 --size 75x101 \
         --out-weights tests/fixtures/model/weights_small.safetensors \
         --out tests/fixtures/model/trace_small.safetensors
-    python3 tools/torch_reference.py fixture --config small --seed 1 --size 130x97 --input-seed 2 \
-        --weights tests/fixtures/model/weights_small.safetensors \
-        --out tests/fixtures/model/trace_small_130x97.safetensors
+    python3 tools/torch_reference.py fixture --weights tests/fixtures/model/weights_small.safetensors \
+        --size 130x97 --input-seed 2001 --out tests/fixtures/model/trace_small_130x97.safetensors
 
 Other sub-commands: `trace` (reference trace for any weight file and input), `random-weights`,
 `random-input`, `stats` (activation statistics of a weight file on an input).
@@ -544,7 +543,7 @@ def tie_hazards(model: GeneralizedRCNN, t) -> dict:
       det_cut: a tie at the detections_per_img boundary;
       det_order: equal scores among the kept detections (harmless if the comparison sorts ties).
     """
-    from torchvision.ops import box_iou, clip_boxes_to_image, remove_small_boxes
+    from torchvision.ops import clip_boxes_to_image, remove_small_boxes
 
     h, w = t["input"].shape[2:]
     out = {}
@@ -773,7 +772,8 @@ def main(argv=None) -> int:
     p.add_argument("--input-seed", type=int, default=None, help="input seed (default: seed + 1000)")
     p.add_argument("--size", type=_size, default=(75, 101), help="HxW")
     p.add_argument("--weights", help="use this weight file instead of random weights")
-    p.add_argument("--out-weights", help="write the random weights here")
+    p.add_argument("--out-weights", help="write the random weights here (default: weights_<config>.safetensors "
+                   "next to --out)")
     p.add_argument("--out", required=True, help="trace file (includes 'input')")
 
     p = sub.add_parser("trace", help="reference trace for a weight file and an input file")
@@ -798,8 +798,16 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    import os
+
+    for path in (getattr(args, "out", None), getattr(args, "out_weights", None)):
+        if path and os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
 
     if args.cmd == "fixture":
+        if not args.weights and not args.out_weights:
+            args.out_weights = os.path.join(os.path.dirname(args.out) or ".", f"weights_{args.config}.safetensors")
+            print(f"writing the random weights to {args.out_weights}")
         if args.weights:
             model, classes = load_weights(args.weights)
         else:

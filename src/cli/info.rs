@@ -43,15 +43,25 @@ pub fn run(args: Args) -> Result<()> {
     let (img, what) = if mrc::is_mrc_path(path) {
         let h = mrc::read_header(path)?;
         println!("file       {}", path.display());
-        println!("type       MRC (mode {} = {}, {}-endian)", h.mode, h.mode_name(),
-            if h.little_endian { "little" } else { "big" });
+        println!(
+            "type       MRC (mode {} = {}, {}-endian)",
+            h.mode,
+            h.mode_name(),
+            if h.little_endian { "little" } else { "big" }
+        );
         println!("size       nx {} ny {} nz {}", h.nx, h.ny, h.nz);
         println!(
             "voxel      {} x {} x {} A",
             h.voxel_size[0], h.voxel_size[1], h.voxel_size[2]
         );
-        println!("ispg       {}  ext header {} bytes {:?}  nversion {}", h.ispg, h.ext_header_len, h.exttyp, h.nversion);
-        println!("header     dmin {} dmax {} dmean {} rms {}", h.dmin, h.dmax, h.dmean, h.rms);
+        println!(
+            "ispg       {}  ext header {} bytes {:?}  nversion {}",
+            h.ispg, h.ext_header_len, h.exttyp, h.nversion
+        );
+        println!(
+            "header     dmin {} dmax {} dmean {} rms {}",
+            h.dmin, h.dmax, h.dmean, h.rms
+        );
         for l in &h.labels {
             println!("label      {l}");
         }
@@ -67,7 +77,10 @@ pub fn run(args: Args) -> Result<()> {
         println!("size       {} x {} (W x H)", info.width, info.height);
         (img_io::read_gray(path)?, "image".to_string())
     } else {
-        return Err(Error::format(path, "unknown file type (expected an image or an MRC file)"));
+        return Err(Error::format(
+            path,
+            "unknown file type (expected an image or an MRC file)",
+        ));
     };
     let (lo, hi, mean, std, bad) = stats(img.view());
     println!("intensity  ({what}) min {lo} max {hi} mean {mean:.4} std {std:.4}");
@@ -75,6 +88,9 @@ pub fn run(args: Args) -> Result<()> {
         println!("non-finite {bad} pixel(s) (NaN/Inf) excluded; SNR computed with them masked");
     }
     let (clean, _) = img_io::check_finite(path, img, true)?;
-    println!("SNR        {:.4} (autocorrelation estimate, Thong et al. 2001)", estimate_snr(clean.view()));
+    println!(
+        "SNR        {:.4} (autocorrelation estimate, Thong et al. 2001)",
+        estimate_snr(clean.view())
+    );
     Ok(())
 }

@@ -76,14 +76,20 @@ pub fn read_input(path: &Path, slice: Option<usize>) -> Result<(Array2<f32>, Str
     if mrc::is_mrc_path(path) {
         let h = mrc::read_header(path)?;
         let z = slice.unwrap_or(h.nz / 2);
-        Ok((mrc::read_slice(path, &h, z)?, format!("section {z} of {}", h.nz)))
+        Ok((
+            mrc::read_slice(path, &h, z)?,
+            format!("section {z} of {}", h.nz),
+        ))
     } else if img_io::is_image_path(path) {
         if slice.is_some() {
             return Err(Error::invalid("--slice applies to MRC files only"));
         }
         Ok((img_io::read_gray(path)?, "image".into()))
     } else {
-        Err(Error::format(path, "unknown file type (expected an image or an MRC file)"))
+        Err(Error::format(
+            path,
+            "unknown file type (expected an image or an MRC file)",
+        ))
     }
 }
 
@@ -91,7 +97,10 @@ pub fn run(args: Args) -> Result<()> {
     let (raw, what) = read_input(&args.input, args.slice)?;
     let (raw, masked) = img_io::check_finite(&args.input, raw, args.mask_nonfinite)?;
     if masked > 0 {
-        eprintln!("warning: {}: replaced {masked} non-finite pixel(s) by the median", args.input.display());
+        eprintln!(
+            "warning: {}: replaced {masked} non-finite pixel(s) by the median",
+            args.input.display()
+        );
     }
     let scaling = match args.scaling {
         ScalingKind::Percentile => Scaling::default(),
@@ -104,7 +113,9 @@ pub fn run(args: Args) -> Result<()> {
                 sigma_spatial: args.sigma_spatial,
                 sigma_range: args.sigma_range,
             },
-            FilterKind::Gaussian => Filter::Gaussian { sigma: args.sigma_spatial },
+            FilterKind::Gaussian => Filter::Gaussian {
+                sigma: args.sigma_spatial,
+            },
             FilterKind::None => Filter::None,
         },
         equalize: !args.no_equalize,

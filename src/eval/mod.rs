@@ -45,6 +45,7 @@ pub mod report;
 mod voc_standin;
 
 pub use matching::Match;
+pub use report::write_report;
 
 use serde::Serialize;
 use std::collections::BTreeSet;

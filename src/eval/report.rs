@@ -1,1 +1,351 @@
-pub fn write_report() {}
+//! Writing an [`EvalReport`]: `metrics.json` (every number), `report.md` (tables),
+//! `pr_curve.png` (the pooled precision-recall curve at each IoU threshold, the study's Fig. 6b),
+//! `ap_vs_iou.png` (mAP against the IoU threshold, Fig. 6a), and `overlays/<image>.png` for the
+//! images with the lowest F1 (ground truth red, detections with score >= the score threshold
+//! blue with their scores), when the image files can be found.
+
+use super::{EvalReport, ImageEval, Summary};
+use crate::draw::{self, line_plot, PlotSpec, Series, PALETTE};
+use crate::error::{Error, Result};
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Ground-truth colour in overlays (red, as the study's Fig. 5).
+pub const GT_COLOR: [u8; 3] = [230, 30, 30];
+/// Detection colour in overlays (blue, as the study's Fig. 5).
+pub const PRED_COLOR: [u8; 3] = [40, 90, 255];
+/// How many lowest-F1 images get an overlay.
+pub const N_OVERLAYS: usize = 6;
+
+fn fmt(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.3}"))
+}
+
+fn save_png(img: &image::RgbImage, path: &Path) -> Result<()> {
+    img.save(path)
+        .map_err(|e| Error::format(path, format!("cannot write PNG: {e}")))
+}
+
+/// Writes every report file into `dir` (created if needed). `image_dir`, when given, is searched
+/// for `<image name>.{png,tif,tiff,jpg,jpeg}` to draw overlays; images not found are skipped.
+pub fn write_report(
+    dir: &Path,
+    report: &EvalReport,
+    images: &[ImageEval],
+    image_dir: Option<&Path>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let json = serde_json::to_string_pretty(report)
+        .map_err(|e| Error::invalid(format!("cannot serialize the report: {e}")))?;
+    let p = dir.join("metrics.json");
+    std::fs::write(&p, json + "\n").map_err(|e| Error::io(&p, e))?;
+    let p = dir.join("report.md");
+    std::fs::write(&p, markdown(report)).map_err(|e| Error::io(&p, e))?;
+    save_png(&pr_curve_plot(report), &dir.join("pr_curve.png"))?;
+    save_png(&ap_vs_iou_plot(report), &dir.join("ap_vs_iou.png"))?;
+    if let Some(image_dir) = image_dir {
+        let odir = dir.join("overlays");
+        for i in lowest_f1(report, N_OVERLAYS) {
+            let im = &images[i];
+            let Some(path) = super::dataset::find_image(image_dir, &im.name) else {
+                continue;
+            };
+            std::fs::create_dir_all(&odir).map_err(|e| Error::io(&odir, e))?;
+            let base = load_gray_rgb(&path)?;
+            let img = overlay(base, im, report.config.score_threshold);
+            save_png(&img, &odir.join(format!("{}.png", im.name)))?;
+        }
+    }
+    Ok(())
+}
+
+/// Indices of up to `n` images with F1 < 1, lowest F1 first (ties: more errors first).
+pub fn lowest_f1(report: &EvalReport, n: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..report.images.len())
+        .filter(|&i| report.images[i].summary.f1 < 1.0)
+        .collect();
+    idx.sort_by(|&a, &b| {
+        let (sa, sb) = (&report.images[a].summary, &report.images[b].summary);
+        sa.f1
+            .partial_cmp(&sb.f1)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then((sb.fp + sb.fn_).cmp(&(sa.fp + sa.fn_)))
+    });
+    idx.truncate(n);
+    idx
+}
+
+/// Loads an image file as gray, stretched to its min..max range, as RGB.
+/// (Uses the `image` crate directly; 8/16-bit and float images are all read as f32 luma.)
+pub fn load_gray_rgb(path: &Path) -> Result<image::RgbImage> {
+    let img =
+        image::open(path).map_err(|e| Error::format(path, format!("cannot read image: {e}")))?;
+    let luma = img.to_luma32f();
+    let (w, h) = (luma.width() as usize, luma.height() as usize);
+    let data = luma.into_raw();
+    let (lo, hi) = data
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let norm: Vec<f32> = data.iter().map(|&v| (v - lo) / span).collect();
+    let arr = ndarray::Array2::from_shape_vec((h, w), norm)
+        .map_err(|e| Error::format(path, format!("bad image shape: {e}")))?;
+    Ok(draw::gray_to_rgb(arr.view()))
+}
+
+/// Draws ground truth (red) and detections with `score >= score_threshold` (blue, labelled with
+/// their score) on `base`. Line width and text size grow with the image.
+pub fn overlay(mut base: image::RgbImage, im: &ImageEval, score_threshold: f64) -> image::RgbImage {
+    let side = base.width().min(base.height());
+    let thickness = (side / 300).max(2);
+    let scale = (side / 350).max(2);
+    for g in &im.gt {
+        draw::draw_rect(&mut base, g.bbox, GT_COLOR, thickness);
+    }
+    for p in im.pred.iter().filter(|p| p.score as f64 >= score_threshold) {
+        draw::draw_rect(&mut base, p.bbox, PRED_COLOR, thickness);
+        let label = format!("{:.2}", p.score);
+        let (tw, th) = draw::text_size(&label, scale);
+        let x = p.bbox[0].max(0.0) as i64;
+        let y = (p.bbox[1] as i64 - th as i64 - 2 * scale as i64).max(0);
+        draw::fill_rect(
+            &mut base,
+            x,
+            y,
+            x + tw as i64 + 2 * scale as i64,
+            y + th as i64 + 2 * scale as i64,
+            PRED_COLOR,
+        );
+        draw::draw_text(
+            &mut base,
+            (x + scale as i64) as i32,
+            (y + scale as i64) as i32,
+            &label,
+            [255, 255, 255],
+            scale,
+        );
+    }
+    let legend = format!("{}: GT red, det blue (>= {score_threshold})", im.name);
+    let (tw, th) = draw::text_size(&legend, scale);
+    draw::fill_rect(
+        &mut base,
+        0,
+        0,
+        tw as i64 + 4 * scale as i64,
+        th as i64 + 4 * scale as i64,
+        [0, 0, 0],
+    );
+    draw::draw_text(
+        &mut base,
+        2 * scale as i32,
+        2 * scale as i32,
+        &legend,
+        [255, 255, 255],
+        scale,
+    );
+    base
+}
+
+/// Fig. 6b: pooled precision-recall curve per IoU threshold.
+pub fn pr_curve_plot(report: &EvalReport) -> image::RgbImage {
+    let series: Vec<Series> = report
+        .overall
+        .iter()
+        .enumerate()
+        .map(|(k, o)| Series {
+            label: format!(
+                "IoU {:.2}  AP {}",
+                o.iou_threshold,
+                fmt(o.pooled.ap_all_point)
+            ),
+            points: o
+                .pooled
+                .pr_curve
+                .iter()
+                .map(|p| (p.recall, p.precision))
+                .collect(),
+            color: PALETTE[k % PALETTE.len()],
+            markers: false,
+        })
+        .collect();
+    let title = format!(
+        "Precision-recall ({} images, all classes pooled)",
+        report.n_images
+    );
+    line_plot(&PlotSpec::unit(&title, "Recall", "Precision"), &series)
+}
+
+/// Fig. 6a: mAP (all-point and COCO 101-point) against the IoU threshold.
+pub fn ap_vs_iou_plot(report: &EvalReport) -> image::RgbImage {
+    let ious: Vec<f64> = report.overall.iter().map(|o| o.iou_threshold).collect();
+    let lo = ious.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = ious.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = if lo.is_finite() {
+        (lo - 0.05, hi + 0.05)
+    } else {
+        (0.0, 1.0)
+    };
+    let pts = |f: fn(&super::OverallReport) -> Option<f64>| -> Vec<(f64, f64)> {
+        report
+            .overall
+            .iter()
+            .filter_map(|o| f(o).map(|v| (o.iou_threshold, v)))
+            .collect()
+    };
+    let series = vec![
+        Series {
+            label: "AP (VOC all-point)".into(),
+            points: pts(|o| o.map_all_point),
+            color: PALETTE[0],
+            markers: true,
+        },
+        Series {
+            label: "AP (COCO 101-point)".into(),
+            points: pts(|o| o.map_coco101),
+            color: PALETTE[1],
+            markers: true,
+        },
+    ];
+    let mut spec = PlotSpec::unit(
+        "AP vs IoU threshold (mean over classes)",
+        "IoU threshold",
+        "AP",
+    );
+    spec.x_range = (lo, hi);
+    spec.x_ticks = ious;
+    spec.tick_decimals = 2;
+    line_plot(&spec, &series)
+}
+
+fn summary_cells(s: &Summary) -> String {
+    format!(
+        "{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}",
+        s.n_gt,
+        s.n_pred,
+        fmt(s.ap_all_point),
+        fmt(s.ap_11_point),
+        fmt(s.ap_coco101),
+        s.tp,
+        s.fp,
+        s.fn_,
+        fmt(Some(s.precision)),
+        fmt(Some(s.recall)),
+        fmt(Some(s.f1)),
+        fmt(s.miou),
+        match s.best_f1_threshold {
+            Some(t) => format!("{} @ {t:.3}", fmt(Some(s.best_f1))),
+            None => format!("{} (no detection)", fmt(Some(s.best_f1))),
+        }
+    )
+}
+
+const SUMMARY_HEADER: &str = "GT | Det | AP all-pt | AP 11-pt | AP COCO | TP | FP | FN | P | R | F1 | mIoU | best F1 @ score";
+
+/// The tables of `report.md`.
+pub fn markdown(r: &EvalReport) -> String {
+    let c = &r.config;
+    let mut s = String::new();
+    let _ = writeln!(s, "# cryodet evaluation\n");
+    let _ = writeln!(
+        s,
+        "{} images, classes: {}. Score threshold {} (P, R, F1, mIoU count detections with score >= it); \
+         table IoU {}; COCO AP keeps {} detections per image and class; IoU {}.\n",
+        r.n_images,
+        r.classes.join(", "),
+        c.score_threshold,
+        c.table_iou,
+        c.coco_max_dets,
+        if c.voc_plus_one { "with VOC +1 pixel widths" } else { "on continuous boxes (no +1)" }
+    );
+    let _ = writeln!(s, "GT = non-difficult ground-truth boxes, Det = all detections. AP all-pt: VOC2010+ all-point; \
+        AP 11-pt: VOC2007; AP COCO: pycocotools 101-point. mIoU: mean IoU of the true positives. \
+        Overall rows pool all classes (micro average); mAP = mean over classes with ground truth.\n");
+
+    let _ = writeln!(s, "## Overall (all classes pooled)\n");
+    let _ = writeln!(
+        s,
+        "| IoU | mAP all-pt | mAP 11-pt | mAP COCO | {SUMMARY_HEADER} |"
+    );
+    let _ = writeln!(s, "|{}", "---|".repeat(17));
+    for o in &r.overall {
+        let _ = writeln!(
+            s,
+            "| {:.2} | {} | {} | {} | {} |",
+            o.iou_threshold,
+            fmt(o.map_all_point),
+            fmt(o.map_11_point),
+            fmt(o.map_coco101),
+            summary_cells(&o.pooled)
+        );
+    }
+
+    let _ = writeln!(s, "\n## Per class\n");
+    let _ = writeln!(s, "| Class | IoU | {SUMMARY_HEADER} |");
+    let _ = writeln!(s, "|{}", "---|".repeat(15));
+    for cr in &r.per_class {
+        for su in &cr.per_iou {
+            let _ = writeln!(
+                s,
+                "| {} | {:.2} | {} |",
+                cr.class,
+                su.iou_threshold,
+                summary_cells(su)
+            );
+        }
+    }
+
+    if !r.groups.is_empty() {
+        let _ = writeln!(s, "\n## Per group (tomogram), IoU {:.2}\n", c.table_iou);
+        let _ = writeln!(
+            s,
+            "Incomplete = ground-truth boxes marked truncated or touching the image border.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| Group | Images | GT | Det | F1 | AP | mIoU | Incomplete objects | Incomplete |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+        for g in &r.groups {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                g.group,
+                g.n_images,
+                g.summary.n_gt,
+                g.summary.n_pred,
+                fmt(Some(g.summary.f1)),
+                fmt(g.ap),
+                fmt(g.summary.miou),
+                g.n_incomplete,
+                if g.n_incomplete > 0 { "YES" } else { "NO" }
+            );
+        }
+    }
+
+    let worst = lowest_f1(r, 10);
+    if !worst.is_empty() {
+        let _ = writeln!(s, "\n## Lowest-F1 images, IoU {:.2}\n", c.table_iou);
+        let _ = writeln!(s, "| Image | Group | GT | TP | FP | FN | F1 | mIoU |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+        for i in worst {
+            let im = &r.images[i];
+            let su = &im.summary;
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                im.name,
+                im.group.as_deref().unwrap_or("-"),
+                su.n_gt,
+                su.tp,
+                su.fp,
+                su.fn_,
+                fmt(Some(su.f1)),
+                fmt(su.miou)
+            );
+        }
+    }
+    s
+}

@@ -282,9 +282,16 @@ pub fn image_info(path: &Path) -> Result<ImageInfo> {
             tiff::ColorType::RGBA(b) => format!("RGBA {b}-bit{sample}"),
             other => format!("{other:?}"),
         };
-        return Ok(ImageInfo { format: "TIFF".into(), width, height, color });
+        return Ok(ImageInfo {
+            format: "TIFF".into(),
+            width,
+            height,
+            color,
+        });
     }
-    let name = format.map(|f| format!("{f:?}").to_uppercase()).unwrap_or_else(|| "unknown".into());
+    let name = format
+        .map(|f| format!("{f:?}").to_uppercase())
+        .unwrap_or_else(|| "unknown".into());
     let dec = reader
         .into_decoder()
         .map_err(|e| Error::format(path, format!("cannot decode image header: {e}")))?;
@@ -303,5 +310,10 @@ pub fn image_info(path: &Path) -> Result<ImageInfo> {
     } else {
         ""
     };
-    Ok(ImageInfo { format: name, width, height, color: format!("{kind} {bits}-bit{float}") })
+    Ok(ImageInfo {
+        format: name,
+        width,
+        height,
+        color: format!("{kind} {bits}-bit{float}"),
+    })
 }

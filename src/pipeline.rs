@@ -1,0 +1,135 @@
+//! From a raw image to detections in its own pixels: the study's Fig. 1 end to end.
+//!
+//! ```text
+//! raw [H, W] (any range: 8/16-bit, float MRC)
+//!  -> to [0, 1] (percentiles 0.1 / 99.9 by default, see transform::Scaling)
+//!  -> preprocess: bilateral filter, then histogram equalization (the study; optional)
+//!  -> ImageNet normalization, gray replicated to 3 channels, bilinear resize so that the short
+//!     side is `min_size` (600) and the long side at most `max_size` (1000), pad to 32
+//!  -> FasterRcnn::forward_image -> boxes on the resized image
+//!  -> boxes scaled back to the original pixels (torchvision's transform.postprocess)
+//! ```
+
+use crate::detection::postprocess::Detections;
+use crate::error::{Error, Result};
+use crate::io::detections::Detection;
+use crate::model::FasterRcnn;
+use crate::preprocess::{preprocess, PreprocessConfig};
+use crate::transform::{boxes_to_original, to_unit_range, transform_image, Scaling};
+use ndarray::Array2;
+
+/// How images are prepared and which detections are reported.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// The study's preprocessing; `None` skips it (`--no-preprocess`).
+    pub preprocess: Option<PreprocessConfig>,
+    pub scaling: Scaling,
+    /// Short side after resizing (torchvision's min_size).
+    pub min_size: f32,
+    /// Upper bound of the long side after resizing (torchvision's max_size).
+    pub max_size: f32,
+    /// Detections with a lower score are not reported (the network itself keeps > 0.05).
+    pub score_thresh: f32,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            preprocess: Some(PreprocessConfig::default()),
+            scaling: Scaling::default(),
+            min_size: 600.0,
+            max_size: 1000.0,
+            score_thresh: 0.5,
+        }
+    }
+}
+
+/// A prepared image: the [0, 1] (preprocessed) image at its original size, for overlays,
+/// and the network input.
+pub struct Prepared {
+    pub unit: Array2<f32>,
+    pub input: ndarray::Array4<f32>,
+    /// Size of the resized image inside the padded input, `(h, w)`.
+    pub resized: (usize, usize),
+    /// Size of the original image, `(h, w)`.
+    pub original: (usize, usize),
+}
+
+/// Raw intensities to the network input. Non-finite pixels must have been handled by the reader.
+pub fn prepare(raw: &Array2<f32>, cfg: &PipelineConfig) -> Result<Prepared> {
+    let (h, w) = raw.dim();
+    if h < 2 || w < 2 {
+        return Err(Error::invalid(format!(
+            "image is {w}x{h} pixels; need at least 2x2"
+        )));
+    }
+    let mut unit = to_unit_range(raw.view(), cfg.scaling);
+    if let Some(p) = &cfg.preprocess {
+        unit = preprocess(unit.view(), p);
+    }
+    let (input, resized) = transform_image(unit.view(), cfg.min_size, cfg.max_size)?;
+    Ok(Prepared {
+        unit,
+        input,
+        resized,
+        original: (h, w),
+    })
+}
+
+/// Runs the network on a prepared image; boxes in original pixels, scores >= `score_thresh`.
+pub fn detect_prepared(model: &FasterRcnn, p: &Prepared, score_thresh: f32) -> Vec<Detection> {
+    let mut dets = model.forward_image(&p.input, p.resized, None);
+    boxes_to_original(&mut dets.boxes, p.resized, p.original);
+    to_records(&dets, &model.classes, score_thresh)
+}
+
+/// Raw image in, detections out.
+pub fn detect_raw(
+    model: &FasterRcnn,
+    raw: &Array2<f32>,
+    cfg: &PipelineConfig,
+) -> Result<(Vec<Detection>, Prepared)> {
+    let p = prepare(raw, cfg)?;
+    let d = detect_prepared(model, &p, cfg.score_thresh);
+    Ok((d, p))
+}
+
+/// Network detections to file records, by decreasing score.
+pub fn to_records(d: &Detections, classes: &[String], score_thresh: f32) -> Vec<Detection> {
+    (0..d.len())
+        .filter(|&i| d.scores[i] >= score_thresh)
+        .map(|i| Detection {
+            bbox: [
+                d.boxes[[i, 0]],
+                d.boxes[[i, 1]],
+                d.boxes[[i, 2]],
+                d.boxes[[i, 3]],
+            ],
+            score: d.scores[i],
+            label: classes
+                .get(d.labels[i])
+                .cloned()
+                .unwrap_or_else(|| format!("class{}", d.labels[i])),
+            class_id: d.labels[i],
+        })
+        .collect()
+}
+
+/// The shipped default weights: `$CRYODET_WEIGHTS`, else `weights/default.safetensors` in the
+/// current directory, beside the executable's project, or in the source tree it was built from.
+pub fn default_weights() -> Result<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("CRYODET_WEIGHTS") {
+        return Ok(p.into());
+    }
+    let rel = std::path::Path::new("weights").join("default.safetensors");
+    let mut candidates = vec![rel.clone()];
+    if let Ok(exe) = std::env::current_exe() {
+        for anc in exe.ancestors().skip(1).take(4) {
+            candidates.push(anc.join(&rel));
+        }
+    }
+    candidates.push(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(&rel));
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        Error::invalid("no --weights given and the default weights/default.safetensors was not found (set CRYODET_WEIGHTS or pass --weights)")
+    })
+}
