@@ -42,8 +42,8 @@
 //! the study's figures) **high density is dark**: membranes, ribosomes, ice and carbon are dark
 //! on a lighter background. The output `image` is in `[0, 1]` with 0 = darkest.
 //!
-//! # Image formation ([`form_image`])
-//! 1. Scene -> projected density `D` (see [`scene`] for each element's model).
+//! # Image formation (`form_image`)
+//! 1. Scene -> projected density `D` (see `synth/scene.rs` for each element's model).
 //! 2. CTF-like transfer: `S = -(G_{s0} * D - (1 - alpha) G_{s1} * D)`, a difference of Gaussians.
 //!    `G_{s0}` (`s0` = 1.5 nm) is the envelope (partial coherence, detector MTF); subtracting
 //!    `(1 - alpha)` of the wide blur `G_{s1}` (`s1` = 30 nm) removes the low frequencies that phase
