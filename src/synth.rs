@@ -76,7 +76,7 @@ mod scene;
 mod shape;
 pub mod stack;
 
-pub use stack::{generate_stack, StackObject, SynthStack};
+pub use stack::{generate_stack, slice_nm, StackObject, SynthStack, STACK_THICKNESS_NM};
 
 use ndarray::Array2;
 use rand::SeedableRng;

@@ -12,12 +12,13 @@
 //!   red complete, yellow incomplete) and `preview/NAME_regions.png` (region code `r` of
 //!   `crate::synth::region` as gray `r / 7`).
 
+use crate::draw;
 use crate::io::image::{write_png_gray16, write_png_gray8};
 use crate::io::mrc::write_mrc;
 use crate::io::voc::{write_voc, VocAnnotation, VocObject};
-use crate::synth::{self, SynthConfig, SynthImage};
+use crate::synth::{self, SynthBox, SynthConfig, SynthImage};
 use crate::{Error, Result};
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -105,7 +106,11 @@ pub fn run(args: Args) -> Result<()> {
             )?;
             if args.preview {
                 write_png(&preview.join(format!("{name}_clean.png")), &s.clean, 8)?;
-                write_overlay(&preview.join(format!("{name}_boxes.png")), &s)?;
+                write_overlay(
+                    &preview.join(format!("{name}_boxes.png")),
+                    s.image.view(),
+                    &s.boxes,
+                )?;
                 let regions = s
                     .region
                     .mapv(|r| r as f32 / (synth::region::NAMES.len() - 1) as f32);
@@ -164,32 +169,16 @@ fn write_png(path: &Path, img: &Array2<f32>, bits: u8) -> Result<()> {
     }
 }
 
-/// The noisy image in gray with each ground-truth box drawn (red: complete, yellow: incomplete).
-fn write_overlay(path: &Path, s: &SynthImage) -> Result<()> {
-    let (h, w) = s.image.dim();
-    let mut rgb = image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
-        let v = (s.image[[y as usize, x as usize]] * 255.0).round() as u8;
-        image::Rgb([v, v, v])
-    });
-    for b in &s.boxes {
+/// `img` in gray with each box drawn (red: complete, yellow: incomplete).
+fn write_overlay(path: &Path, img: ArrayView2<f32>, boxes: &[SynthBox]) -> Result<()> {
+    let mut rgb = draw::gray_to_rgb(img);
+    for b in boxes {
         let col = if b.incomplete {
             [255, 220, 0]
         } else {
             [255, 40, 40]
         };
-        let (x1, y1) = (b.bbox[0] as u32, b.bbox[1] as u32);
-        let (x2, y2) = (
-            (b.bbox[2] as u32).saturating_sub(1),
-            (b.bbox[3] as u32).saturating_sub(1),
-        );
-        for x in x1..=x2 {
-            rgb.put_pixel(x, y1, image::Rgb(col));
-            rgb.put_pixel(x, y2, image::Rgb(col));
-        }
-        for y in y1..=y2 {
-            rgb.put_pixel(x1, y, image::Rgb(col));
-            rgb.put_pixel(x2, y, image::Rgb(col));
-        }
+        draw::draw_rect(&mut rgb, b.bbox, col, 1);
     }
     rgb.save(path)
         .map_err(|e| Error::format(path, e.to_string()))
@@ -201,6 +190,8 @@ struct StackGt<'a> {
     /// `[nz, ny, nx]`.
     shape: [usize; 3],
     pixel_nm: f32,
+    /// Slice spacing (the MRC header states the xy pixel size only).
+    slice_nm: f32,
     bbox3d_layout: &'static str,
     objects: Vec<StackGtObject<'a>>,
 }
@@ -235,6 +226,7 @@ fn write_stack(out: &Path, cfg: &SynthConfig, nz: usize, preview: bool) -> Resul
     let gt = StackGt {
         shape: [nz, cfg.size.0, cfg.size.1],
         pixel_nm: cfg.pixel_nm,
+        slice_nm: st.slice_nm,
         bbox3d_layout: "x1,y1,z1,x2,y2,z2 in pixels/slices; z2 exclusive (last slice + 1)",
         objects: st
             .objects
@@ -263,8 +255,7 @@ fn write_stack(out: &Path, cfg: &SynthConfig, nz: usize, preview: bool) -> Resul
     if preview {
         let step = (nz / 8).max(1);
         for z in (0..nz).step_by(step) {
-            let img = st.volume.index_axis(ndarray::Axis(0), z).to_owned();
-            let boxes = st
+            let boxes: Vec<SynthBox> = st
                 .objects
                 .iter()
                 .filter_map(|o| {
@@ -274,14 +265,11 @@ fn write_stack(out: &Path, cfg: &SynthConfig, nz: usize, preview: bool) -> Resul
                         .map(|(_, b)| b.clone())
                 })
                 .collect();
-            let s = SynthImage {
-                clean: img.clone(),
-                image: img,
-                boxes,
-                outer_membrane: Array2::zeros((1, 1)),
-                region: Array2::zeros((1, 1)),
-            };
-            write_overlay(&out.join("preview").join(format!("stack_z{z:03}.png")), &s)?;
+            write_overlay(
+                &out.join("preview").join(format!("stack_z{z:03}.png")),
+                st.volume.index_axis(ndarray::Axis(0), z),
+                &boxes,
+            )?;
         }
     }
     Ok(())
