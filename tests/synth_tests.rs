@@ -440,6 +440,7 @@ fn cli_writes_a_readable_dataset() {
         mrc_slices: Some(8),
         min_mito: 1,
         max_mito: 3,
+        p_incomplete: 0.3,
         pixel_nm: None,
         preview: false,
     };

@@ -52,6 +52,9 @@ pub struct Args {
     /// Maximum mitochondria per image.
     #[arg(long, default_value_t = 5)]
     pub max_mito: usize,
+    /// Probability that a mitochondrion is placed across the image border (incomplete).
+    #[arg(long, default_value_t = 0.3)]
+    pub p_incomplete: f32,
     /// Pixel size in nm (default: a ~1 µm field, 1000 / size).
     #[arg(long)]
     pub pixel_nm: Option<f32>,
@@ -77,6 +80,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let mut cfg = SynthConfig::new((args.size, args.size), args.snr, args.seed);
     cfg.n_mito = (args.min_mito, args.max_mito);
+    cfg.p_incomplete = args.p_incomplete;
     if let Some(p) = args.pixel_nm {
         cfg.pixel_nm = p;
     }
