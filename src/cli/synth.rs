@@ -85,6 +85,9 @@ pub fn run(args: Args) -> Result<()> {
         cfg.pixel_nm = p;
     }
     cfg.validate()?;
+    if let Some(nz) = args.mrc_slices {
+        check_stack_size(nz, args.size)?;
+    }
     let images = args.out.join("images");
     let anns = args.out.join("annotations");
     for d in [&images, &anns] {
@@ -188,6 +191,18 @@ fn write_overlay(path: &Path, img: ArrayView2<f32>, boxes: &[SynthBox]) -> Resul
         .map_err(|e| Error::format(path, e.to_string()))
 }
 
+/// Largest stack written (voxels): the generator holds a few f32 copies of it in memory.
+const MAX_STACK_VOXELS: usize = 1 << 28;
+
+fn check_stack_size(nz: usize, side: usize) -> Result<()> {
+    if nz == 0 || nz.saturating_mul(side).saturating_mul(side) > MAX_STACK_VOXELS {
+        return Err(Error::invalid(format!(
+            "--mrc-slices {nz}: need 1 <= slices and slices x {side}^2 <= {MAX_STACK_VOXELS} voxels"
+        )));
+    }
+    Ok(())
+}
+
 /// `stack_gt.json`: the ground truth of `stack.mrc`.
 #[derive(serde::Serialize)]
 struct StackGt<'a> {
@@ -218,11 +233,7 @@ struct StackGtSlice {
 /// `stack.mrc` (float32 slices in [0, 1]) and `stack_gt.json`; with `preview`, overlays of a
 /// few slices in `OUT/preview/stack_zNNN.png`.
 fn write_stack(out: &Path, cfg: &SynthConfig, nz: usize, preview: bool) -> Result<()> {
-    if nz == 0 || nz > 4096 {
-        return Err(Error::invalid(format!(
-            "--mrc-slices {nz} must be in 1..=4096"
-        )));
-    }
+    check_stack_size(nz, cfg.size.0.max(cfg.size.1))?;
     let st = synth::generate_stack(cfg, nz);
     let mrc = out.join("stack.mrc");
     // Mode 2 (float32), voxel size in Å.
