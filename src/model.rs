@@ -222,6 +222,10 @@ pub struct FasterRcnn {
     pub classes: Vec<String>,
     /// FrozenBatchNorm epsilon recorded in the weight file (`bn_eps`, default 1e-5).
     pub bn_eps: f32,
+    /// Every other metadata entry of the weight file, kept through load and save: e.g.
+    /// `min_size` and `preprocess` (how the training images were prepared, which `detect`
+    /// follows by default), `epoch`, `iteration`.
+    pub info: std::collections::BTreeMap<String, String>,
     pub config: DetectConfig,
 }
 
@@ -327,6 +331,12 @@ impl FasterRcnn {
                 .chain((1..k).map(|i| format!("class{i}")))
                 .collect(),
         };
+        let info = wf
+            .metadata
+            .iter()
+            .filter(|(k, _)| k.as_str() != "classes" && k.as_str() != "bn_eps")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         wf.finish()?;
         Ok(FasterRcnn {
             backbone,
@@ -334,6 +344,7 @@ impl FasterRcnn {
             head,
             classes,
             bn_eps,
+            info,
             config,
         })
     }
@@ -601,9 +612,10 @@ impl FasterRcnn {
         out
     }
 
-    /// Metadata written with the weights: classes and bn_eps.
+    /// Metadata written with the weights: `info`, classes and bn_eps.
     pub fn metadata(&self) -> std::collections::HashMap<String, String> {
-        let mut m = std::collections::HashMap::new();
+        let mut m: std::collections::HashMap<String, String> =
+            self.info.clone().into_iter().collect();
         m.insert("classes".to_string(), self.classes.join(","));
         m.insert("bn_eps".to_string(), format!("{:e}", self.bn_eps));
         m
