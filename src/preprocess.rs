@@ -338,7 +338,7 @@ pub fn estimate_snr(img: ArrayView2<f32>) -> f32 {
     let mean = img.iter().map(|&v| v as f64).sum::<f64>() / n;
     let x = img.mapv(|v| v as f64 - mean);
     let r0 = x.iter().map(|v| v * v).sum::<f64>() / n;
-    if !(r0 > 0.0) {
+    if r0.is_nan() || r0 <= 0.0 {
         return 0.0;
     }
     // Mean of x(y, c) * x(y + dy, c + dx) over valid pairs.

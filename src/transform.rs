@@ -84,7 +84,7 @@ pub fn to_unit_range(img: ArrayView2<f32>, scaling: Scaling) -> Array2<f32> {
         }
     };
     let range = hi - lo;
-    if !(range > 0.0) {
+    if range.is_nan() || range <= 0.0 {
         return Array2::zeros(img.dim());
     }
     let inv = 1.0 / range as f64;

@@ -17,7 +17,9 @@ pub mod link;
 pub mod montage;
 pub mod tilt;
 
-pub use export::{label_volume, write_imod_points, write_objects_csv, write_objects_json};
+pub use export::{
+    label_volume, write_imod_points, write_label_volume, write_objects_csv, write_objects_json,
+};
 pub use link::{iou3d, link_slices, LinkConfig, Object3d, SliceBox};
 pub use montage::{montage, object_color, PALETTE};
 pub use tilt::{read_tilt_angles, tilt_file_for};

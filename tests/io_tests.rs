@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 /// torch's bilinear kernel in f32 vs ours: same operations, possibly a different FMA/order.
 const RESIZE_TOL: f32 = 1e-6;
+/// zune-jpeg vs libjpeg (PIL): IDCT and upsampling differ by a level or two.
+const JPEG_LEVELS_TOL: f32 = 2.0;
 /// Rec.601 luma: same f32 operations as the numpy reference.
 const LUMA_TOL: f32 = 1e-6;
 /// cryodet's bilateral (float) vs OpenCV's (rounded to an integer at the end), in gray levels.
@@ -74,6 +76,29 @@ fn images_read_back_exactly() {
     );
     assert!(img_io::is_image_path(Path::new("a/b.TIF")));
     assert!(!img_io::is_image_path(Path::new("a/b.mrc")));
+}
+
+#[test]
+fn jpeg_reads_close_to_libjpeg() {
+    let exp = expected();
+    let img = img_io::read_gray(&fx("gray8.jpg")).unwrap();
+    let e = &exp["jpeg"];
+    let max_e = e.iter().fold(0f32, |m, v| m.max(v.abs()));
+    check(
+        "gray8.jpg",
+        img.into_dyn(),
+        &exp,
+        "jpeg",
+        JPEG_LEVELS_TOL / max_e,
+    );
+}
+
+#[test]
+fn huge_claimed_image_sizes_are_refused() {
+    for file in ["huge.png", "huge.tif"] {
+        let msg = err_text(img_io::read_gray(&fx(file)));
+        assert!(msg.contains(file), "{file}: {msg}");
+    }
 }
 
 #[test]
@@ -301,6 +326,14 @@ fn labelimg_xml_reads_and_writes_back_identically() {
     // Byte for byte LabelImg's layout (the fixture's one decimal coordinate is written as an integer).
     let original = std::fs::read_to_string(&p).unwrap().replace("30.0", "30");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), original);
+
+    // An XML declaration, a byte-order mark and LabelImg's `verified` attribute are accepted.
+    let text = std::fs::read_to_string(&p).unwrap();
+    let variant = format!(
+        "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?>\n{}",
+        text.replace("<annotation>", "<annotation verified=\"yes\">")
+    );
+    assert_eq!(voc::parse_voc(&p, &variant).unwrap(), a);
 
     let empty = voc::read_voc(&fx("empty.xml")).unwrap();
     assert!(empty.objects.is_empty());

@@ -61,6 +61,42 @@ def images(expected):
     bad[1, 2] = np.nan
     bad[2, 0] = np.inf
     tifffile.imwrite(f"{OUT}/nan.tif", bad)
+    # Gray JPEG; expected = PIL's (libjpeg's) decoding, other decoders may differ by ~1 level.
+    grad = (np.add.outer(np.arange(8) * 9, np.arange(16) * 5) + 40).astype(np.uint8)
+    Image.fromarray(grad, mode="L").save(f"{OUT}/gray8.jpg", quality=95)
+    expected["jpeg"] = np.array(Image.open(f"{OUT}/gray8.jpg")).astype(np.float32)
+    huge_headers()
+
+
+def huge_headers():
+    """Images whose headers claim 60000 x 60000 pixels but hold almost no data: readers must
+    refuse them without allocating."""
+    import struct
+    import zlib
+
+    import tifffile
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", 60000, 60000, 16, 6, 0, 0, 0)  # 16-bit RGBA
+    idat = zlib.compress(b"\0" * 64)
+    with open(f"{OUT}/huge.png", "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    # A 2 x 2 16-bit TIFF whose ImageWidth/ImageLength tags are patched to 60000.
+    tifffile.imwrite(f"{OUT}/huge.tif", np.zeros((2, 2), np.uint16))
+    b = bytearray(open(f"{OUT}/huge.tif", "rb").read())
+    assert b[:2] == b"II"
+    ifd = struct.unpack_from("<I", b, 4)[0]
+    for i in range(struct.unpack_from("<H", b, ifd)[0]):
+        e = ifd + 2 + 12 * i
+        tag, typ = struct.unpack_from("<HH", b, e)
+        if tag in (256, 257):  # ImageWidth, ImageLength
+            if typ == 3:
+                struct.pack_into("<H", b, e + 8, 60000)
+            else:
+                struct.pack_into("<I", b, e + 8, 60000)
+    open(f"{OUT}/huge.tif", "wb").write(bytes(b))
 
 
 def mrcs(expected):

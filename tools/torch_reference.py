@@ -634,12 +634,19 @@ def batched_nms_stable(boxes, scores, idxs, thresh):
 
 @torch.no_grad()
 def stable_detect(model: GeneralizedRCNN, x: torch.Tensor):
+    """stable_trace's (proposals [P, 4], boxes [D, 4], scores [D], labels [D] as f32)."""
+    t = stable_trace(model, x)
+    return t["rpn.proposals"], t["detections.boxes"], t["detections.scores"], t["detections.labels"]
+
+
+@torch.no_grad()
+def stable_trace(model: GeneralizedRCNN, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
     """The test-time pipeline re-done with stable tie order (lower index first) everywhere.
 
     RPN: stable top-k of the logits, decode, clip, remove_small_boxes, score >= 0, batched NMS,
     post_nms_top_n; RoI heads on those proposals; postprocess_detections with stable NMS.
-    Where no score ties decide anything, the result equals torchvision's. Returns
-    (proposals [P, 4], boxes [D, 4], scores [D], labels [D]).
+    Where no score ties decide anything, the result equals torchvision's. Returns the trace
+    tensors from rpn.proposals on (rpn.proposals, roi_pool, head.*, detections.*).
     """
     from torchvision.ops import clip_boxes_to_image, remove_small_boxes
 
@@ -663,7 +670,9 @@ def stable_detect(model: GeneralizedRCNN, x: torch.Tensor):
 
     rh = model.roi_heads
     f = OrderedDict([("0", feat)])
-    cls, reg = rh.box_predictor(rh.box_head(rh.box_roi_pool(f, [props], [(h, w)])))
+    pooled_map = rh.box_roi_pool(f, [props], [(h, w)])
+    pooled = rh.box_head(pooled_map)
+    cls, reg = rh.box_predictor(pooled)
     pb = clip_boxes_to_image(rh.box_coder.decode(reg, [props]), (h, w))
     sc = torch.softmax(cls, -1)
     nc = sc.shape[1]
@@ -674,7 +683,18 @@ def stable_detect(model: GeneralizedRCNN, x: torch.Tensor):
     i = remove_small_boxes(pb, 1e-2)
     pb, sc, labels = pb[i], sc[i], labels[i]
     i = batched_nms_stable(pb, sc, labels, rh.nms_thresh)[: rh.detections_per_img]
-    return props, pb[i], sc[i], labels[i].to(torch.float32)
+    return OrderedDict(
+        [
+            ("rpn.proposals", props),
+            ("roi_pool", pooled_map),
+            ("head.pooled", pooled),
+            ("head.cls_score", cls),
+            ("head.bbox_pred", reg),
+            ("detections.boxes", pb[i]),
+            ("detections.scores", sc[i]),
+            ("detections.labels", labels[i].to(torch.float32)),
+        ]
+    )
 
 
 def canonical_order(boxes, scores, labels) -> torch.Tensor:

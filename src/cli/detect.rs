@@ -524,11 +524,10 @@ fn detect_stack(
         &volume::montage(&units, &objects, args.montage_every, 4),
     )?;
     if args.label_volume {
-        let labels = volume::label_volume(&objects, header.nz, header.ny, header.nx);
-        mrc::write_mrc(
+        volume::write_label_volume(
             &out.join(format!("{name}.labels.mrc")),
-            labels.mapv(|v| v as f32).view(),
-            6,
+            &objects,
+            (header.nz, header.ny, header.nx),
             header.voxel_size[0],
         )?;
     }

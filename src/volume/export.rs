@@ -179,6 +179,14 @@ pub fn label_volume(objects: &[Object3d], nz: usize, ny: usize, nx: usize) -> Ar
     vol
 }
 
-// `write_label_volume(path, objects, nz, ny, nx, voxel_size)` — converting `label_volume` to f32
-// and writing it with `crate::io::mrc::write_mrc(path, view, mode 6 (u16), voxel_size)` — is
-// added once `write_mrc` lands on main.
+/// Writes [`label_volume`] as an MRC file (mode 6, unsigned 16-bit) that IMOD and mrcfile open
+/// beside the tomogram: voxel value = object id, 0 = background.
+pub fn write_label_volume(
+    path: &Path,
+    objects: &[Object3d],
+    (nz, ny, nx): (usize, usize, usize),
+    voxel_size: f32,
+) -> Result<()> {
+    let labels = label_volume(objects, nz, ny, nx).mapv(|v| v as f32);
+    crate::io::mrc::write_mrc(path, labels.view(), 6, voxel_size)
+}

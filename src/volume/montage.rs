@@ -1,8 +1,9 @@
 //! A montage of a stack: every n-th slice tiled in a grid, with each object's box drawn in the
 //! object's colour, so one picture shows which boxes were linked into which object.
 
-use image::{Rgb, RgbImage};
-use ndarray::{Array2, ArrayView2};
+use crate::draw::{draw_rect, draw_text, gray_to_rgb};
+use image::RgbImage;
+use ndarray::Array2;
 
 use super::link::Object3d;
 
@@ -67,48 +68,20 @@ pub fn montage(
                 draw_rect(&mut tile, b, object_color(o.id), t);
             }
         }
-        // The slice number is written on the tile once crate::draw's text lands.
+        let scale = (tile_w / 300).max(1);
+        // slice number in the tile's bottom-left corner, under the boxes
+        let ty = slice.nrows() as i32 - 8 * scale as i32 - 2;
+        draw_text(
+            &mut tile,
+            3,
+            ty.max(0),
+            &format!("z {z}"),
+            [255, 255, 0],
+            scale,
+        );
         let (r, c) = (k as u32 / cols, k as u32 % cols);
         let (x0, y0) = (GAP + c * (tile_w + GAP), GAP + r * (tile_h + GAP));
         image::imageops::replace(&mut canvas, &tile, x0 as i64, y0 as i64);
     }
     canvas
-}
-
-/// Grey `[0, 1]` (clamped; NaN -> 0) to RGB, `v -> round(255 v)`. Stand-in until `crate::draw`
-/// provides `gray_to_rgb`.
-fn gray_to_rgb(img: ArrayView2<f32>) -> RgbImage {
-    let (h, w) = img.dim();
-    RgbImage::from_fn(w as u32, h as u32, |x, y| {
-        let v = img[[y as usize, x as usize]];
-        let g = if v.is_nan() {
-            0
-        } else {
-            (v.clamp(0.0, 1.0) * 255.0).round() as u8
-        };
-        Rgb([g, g, g])
-    })
-}
-
-/// Outline of box `(x1, y1, x2, y2)`: pixel columns `floor(x1) ..= ceil(x2) - 1`, the border
-/// `thickness` pixels wide drawn inward, clipped to the image. Stand-in until `crate::draw`
-/// provides `draw_rect`.
-fn draw_rect(img: &mut RgbImage, bbox: [f32; 4], color: [u8; 3], thickness: u32) {
-    let (w, h) = (img.width() as i64, img.height() as i64);
-    if w == 0 || h == 0 || bbox.iter().any(|v| !v.is_finite()) {
-        return;
-    }
-    let x1 = bbox[0].floor() as i64;
-    let y1 = bbox[1].floor() as i64;
-    let x2 = bbox[2].ceil() as i64 - 1;
-    let y2 = bbox[3].ceil() as i64 - 1;
-    let t = thickness.max(1) as i64;
-    for y in y1.max(0)..=y2.min(h - 1) {
-        for x in x1.max(0)..=x2.min(w - 1) {
-            let on_border = x - x1 < t || x2 - x < t || y - y1 < t || y2 - y < t;
-            if on_border {
-                img.put_pixel(x as u32, y as u32, Rgb(color));
-            }
-        }
-    }
 }
