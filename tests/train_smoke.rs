@@ -108,7 +108,6 @@ fn write_dataset(dir: &Path) -> Vec<(PathBuf, Vec<[f32; 4]>)> {
 }
 
 #[test]
-#[ignore = "needs crate::train::grad (branch grad); enable when it lands"]
 fn reduced_network_learns_discs() {
     let root = std::env::temp_dir().join(format!("cryodet-smoke-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);

@@ -49,8 +49,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-// The gradient API of branch `grad`.
-pub use pending_grad::{loss_and_grads, Losses, Phase, Sampling, TrainConfig};
+pub use crate::train::grad::{loss_and_grads, Losses, Phase, Sampling, TrainConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -592,87 +591,6 @@ fn run_loop(
         hms(state.seconds)
     );
     Ok(())
-}
-
-/// TEMPORARY fallback for branch `grad` (crate::train::grad), with its API. It computes no
-/// gradients (zero losses, no update) and says so; delete it and re-export crate::train::grad
-/// when `grad` lands on main.
-mod pending_grad {
-    use crate::detection::proposals::ProposalConfig;
-    use crate::model::FasterRcnn;
-    use ndarray::{Array4, ArrayD, ArrayView2};
-    use std::collections::BTreeMap;
-
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Sampling {
-        Random,
-        All,
-    }
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Phase {
-        Joint,
-        RpnOnly,
-        HeadOnly,
-    }
-    #[derive(Debug, Clone)]
-    pub struct TrainConfig {
-        pub rpn_batch: usize,
-        pub rpn_pos_fraction: f32,
-        pub rpn_fg_iou: f32,
-        pub rpn_bg_iou: f32,
-        pub roi_batch: usize,
-        pub roi_pos_fraction: f32,
-        pub roi_fg_iou: f32,
-        pub beta: f32,
-        pub sampling: Sampling,
-        pub trainable_layers: usize,
-        pub proposals: ProposalConfig,
-        pub phase: Phase,
-    }
-    impl Default for TrainConfig {
-        fn default() -> Self {
-            TrainConfig {
-                rpn_batch: 256,
-                rpn_pos_fraction: 0.5,
-                rpn_fg_iou: 0.7,
-                rpn_bg_iou: 0.3,
-                roi_batch: 512,
-                roi_pos_fraction: 0.25,
-                roi_fg_iou: 0.5,
-                beta: 1.0 / 9.0,
-                sampling: Sampling::Random,
-                trainable_layers: 3,
-                proposals: ProposalConfig::training(),
-                phase: Phase::Joint,
-            }
-        }
-    }
-    #[derive(Debug, Clone, Copy, Default)]
-    pub struct Losses {
-        pub objectness: f32,
-        pub rpn_box_reg: f32,
-        pub classifier: f32,
-        pub box_reg: f32,
-    }
-    impl Losses {
-        pub fn total(&self) -> f32 {
-            self.objectness + self.rpn_box_reg + self.classifier + self.box_reg
-        }
-    }
-    pub fn loss_and_grads(
-        _model: &FasterRcnn,
-        _x: &Array4<f32>,
-        _gt_boxes: ArrayView2<f32>,
-        _gt_labels: &[usize],
-        _cfg: &TrainConfig,
-        _rng: &mut rand_chacha::ChaCha8Rng,
-    ) -> (Losses, BTreeMap<String, ArrayD<f32>>) {
-        static WARN: std::sync::Once = std::sync::Once::new();
-        WARN.call_once(|| {
-            eprintln!("warning: this build has no gradients yet (crate::train::grad pending)")
-        });
-        (Losses::default(), BTreeMap::new())
-    }
 }
 
 #[cfg(test)]
