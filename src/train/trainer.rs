@@ -359,8 +359,8 @@ pub fn train(o: TrainOptions) -> Result<()> {
     if o.epochs == 0 {
         return Err(Error::invalid("--epochs must be at least 1"));
     }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let ds = Dataset::open(&o.data, o.classes.as_deref(), o.manifest.as_deref())?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let split = Split::new(&ds, o.seed, o.split_by_group);
     if split.train.is_empty() {
         return Err(Error::invalid("the training split is empty"));
