@@ -222,6 +222,10 @@ pub struct FasterRcnn {
     pub classes: Vec<String>,
     /// FrozenBatchNorm epsilon recorded in the weight file (`bn_eps`, default 1e-5).
     pub bn_eps: f32,
+    /// Every other metadata entry of the weight file, kept through load and save: e.g.
+    /// `min_size` and `preprocess` (how the training images were prepared, which `detect`
+    /// follows by default), `epoch`, `iteration`.
+    pub info: std::collections::BTreeMap<String, String>,
     pub config: DetectConfig,
 }
 
@@ -327,6 +331,12 @@ impl FasterRcnn {
                 .chain((1..k).map(|i| format!("class{i}")))
                 .collect(),
         };
+        let info = wf
+            .metadata
+            .iter()
+            .filter(|(k, _)| k.as_str() != "classes" && k.as_str() != "bn_eps")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         wf.finish()?;
         Ok(FasterRcnn {
             backbone,
@@ -334,6 +344,7 @@ impl FasterRcnn {
             head,
             classes,
             bn_eps,
+            info,
             config,
         })
     }
@@ -575,6 +586,87 @@ impl FasterRcnn {
         )
     }
 
+    /// The trainable tensor with torchvision name `name` (a conv weight of the backbone or
+    /// layer4 — the unfolded `conv.weight` —, an RPN conv's weight or bias, a predictor's weight
+    /// or bias), for an optimizer step. FrozenBatchNorm buffers are not trainable: None.
+    /// After changing backbone / layer4 weights call [`FasterRcnn::refold`].
+    pub fn weight_mut(&mut self, name: &str) -> Option<ndarray::ArrayViewMutD<'_, f32>> {
+        use crate::backbone::ConvBn;
+        fn in_stage<'a>(st: &'a mut Stage, rest: &str) -> Option<&'a mut ConvBn> {
+            let (i, conv) = rest.split_once('.')?;
+            let b = st.blocks.get_mut(i.parse::<usize>().ok()?)?;
+            match conv {
+                "conv1.weight" => Some(&mut b.conv1),
+                "conv2.weight" => Some(&mut b.conv2),
+                "conv3.weight" => Some(&mut b.conv3),
+                "downsample.0.weight" => b.downsample.as_mut(),
+                _ => None,
+            }
+        }
+        let cb: Option<&mut ConvBn> = if name == "backbone.conv1.weight" {
+            Some(&mut self.backbone.conv1)
+        } else if let Some(rest) = name.strip_prefix("head.layer4.") {
+            in_stage(&mut self.head.layer4, rest)
+        } else if let Some(rest) = name.strip_prefix("backbone.layer") {
+            let (k, rest) = rest.split_once('.')?;
+            let k = k.parse::<usize>().ok()?;
+            in_stage(self.backbone.layers.get_mut(k.checked_sub(1)?)?, rest)
+        } else {
+            None
+        };
+        if let Some(cb) = cb {
+            return Some(cb.conv.weight.view_mut().into_dyn());
+        }
+        let (module, param) = name.rsplit_once('.')?;
+        match module {
+            "rpn.conv" | "rpn.cls_logits" | "rpn.bbox_pred" => {
+                let c = match module {
+                    "rpn.conv" => &mut self.rpn.conv,
+                    "rpn.cls_logits" => &mut self.rpn.cls_logits,
+                    _ => &mut self.rpn.bbox_pred,
+                };
+                match param {
+                    "weight" => Some(c.weight.view_mut().into_dyn()),
+                    "bias" => c.bias.as_mut().map(|b| b.view_mut().into_dyn()),
+                    _ => None,
+                }
+            }
+            "head.cls_score" | "head.bbox_pred" => {
+                let l = if module == "head.cls_score" {
+                    &mut self.head.cls_score
+                } else {
+                    &mut self.head.bbox_pred
+                };
+                match param {
+                    "weight" => Some(l.weight.view_mut().into_dyn()),
+                    "bias" => Some(l.bias.view_mut().into_dyn()),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// Recomputes every folded conv + BN of the backbone and layer4 (after weight updates).
+    pub fn refold(&mut self) {
+        self.backbone.conv1.refold();
+        for st in self
+            .backbone
+            .layers
+            .iter_mut()
+            .chain(std::iter::once(&mut self.head.layer4))
+        {
+            for b in &mut st.blocks {
+                b.conv1.refold();
+                b.conv2.refold();
+                b.conv3.refold();
+                if let Some(d) = &mut b.downsample {
+                    d.refold();
+                }
+            }
+        }
+    }
+
     /// All weights under their torchvision names (for saving).
     pub fn export(&self) -> Vec<(String, ArrayD<f32>)> {
         let mut out = Vec::new();
@@ -601,9 +693,10 @@ impl FasterRcnn {
         out
     }
 
-    /// Metadata written with the weights: classes and bn_eps.
+    /// Metadata written with the weights: `info`, classes and bn_eps.
     pub fn metadata(&self) -> std::collections::HashMap<String, String> {
-        let mut m = std::collections::HashMap::new();
+        let mut m: std::collections::HashMap<String, String> =
+            self.info.clone().into_iter().collect();
         m.insert("classes".to_string(), self.classes.join(","));
         m.insert("bn_eps".to_string(), format!("{:e}", self.bn_eps));
         m

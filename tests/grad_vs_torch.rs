@@ -105,3 +105,44 @@ fn no_boxes_and_phases() {
         }
     }
 }
+
+/// Every trained weight can be reached by name for an optimizer step, and a step on a conv
+/// weight changes the network only after `refold`.
+#[test]
+fn weight_mut_reaches_every_trained_weight() {
+    use cryodet::train::grad::{trained_weights, Phase};
+    let mut model = FasterRcnn::load(fixture_path("grad/weights_small.safetensors")).unwrap();
+    for (name, shape) in trained_weights(&model, 5, Phase::Joint) {
+        let w = model
+            .weight_mut(&name)
+            .unwrap_or_else(|| panic!("weight_mut({name}) is None"));
+        assert_eq!(w.shape(), shape.as_slice(), "{name}");
+    }
+    assert!(model.weight_mut("backbone.bn1.weight").is_none());
+    assert!(model.weight_mut("backbone.layer9.0.conv1.weight").is_none());
+    let before = model.backbone.layers[1].blocks[0]
+        .conv2
+        .fused
+        .weight
+        .clone();
+    model
+        .weight_mut("backbone.layer2.0.conv2.weight")
+        .unwrap()
+        .mapv_inplace(|v| v * 2.0);
+    assert_eq!(
+        model.backbone.layers[1].blocks[0].conv2.fused.weight,
+        before
+    );
+    model.refold();
+    assert_close(
+        "refolded",
+        model.backbone.layers[1].blocks[0]
+            .conv2
+            .fused
+            .weight
+            .view()
+            .into_dyn(),
+        (before * 2.0).view().into_dyn(),
+        cryodet::testutil::FORWARD,
+    );
+}

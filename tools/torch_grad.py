@@ -16,7 +16,7 @@ loss_box_reg, grad.<cryodet weight name>.
 
 Commands:
   # full-width comparison (random weights, a 600x800 input with 4 GT boxes)
-  python3 tools/torch_reference.py random-weights --config full --out /tmp/full.safetensors  # see its --help
+  python3 tools/torch_reference.py random-weights --config full --out /tmp/full.safetensors
   python3 tools/torch_grad.py make-input --size 600x800 --boxes 4 --seed 3 --out /tmp/x600.safetensors
   python3 tools/torch_grad.py run --weights /tmp/full.safetensors --input /tmp/x600.safetensors --out /tmp/g_torch.safetensors
   cryodet grad --weights /tmp/full.safetensors --input /tmp/x600.safetensors --out /tmp/g_ours.safetensors
@@ -44,9 +44,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def _load_reference():
     """Imports tools/torch_reference.py by path (it is a script, not a package)."""
     path = os.path.join(HERE, "torch_reference.py")
-    if not os.path.exists(path):  # until the fixtures branch is merged
-        alt = "/work/wt-fixtures/tools/torch_reference.py"
-        path = alt if os.path.exists(alt) else path
     spec = importlib.util.spec_from_file_location("torch_reference", path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules["torch_reference"] = mod

@@ -61,12 +61,14 @@ pub struct Args {
     /// (and detections/ in --weights mode).
     #[arg(long, default_value = "eval_out")]
     pub out: PathBuf,
-    /// --weights mode: short side of the network input (as `detect --size`).
-    #[arg(long, default_value_t = 600)]
-    pub size: usize,
-    /// --weights mode: upper bound of the long side of the network input.
-    #[arg(long, default_value_t = 1000)]
-    pub max_size: usize,
+    /// --weights mode: short side of the network input (as `detect --size`; default: the size
+    /// the model was trained at, from its metadata, else 600).
+    #[arg(long)]
+    pub size: Option<usize>,
+    /// --weights mode: upper bound of the long side of the network input (default 1000/600 of
+    /// the short side).
+    #[arg(long)]
+    pub max_size: Option<usize>,
     /// --weights mode: skip the study's preprocessing (bilateral filter + equalization).
     #[arg(long)]
     pub no_preprocess: bool,
@@ -107,17 +109,13 @@ fn check_config(args: &Args) -> Result<EvalConfig> {
 fn detect_all(weights: &Path, args: &Args, img_dir: &Path, det_dir: &Path) -> Result<()> {
     crate::nn::gemm::set_threads(super::trace::num_threads());
     let model = FasterRcnn::load(weights)?;
-    let cfg = PipelineConfig {
-        preprocess: if args.no_preprocess {
-            None
-        } else {
-            Some(Default::default())
-        },
-        min_size: args.size as f32,
-        max_size: args.max_size.max(args.size) as f32,
-        score_thresh: args.keep_thresh,
-        ..Default::default()
-    };
+    let cfg = PipelineConfig::for_model(
+        &model,
+        args.size,
+        args.max_size,
+        args.no_preprocess,
+        args.keep_thresh,
+    );
     std::fs::create_dir_all(det_dir).map_err(|e| Error::io(det_dir, e))?;
     let stems = dataset::gt_stems(&args.gt)?;
     let t0 = Instant::now();

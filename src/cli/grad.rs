@@ -68,6 +68,18 @@ pub fn read_targets(path: &Path, num_classes: usize) -> Result<(Array2<f32>, Vec
     if boxes.iter().any(|v| !v.is_finite()) {
         return Err(Error::format(path, "`boxes` holds a non-finite value"));
     }
+    if let Some(i) = boxes
+        .outer_iter()
+        .position(|b| b[2] <= b[0] || b[3] <= b[1])
+    {
+        return Err(Error::format(
+            path,
+            format!(
+                "box {i} {:?} has no area (need x2 > x1 and y2 > y1)",
+                boxes.row(i).to_vec()
+            ),
+        ));
+    }
     let labels = wf
         .take("labels", 1)
         .map_err(|_| Error::format(path, "expected a tensor `labels` of shape [G]"))?;

@@ -371,7 +371,18 @@ pub fn train(o: TrainOptions) -> Result<()> {
     }
     let json = serde_json::to_string_pretty(&o).map_err(|e| Error::invalid(e.to_string()))?;
     write_atomic(&dir.join("options.json"), json.as_bytes())?;
-    let model = initial_model(&o, &ds.classes)?;
+    let mut model = initial_model(&o, &ds.classes)?;
+    // How the training images were prepared: `detect` and `eval` follow it by default.
+    model.info.insert("min_size".into(), o.size.to_string());
+    model.info.insert(
+        "preprocess".into(),
+        if o.preprocess {
+            "bilateral+equalize"
+        } else {
+            "none"
+        }
+        .into(),
+    );
     let adam = Adam::new(AdamConfig {
         lr: o.lr,
         ..AdamConfig::default()
