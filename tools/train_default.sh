@@ -8,16 +8,17 @@
 # Choices (and why):
 # - He initialization (no ImageNet weights can be downloaded here; with converted weights,
 #   add  --init imagenet.safetensors  and WIDTH_DIV=1, see tools/convert_torchvision.py);
-# - ResNet-50 C4 with every width divided by 4 (all 3-4-6-3 blocks): a full-width training
-#   iteration takes ~33-43 s on 2 shared cores at 600 px; this network ~2.3 s at 512 px under the
-#   same load (about 0.5-1 s on 2 idle cores);
+# - ResNet-50 C4 with every width divided by 4 (all 3-4-6-3 blocks). Measured seconds per
+#   iteration on 2 cores shared with ~12 other busy processes (RUN/train.csv, column seconds):
+#   this network at 512 px with 128 RoIs 1.2-2.1 s; full width at 600 px 14-20 s (128 RoIs),
+#   33-43 s (512 RoIs). On 2 idle cores expect roughly a third of that;
 # - 512 px images used at their size (--size 512, detect --size 512);
 # - 128 sampled RoIs per image (torchvision samples 512; the study's keras-frcnn 32): the RoI
-#   head's layer4 dominates the cost of an iteration;
+#   head's layer4 runs forward and backward on every sampled RoI;
 # - Adam lr 1e-4 (the study's 1e-5 is for fine-tuning ImageNet weights; from scratch it is too
 #   slow); joint schedule; the study's preprocessing (bilateral filter + equalization);
 # - split by group (synthetic "tomograms" of 10 images), 5:1, seed 1.
-# Expect roughly N * 5/6 * EPOCHS iterations (default 100 * 20 = 2000, ~1-1.5 h on 2 idle cores).
+# Expect N * 5/6 * EPOCHS iterations (default 100 * 20 = 2000: ~40-70 min at the loaded speed above).
 set -euo pipefail
 
 CRYODET=${CRYODET:-${CARGO_TARGET_DIR:-target}/release/cryodet}

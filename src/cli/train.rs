@@ -49,7 +49,8 @@ pub struct Args {
     /// joint (all losses together) or alternating (the study's: RPN first, then classifier).
     #[arg(long, value_enum, default_value_t = Schedule::Joint)]
     pub schedule: Schedule,
-    /// Continue the run in RUN from its last checkpoint.
+    /// Continue the run in RUN from its last checkpoint (all other options come from
+    /// RUN/options.json, except --epochs, --max-iters and --threads).
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// Skip the study's preprocessing (bilateral filter + histogram equalization).
@@ -76,6 +77,10 @@ pub struct Args {
     /// Split by group (tomogram) instead of by image.
     #[arg(long)]
     pub split_by_group: bool,
+    /// Backbone stages trained, from the top: layer4, layer3, layer2, layer1, conv1 (0..=5).
+    /// Default: 3 with --init (torchvision's), 5 from scratch.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=5))]
+    pub trainable_layers: Option<u8>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -124,5 +129,6 @@ pub fn run(args: Args) -> Result<()> {
     o.classes = args.classes;
     o.manifest = args.manifest;
     o.split_by_group = args.split_by_group;
+    o.trainable_layers = args.trainable_layers.map(usize::from);
     trainer::train(o)
 }

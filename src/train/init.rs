@@ -68,7 +68,7 @@ impl Arch {
             )));
         }
         if let Some(b) = blocks {
-            if b.iter().any(|&n| n == 0) {
+            if b.contains(&0) {
                 return Err(Error::invalid(format!(
                     "every stage needs at least one block, got {b:?}"
                 )));

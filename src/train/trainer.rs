@@ -94,6 +94,9 @@ pub struct TrainOptions {
     pub split_by_group: bool,
     /// Random flips and quarter turns.
     pub augment: bool,
+    /// Backbone stages trained, counted from the top (None: see [`TrainOptions::trainable_layers`]).
+    #[serde(default)]
+    pub trainable_layers: Option<usize>,
 }
 
 impl TrainOptions {
@@ -120,6 +123,7 @@ impl TrainOptions {
             manifest: None,
             split_by_group: false,
             augment: true,
+            trainable_layers: None,
         }
     }
 
@@ -132,12 +136,23 @@ impl TrainOptions {
         }
     }
 
+    /// torchvision's `trainable_backbone_layers`: 3 (layer2..layer4) on ImageNet weights, all 5
+    /// from scratch (torchvision's rule when no pretrained backbone is given).
+    pub fn trainable_layers(&self) -> usize {
+        match (self.trainable_layers, &self.init) {
+            (Some(t), _) => t,
+            (None, Some(_)) => 3,
+            (None, None) => 5,
+        }
+    }
+
     fn train_config(&self, epoch: usize) -> TrainConfig {
         TrainConfig {
             rpn_batch: self.rpn_batch,
             roi_batch: self.roi_batch,
             beta: self.beta,
             phase: self.phase(epoch),
+            trainable_layers: self.trainable_layers(),
             ..TrainConfig::default()
         }
     }
@@ -344,8 +359,8 @@ pub fn train(o: TrainOptions) -> Result<()> {
     if o.epochs == 0 {
         return Err(Error::invalid("--epochs must be at least 1"));
     }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let ds = Dataset::open(&o.data, o.classes.as_deref(), o.manifest.as_deref())?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let split = Split::new(&ds, o.seed, o.split_by_group);
     if split.train.is_empty() {
         return Err(Error::invalid("the training split is empty"));
@@ -471,7 +486,7 @@ fn run_loop(
     let n = split.train.len();
     let total_iters = (o.epochs as u64 * n as u64).min(o.max_iters.unwrap_or(u64::MAX));
     let started = Instant::now();
-    let start_iter = state.iteration;
+    let mut ema: Option<f64> = None;
     let start_seconds = state.seconds;
     while state.epoch < o.epochs {
         if state.order.is_empty() {
@@ -538,7 +553,10 @@ fn run_loop(
                 dt
             )
             .map_err(|e| Error::io(dir.join("train.csv"), e))?;
-            let per_iter = started.elapsed().as_secs_f64() / (state.iteration - start_iter) as f64;
+            // Seconds per iteration: exponential moving average (the first iterations also
+            // load and preprocess images).
+            let per_iter = ema.map_or(dt, |p| 0.9 * p + 0.1 * dt);
+            ema = Some(per_iter);
             eprintln!(
                 "epoch {}/{} iter {}/{} ({}) | obj {:.4} rpn_box {:.4} cls {:.4} box {:.4} total {:.4} | {:.2} img/s ETA {}",
                 state.epoch + 1,
