@@ -19,7 +19,7 @@
 
 use cryodet::backbone::{Bottleneck, Stage};
 use cryodet::cli::trace::read_input;
-use cryodet::detection::roi_pool::roi_pool_forward;
+use cryodet::detection::roi_pool::roi_pool_values;
 use cryodet::model::FasterRcnn;
 use cryodet::nn::conv::out_size;
 use cryodet::nn::gemm::{gemm, set_threads, Mat};
@@ -327,14 +327,13 @@ fn main() {
     let p = props.nrows();
     println!("  ({p} proposals)");
     let (t, pooled) = time(o.runs, || {
-        roi_pool_forward(
+        roi_pool_values(
             feat.index_axis(Axis(1), 0),
             props.view(),
             ps,
             ps,
             model.config.spatial_scale,
         )
-        .0
     });
     r.line("roi_pool 7x7", t, 0.0);
     let (t, y4) = time(o.runs, || model.head.layer4.forward(&pooled));
