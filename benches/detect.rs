@@ -75,6 +75,18 @@ fn parse() -> Opts {
     o
 }
 
+/// User + system CPU seconds of this process so far (all threads).
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct we pass; RUSAGE_SELF is always valid.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
 /// Median wall time of `runs` calls after one warm-up call.
 fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
     let mut out = f();
@@ -219,9 +231,11 @@ fn main() {
     if o.mode == "detect" {
         // Whole detection only: what tools/bench_torch.py compares with torchvision.
         let mut times = Vec::new();
+        let mut cpu = Vec::new();
         let mut props = 0;
         let mut ndet = 0;
         for i in 0..=o.runs {
+            let c0 = cpu_seconds();
             let t0 = Instant::now();
             let feat = model.backbone.forward(&x);
             let rpn = model.rpn.forward(&feat);
@@ -232,14 +246,17 @@ fn main() {
             ndet = dets.len();
             if i > 0 {
                 times.push(t);
+                cpu.push(cpu_seconds() - c0);
             }
         }
         times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        cpu.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let med = times[times.len() / 2];
+        let med_cpu = cpu[cpu.len() / 2];
         let flops = f_backbone + f_rpn + head_flops(props);
         if o.json {
             println!(
-                "{{\"median_s\": {med}, \"times\": {times:?}, \"proposals\": {props}, \"detections\": {ndet}, \"flops\": {flops}}}"
+                "{{\"median_s\": {med}, \"cpu_s\": {med_cpu}, \"times\": {times:?}, \"proposals\": {props}, \"detections\": {ndet}, \"flops\": {flops}}}"
             );
         } else {
             println!(
