@@ -8,10 +8,19 @@
 //! matched by file stem (`GT_DIR/x.xml` <-> `PRED_DIR/x.json`). Groups (tomograms) come from the
 //! manifest (`image,group` lines) or, without one, from the file-name prefix before the last `_`.
 //! See `crate::eval` for every definition and `crate::eval::dataset` for the file rules.
+//!
+//! With `--weights W --images IMG_DIR` instead of `--pred`, the detector runs first on the image
+//! of every ground-truth file (`crate::pipeline`, keeping scores >= `--keep-thresh`, 0.05) and
+//! writes its JSON files to `OUT/detections/`, which are then evaluated.
 
 use crate::error::{Error, Result};
 use crate::eval::{self, dataset, EvalConfig};
-use std::path::PathBuf;
+use crate::io::detections::{write_json, ImageDetections};
+use crate::io::image;
+use crate::model::FasterRcnn;
+use crate::pipeline::{self, PipelineConfig};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["pred", "weights"])))]
@@ -48,15 +57,25 @@ pub struct Args {
     /// Compute IoU with the VOC devkit's +1 pixel widths (for inclusive integer boxes).
     #[arg(long)]
     pub voc_plus_one: bool,
-    /// With --weights: short side of the network input.
-    #[arg(long, default_value_t = 600)]
-    pub size: usize,
-    /// With --weights: skip the study's preprocessing (bilateral filter + equalization).
-    #[arg(long)]
-    pub no_preprocess: bool,
-    /// Output directory for metrics.json, report.md, pr_curve.png, ap_vs_iou.png, overlays/.
+    /// Output directory for metrics.json, report.md, pr_curve.png, ap_vs_iou.png, overlays/
+    /// (and detections/ in --weights mode).
     #[arg(long, default_value = "eval_out")]
     pub out: PathBuf,
+    /// --weights mode: short side of the network input (as `detect --size`; default: the size
+    /// the model was trained at, from its metadata, else 600).
+    #[arg(long)]
+    pub size: Option<usize>,
+    /// --weights mode: upper bound of the long side of the network input (default 1000/600 of
+    /// the short side).
+    #[arg(long)]
+    pub max_size: Option<usize>,
+    /// --weights mode: skip the study's preprocessing (bilateral filter + equalization).
+    #[arg(long)]
+    pub no_preprocess: bool,
+    /// --weights mode: detections with a lower score are not kept (low, so AP sees the whole
+    /// precision-recall curve; torchvision's box_score_thresh is 0.05).
+    #[arg(long, default_value_t = 0.05)]
+    pub keep_thresh: f32,
 }
 
 fn check_config(args: &Args) -> Result<EvalConfig> {
@@ -85,11 +104,66 @@ fn check_config(args: &Args) -> Result<EvalConfig> {
     })
 }
 
+/// --weights mode: runs the detector (`crate::pipeline`) on the image of every ground-truth
+/// file and writes `<det_dir>/<stem>.json`, as `cryodet detect` would.
+fn detect_all(weights: &Path, args: &Args, img_dir: &Path, det_dir: &Path) -> Result<()> {
+    crate::nn::gemm::set_threads(super::trace::num_threads());
+    let model = FasterRcnn::load(weights)?;
+    let cfg = PipelineConfig::for_model(
+        &model,
+        args.size,
+        args.max_size,
+        args.no_preprocess,
+        args.keep_thresh,
+    );
+    std::fs::create_dir_all(det_dir).map_err(|e| Error::io(det_dir, e))?;
+    let stems = dataset::gt_stems(&args.gt)?;
+    let t0 = Instant::now();
+    for (k, stem) in stems.iter().enumerate() {
+        let path = dataset::find_image(img_dir, stem).ok_or_else(|| {
+            Error::invalid(format!(
+                "{}: no image {stem}.png/.tif/.tiff/.jpg/.jpeg for ground truth {stem}.xml",
+                img_dir.display()
+            ))
+        })?;
+        let (raw, _) = image::check_finite(&path, image::read_gray(&path)?, false)?;
+        let (h, w) = raw.dim();
+        let (dets, _) = pipeline::detect_raw(&model, &raw, &cfg)?;
+        eprintln!(
+            "[{}/{}] {}: {} detection(s)",
+            k + 1,
+            stems.len(),
+            path.display(),
+            dets.len()
+        );
+        let record = ImageDetections {
+            image: path.display().to_string(),
+            width: w as u32,
+            height: h as u32,
+            detections: dets,
+        };
+        write_json(det_dir.join(format!("{stem}.json")), &record)?;
+    }
+    eprintln!(
+        "detected {} image(s) in {:.1} s",
+        stems.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 pub fn run(args: Args) -> Result<()> {
     let cfg = check_config(&args)?;
     let pred_dir = match (&args.pred, &args.weights) {
         (Some(p), _) => p.clone(),
-        (None, Some(w)) => detect_into(&args, w)?,
+        (None, Some(w)) => {
+            let img_dir = args.images.as_deref().ok_or_else(|| {
+                Error::invalid("--weights needs --images IMG_DIR (the images to detect on)")
+            })?;
+            let det_dir = args.out.join("detections");
+            detect_all(w, &args, img_dir, &det_dir)?;
+            det_dir
+        }
         (None, None) => return Err(Error::invalid("give --pred PRED_DIR or --weights W")),
     };
     let (images, notes) = dataset::load_dataset(&args.gt, &pred_dir, args.groups.as_deref())?;
@@ -129,66 +203,4 @@ pub fn run(args: Args) -> Result<()> {
     }
     println!("report: {}", args.out.join("report.md").display());
     Ok(())
-}
-
-/// --weights mode: runs the detector on the image of every ground-truth file (found in
-/// --images by stem) and writes `OUT/detections/<stem>.json` with every detection the network
-/// keeps (score > 0.05), which is what AP needs; returns that directory.
-fn detect_into(args: &Args, weights: &std::path::Path) -> Result<PathBuf> {
-    use crate::io::detections::{write_json, ImageDetections};
-    let images = args.images.as_ref().ok_or_else(|| {
-        Error::invalid("--weights needs --images IMG_DIR (where the ground-truth images are)")
-    })?;
-    crate::nn::gemm::set_threads(super::trace::num_threads());
-    let model = crate::model::FasterRcnn::load(weights)?;
-    let cfg = crate::pipeline::PipelineConfig {
-        preprocess: if args.no_preprocess {
-            None
-        } else {
-            Some(Default::default())
-        },
-        min_size: args.size as f32,
-        max_size: (args.size as f32 * 1000.0 / 600.0).max(args.size as f32),
-        score_thresh: 0.0,
-        ..Default::default()
-    };
-    let out = args.out.join("detections");
-    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
-    let mut stems: Vec<String> = std::fs::read_dir(&args.gt)
-        .map_err(|e| Error::io(&args.gt, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("xml")))
-        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .collect();
-    stems.sort();
-    let t0 = std::time::Instant::now();
-    for (k, stem) in stems.iter().enumerate() {
-        let img = dataset::find_image(images, stem).ok_or_else(|| {
-            Error::invalid(format!(
-                "no image for ground truth `{stem}` in {}",
-                images.display()
-            ))
-        })?;
-        let raw = crate::io::image::read_gray(&img)?;
-        let (raw, _) = crate::io::image::check_finite(&img, raw, false)?;
-        let (h, w) = raw.dim();
-        let (dets, _) = crate::pipeline::detect_raw(&model, &raw, &cfg)?;
-        write_json(
-            out.join(format!("{stem}.json")),
-            &ImageDetections {
-                image: img.display().to_string(),
-                width: w as u32,
-                height: h as u32,
-                detections: dets,
-            },
-        )?;
-        eprintln!(
-            "[{}/{}] {}: {:.2} s/image",
-            k + 1,
-            stems.len(),
-            img.display(),
-            t0.elapsed().as_secs_f64() / (k + 1) as f64
-        );
-    }
-    Ok(out)
 }

@@ -71,7 +71,12 @@ pub fn write_json<T: Serialize>(path: impl AsRef<Path>, value: &T) -> Result<()>
 pub fn read_image_detections(path: impl AsRef<Path>) -> Result<ImageDetections> {
     let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
+    parse_image_detections(path, &text)
+}
+
+/// [`read_image_detections`] on the file's text; `path` is only used in error messages.
+pub fn parse_image_detections(path: &Path, text: &str) -> Result<ImageDetections> {
+    let value: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| Error::format(path, format!("invalid JSON: {e}")))?;
     if value.get("slices").is_some() {
         return Err(Error::format(
@@ -89,7 +94,12 @@ pub fn read_image_detections(path: impl AsRef<Path>) -> Result<ImageDetections> 
 pub fn read_stack_detections(path: impl AsRef<Path>) -> Result<StackDetections> {
     let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let dets: StackDetections = serde_json::from_str(&text)
+    parse_stack_detections(path, &text)
+}
+
+/// [`read_stack_detections`] on the file's text; `path` is only used in error messages.
+pub fn parse_stack_detections(path: &Path, text: &str) -> Result<StackDetections> {
+    let dets: StackDetections = serde_json::from_str(text)
         .map_err(|e| Error::format(path, format!("not a stack detection file: {e}")))?;
     for s in &dets.slices {
         if s.z >= dets.depth as usize {

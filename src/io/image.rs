@@ -41,20 +41,31 @@ pub fn is_image_path(path: &Path) -> bool {
 /// Read one image as gray f32 `[H, W]` with raw intensities (see module doc).
 /// TIFF files with several pages: the first page is read.
 pub fn read_gray(path: &Path) -> Result<Array2<f32>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_gray(path, &bytes)
+}
+
+/// [`read_gray`] on the file's bytes. `path` gives the extension (TIFF is chosen by a `.tif` /
+/// `.tiff` extension or by content; other formats by content, else by extension) and names the
+/// file in error messages.
+pub fn decode_gray(path: &Path, bytes: &[u8]) -> Result<Array2<f32>> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .map(|e| e.to_ascii_lowercase())
         .unwrap_or_default();
     if ext == "tif" || ext == "tiff" {
-        return read_tiff_gray(path);
+        return decode_tiff_gray(path, bytes);
     }
-    let mut reader = image::ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes));
+    if let Ok(f) = image::ImageFormat::from_path(path) {
+        reader.set_format(f);
+    }
+    let mut reader = reader
         .with_guessed_format()
         .map_err(|e| Error::io(path, e))?;
     if reader.format() == Some(image::ImageFormat::Tiff) {
-        return read_tiff_gray(path);
+        return decode_tiff_gray(path, bytes);
     }
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
@@ -109,15 +120,14 @@ fn from_samples<T: Copy>(
     out
 }
 
-/// TIFF through the `tiff` crate: gray or RGB(A), any integer or float sample type.
-fn read_tiff_gray(path: &Path) -> Result<Array2<f32>> {
+/// TIFF bytes through the `tiff` crate: gray or RGB(A), any integer or float sample type.
+fn decode_tiff_gray(path: &Path, bytes: &[u8]) -> Result<Array2<f32>> {
     use tiff::decoder::{Decoder, DecodingResult, Limits};
     use tiff::ColorType;
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let bad = |e: tiff::TiffError| Error::format(path, format!("cannot decode TIFF: {e}"));
     let mut limits = Limits::default();
     limits.decoding_buffer_size = MAX_DECODE_BYTES as usize;
-    let mut dec = Decoder::new(std::io::BufReader::new(file))
+    let mut dec = Decoder::new(std::io::Cursor::new(bytes))
         .map_err(bad)?
         .with_limits(limits);
     let (w, h) = dec.dimensions().map_err(bad)?;

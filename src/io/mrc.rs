@@ -257,26 +257,38 @@ pub fn parse_header(path: &Path, b: &[u8; HEADER_LEN]) -> Result<MrcHeader> {
 pub fn read_header(path: &Path) -> Result<MrcHeader> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let file_len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    check_min_len(path, file_len)?;
+    let mut b = [0u8; HEADER_LEN];
+    f.read_exact(&mut b).map_err(|e| Error::io(path, e))?;
+    let h = parse_header(path, &b)?;
+    check_size(path, &h, file_len)?;
+    Ok(h)
+}
+
+/// A file shorter than the main header is not an MRC file.
+fn check_min_len(path: &Path, file_len: u64) -> Result<()> {
     if file_len < HEADER_LEN as u64 {
         return Err(Error::format(
             path,
             format!("not an MRC file: {file_len} bytes, shorter than the 1024-byte header"),
         ));
     }
-    let mut b = [0u8; HEADER_LEN];
-    f.read_exact(&mut b).map_err(|e| Error::io(path, e))?;
-    let h = parse_header(path, &b)?;
+    Ok(())
+}
+
+/// The file size must equal `1024 + nsymbt + nx*ny*nz*bytes_per_voxel` (computed with overflow
+/// checks): this runs before anything of the header's claimed size is allocated.
+pub fn check_size(path: &Path, h: &MrcHeader, file_len: u64) -> Result<()> {
     let expected = (h.nx as u64)
         .checked_mul(h.ny as u64)
         .and_then(|v| v.checked_mul(h.nz as u64))
         .and_then(|v| v.checked_mul(h.bytes_per_voxel() as u64))
         .and_then(|v| v.checked_add((HEADER_LEN + h.ext_header_len) as u64));
     match expected {
-        Some(e) if e == file_len => Ok(h),
-        Some(e) => {
-            Err(Error::format(
-                path,
-                format!(
+        Some(e) if e == file_len => Ok(()),
+        Some(e) => Err(Error::format(
+            path,
+            format!(
                 "MRC size mismatch: header says {}x{}x{} voxels of mode {} + {} bytes of extended \
                  header = {e} bytes, the file has {file_len} bytes ({})",
                 h.nx,
@@ -284,10 +296,13 @@ pub fn read_header(path: &Path) -> Result<MrcHeader> {
                 h.nz,
                 h.mode,
                 h.ext_header_len,
-                if e > file_len { "truncated?" } else { "trailing data" }
+                if e > file_len {
+                    "truncated?"
+                } else {
+                    "trailing data"
+                }
             ),
-            ))
-        }
+        )),
         None => Err(Error::format(
             path,
             format!(
@@ -296,6 +311,25 @@ pub fn read_header(path: &Path) -> Result<MrcHeader> {
             ),
         )),
     }
+}
+
+/// Parse a whole MRC file held in memory: header, size check, every section as `[nz, ny, nx]`
+/// (the same checks and values as [`read_header`] + [`read_volume`]; `path` is only used in
+/// error messages). Used by the fuzzer and for small files.
+pub fn parse_mrc_bytes(path: &Path, bytes: &[u8]) -> Result<(MrcHeader, Array3<f32>)> {
+    check_min_len(path, bytes.len() as u64)?;
+    let b: &[u8; HEADER_LEN] = bytes[..HEADER_LEN]
+        .try_into()
+        .expect("length checked above");
+    let h = parse_header(path, b)?;
+    check_size(path, &h, bytes.len() as u64)?;
+    let mut out = Array3::<f32>::zeros((h.nz, h.ny, h.nx));
+    decode_into(
+        &h,
+        &bytes[h.data_offset()..],
+        out.as_slice_mut().expect("fresh array is contiguous"),
+    );
+    Ok((h, out))
 }
 
 /// Decode raw voxels of `h.mode` into f32.

@@ -64,7 +64,13 @@ fn child_text<'a>(node: roxmltree::Node<'a, '_>, name: &str) -> Option<&'a str> 
 /// `xmax < xmin` or `ymax < ymin`.
 pub fn read_voc(path: &Path) -> Result<VocAnnotation> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let text = std::str::from_utf8(&bytes)
+    parse_voc_bytes(path, &bytes)
+}
+
+/// [`parse_voc`] on raw file bytes (checked to be UTF-8 first); `path` is only used in error
+/// messages.
+pub fn parse_voc_bytes(path: &Path, bytes: &[u8]) -> Result<VocAnnotation> {
+    let text = std::str::from_utf8(bytes)
         .map_err(|e| Error::format(path, format!("not valid UTF-8 (byte {})", e.valid_up_to())))?;
     parse_voc(path, text)
 }

@@ -219,4 +219,29 @@ mod tests {
             "NaN not propagated by the reference"
         );
     }
+
+    /// Backward == finite differences on a tie-free input (stride 2, padding 1, odd sizes).
+    #[test]
+    fn maxpool_backward_matches_finite_differences() {
+        use crate::nn::gradcheck::{check, dot64};
+        let x = Array4::from_shape_fn((2, 2, 7, 6), |(c, n, h, w)| {
+            ((c * 84 + n * 42 + h * 6 + w) as f32 * 1.37).sin() * 3.0
+        });
+        let mp = MaxPool2d::resnet();
+        let (y, arg) = mp.forward(&x);
+        let r = Array4::from_shape_fn(y.dim(), |(c, n, h, w)| {
+            ((c + 2 * n + 3 * h + 5 * w) as f32 * 0.7).cos()
+        });
+        let dx = mp.backward(&r, &arg, (7, 6));
+        check(
+            "maxpool dx",
+            x.as_slice().unwrap(),
+            dx.as_slice().unwrap(),
+            1e-3,
+            |v| {
+                let xv = Array4::from_shape_vec(x.dim(), v.to_vec()).unwrap();
+                dot64(r.view(), mp.forward(&xv).0.view())
+            },
+        );
+    }
 }

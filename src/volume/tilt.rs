@@ -14,7 +14,12 @@ const MAX_ABS_ANGLE: f32 = 180.0;
 /// a non-finite value, |angle| > 180, or a file with no angles at all.
 pub fn read_tilt_angles(path: &Path) -> Result<Vec<f32>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let text = std::str::from_utf8(&bytes)
+    parse_tilt_angles(path, &bytes)
+}
+
+/// [`read_tilt_angles`] on the file's bytes; `path` is only used in error messages.
+pub fn parse_tilt_angles(path: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
+    let text = std::str::from_utf8(bytes)
         .map_err(|e| Error::format(path, format!("not a text file of tilt angles: {e}")))?;
     let mut angles = Vec::new();
     for (i, line) in text.lines().enumerate() {
