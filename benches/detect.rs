@@ -4,6 +4,7 @@
 //! cargo bench --bench detect                       # all stages, 2 threads, median of 5
 //! cargo bench --bench detect -- --threads 1 --runs 3
 //! cargo bench --bench detect -- --mode detect --runs 5 --json   # whole detection only (tools/bench_torch.py)
+//! cargo bench --bench detect -- --mode train --runs 3            # one training step (loss_and_grads)
 //! ```
 //! Options: `--weights F` (default `$CRYODET_BENCH_WEIGHTS` or /tmp/perf_full.safetensors),
 //! `--input F` (safetensors `input` [1, 3, H, W]; default /tmp/perf_x600x800.safetensors, or a
@@ -234,6 +235,43 @@ fn main() {
         let k = model.num_classes();
         f4 + 2.0 * (p * c4 * 5 * k) as f64
     };
+
+    if o.mode == "train" {
+        // One training step's forward + backward (train::grad::loss_and_grads, default config:
+        // 2000 proposals, 512 sampled RoIs) on two ground-truth boxes; seconds only.
+        use cryodet::train::grad::{loss_and_grads, TrainConfig};
+        let gt = ndarray::array![
+            [100.0f32, 120.0, 300.0, 260.0],
+            [420.0, 200.0, 560.0, 410.0]
+        ];
+        let cfg = TrainConfig::default();
+        let mut times = Vec::new();
+        let mut cpu = Vec::new();
+        for i in 0..=o.runs {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(i as u64);
+            let c0 = cpu_seconds();
+            let t0 = Instant::now();
+            let (losses, grads) = loss_and_grads(&model, &x, gt.view(), &[1, 1], &cfg, &mut rng);
+            let t = t0.elapsed().as_secs_f64();
+            std::hint::black_box((losses, grads.len()));
+            if i > 0 {
+                times.push(t);
+                cpu.push(cpu_seconds() - c0);
+            }
+        }
+        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        cpu.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let (med, med_cpu) = (times[times.len() / 2], cpu[cpu.len() / 2]);
+        if o.json {
+            println!("{{\"median_s\": {med}, \"cpu_s\": {med_cpu}, \"times\": {times:?}}}");
+        } else {
+            println!(
+                "train step: median {med:.4} s ({med_cpu:.3} CPU s) over {} runs",
+                times.len()
+            );
+        }
+        return;
+    }
 
     if o.mode == "detect" {
         // Whole detection only: what tools/bench_torch.py compares with torchvision.
