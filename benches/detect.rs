@@ -4,6 +4,7 @@
 //! cargo bench --bench detect                       # all stages, 2 threads, median of 5
 //! cargo bench --bench detect -- --threads 1 --runs 3
 //! cargo bench --bench detect -- --mode detect --runs 5 --json   # whole detection only (tools/bench_torch.py)
+//! cargo bench --bench detect -- --mode train --runs 3            # one training step (loss_and_grads)
 //! ```
 //! Options: `--weights F` (default `$CRYODET_BENCH_WEIGHTS` or /tmp/perf_full.safetensors),
 //! `--input F` (safetensors `input` [1, 3, H, W]; default /tmp/perf_x600x800.safetensors, or a
@@ -19,7 +20,7 @@
 
 use cryodet::backbone::{Bottleneck, Stage};
 use cryodet::cli::trace::read_input;
-use cryodet::detection::roi_pool::roi_pool_forward;
+use cryodet::detection::roi_pool::roi_pool_values;
 use cryodet::model::FasterRcnn;
 use cryodet::nn::conv::out_size;
 use cryodet::nn::gemm::{gemm, set_threads, Mat};
@@ -73,6 +74,18 @@ fn parse() -> Opts {
         i += 2;
     }
     o
+}
+
+/// User + system CPU seconds of this process so far (all threads).
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct we pass; RUSAGE_SELF is always valid.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// Median wall time of `runs` calls after one warm-up call.
@@ -152,10 +165,17 @@ fn sgemm_rate(runs: usize) -> f64 {
     let a: Vec<f32> = (0..n * n).map(|i| ((i % 97) as f32) * 0.01).collect();
     let b = a.clone();
     let mut c = vec![0f32; n * n];
+    let c0 = cpu_seconds();
     let (t, _) = time(runs, || {
         gemm(1.0, Mat::rows(&a, n, n), Mat::rows(&b, n, n), 0.0, &mut c);
     });
-    2.0 * (n as f64).powi(3) / t / 1e9
+    let cpu = (cpu_seconds() - c0) / (runs.max(1) + 1) as f64;
+    let flops = 2.0 * (n as f64).powi(3);
+    eprintln!(
+        "sgemm 2048^3: {:.1} GFLOP per CPU-second (per thread; load-insensitive)",
+        flops / cpu / 1e9
+    );
+    flops / t / 1e9
 }
 
 fn load_input(path: &str) -> Array4<f32> {
@@ -216,12 +236,51 @@ fn main() {
         f4 + 2.0 * (p * c4 * 5 * k) as f64
     };
 
+    if o.mode == "train" {
+        // One training step's forward + backward (train::grad::loss_and_grads, default config:
+        // 2000 proposals, 512 sampled RoIs) on two ground-truth boxes; seconds only.
+        use cryodet::train::grad::{loss_and_grads, TrainConfig};
+        let gt = ndarray::array![
+            [100.0f32, 120.0, 300.0, 260.0],
+            [420.0, 200.0, 560.0, 410.0]
+        ];
+        let cfg = TrainConfig::default();
+        let mut times = Vec::new();
+        let mut cpu = Vec::new();
+        for i in 0..=o.runs {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(i as u64);
+            let c0 = cpu_seconds();
+            let t0 = Instant::now();
+            let (losses, grads) = loss_and_grads(&model, &x, gt.view(), &[1, 1], &cfg, &mut rng);
+            let t = t0.elapsed().as_secs_f64();
+            std::hint::black_box((losses, grads.len()));
+            if i > 0 {
+                times.push(t);
+                cpu.push(cpu_seconds() - c0);
+            }
+        }
+        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        cpu.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let (med, med_cpu) = (times[times.len() / 2], cpu[cpu.len() / 2]);
+        if o.json {
+            println!("{{\"median_s\": {med}, \"cpu_s\": {med_cpu}, \"times\": {times:?}}}");
+        } else {
+            println!(
+                "train step: median {med:.4} s ({med_cpu:.3} CPU s) over {} runs",
+                times.len()
+            );
+        }
+        return;
+    }
+
     if o.mode == "detect" {
         // Whole detection only: what tools/bench_torch.py compares with torchvision.
         let mut times = Vec::new();
+        let mut cpu = Vec::new();
         let mut props = 0;
         let mut ndet = 0;
         for i in 0..=o.runs {
+            let c0 = cpu_seconds();
             let t0 = Instant::now();
             let feat = model.backbone.forward(&x);
             let rpn = model.rpn.forward(&feat);
@@ -232,14 +291,17 @@ fn main() {
             ndet = dets.len();
             if i > 0 {
                 times.push(t);
+                cpu.push(cpu_seconds() - c0);
             }
         }
         times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        cpu.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let med = times[times.len() / 2];
+        let med_cpu = cpu[cpu.len() / 2];
         let flops = f_backbone + f_rpn + head_flops(props);
         if o.json {
             println!(
-                "{{\"median_s\": {med}, \"times\": {times:?}, \"proposals\": {props}, \"detections\": {ndet}, \"flops\": {flops}}}"
+                "{{\"median_s\": {med}, \"cpu_s\": {med_cpu}, \"times\": {times:?}, \"proposals\": {props}, \"detections\": {ndet}, \"flops\": {flops}}}"
             );
         } else {
             println!(
@@ -327,14 +389,13 @@ fn main() {
     let p = props.nrows();
     println!("  ({p} proposals)");
     let (t, pooled) = time(o.runs, || {
-        roi_pool_forward(
+        roi_pool_values(
             feat.index_axis(Axis(1), 0),
             props.view(),
             ps,
             ps,
             model.config.spatial_scale,
         )
-        .0
     });
     r.line("roi_pool 7x7", t, 0.0);
     let (t, y4) = time(o.runs, || model.head.layer4.forward(&pooled));

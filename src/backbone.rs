@@ -459,7 +459,7 @@ impl Backbone {
 
     pub fn stem(&self, x: &Array4<f32>) -> Array4<f32> {
         let y = self.conv1.forward(x, None, true);
-        self.maxpool.forward(&y).0
+        self.maxpool.forward_values(&y)
     }
 
     /// The shared feature map (layer3's output).

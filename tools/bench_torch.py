@@ -11,7 +11,9 @@ mode under torch.no_grad(), torch.set_num_threads(T). cryodet runs `benches/dete
 detect` (built with `cargo bench --bench detect --no-run`), whose timed region is the same:
 backbone, RPN, proposals, RoI head, postprocess (no file I/O, no weight loading).
 GFLOP/s for both = cryodet's analytic FLOP count (convolutions and linear layers) / median time.
-The 1-minute load average is printed before and after: the machine may be shared.
+The 1-minute load average is printed before and after: the machine may be shared. CPU seconds
+per detection (user + system, all threads, both sides) are printed too: on a loaded machine they
+compare the work done better than wall time (both include spin-waiting of idle threads).
 
 Missing weight/input files are made with tools/torch_reference.py random-weights / random-input.
 """
@@ -39,16 +41,20 @@ def torch_child(args) -> None:
     torch.set_num_threads(args.threads)
     model, _ = tr.load_weights(args.weights)
     x = tr.load_input(args.input)[0].contiguous()
-    times = []
+    times, cpu = [], []
     with torch.no_grad():
         for i in range(args.runs + 1):
+            c0 = time.process_time()
             t0 = time.perf_counter()
             det = model([x])[0]
             t = time.perf_counter() - t0
             if i > 0:
                 times.append(t)
+                cpu.append(time.process_time() - c0)
     times.sort()
-    print(json.dumps({"median_s": times[len(times) // 2], "times": times, "detections": int(det["boxes"].shape[0])}))
+    cpu.sort()
+    print(json.dumps({"median_s": times[len(times) // 2], "cpu_s": cpu[len(cpu) // 2], "times": times,
+                      "detections": int(det["boxes"].shape[0])}))
 
 
 def run_child(cmd, env=None):
@@ -126,13 +132,16 @@ def main() -> int:
     print(f"load average (1 min) before {load0[0]:.2f}, after {load1[0]:.2f}")
     for name, (r, rss, _) in res.items():
         g = f"{flops / r['median_s'] / 1e9:7.1f} GFLOP/s" if flops else ""
-        print(f"{name:8s} {r['median_s']:8.3f} s  {g}  peak RSS {rss:8.1f} MiB  "
+        print(f"{name:8s} {r['median_s']:8.3f} s  {g}  CPU {r['cpu_s']:7.3f} s/detection  peak RSS {rss:8.1f} MiB  "
               f"({r.get('detections', '?')} detections; runs {', '.join(f'{t:.3f}' for t in r['times'])})")
     if flops:
         print(f"analytic work: {flops / 1e9:.1f} GFLOP ({res['cryodet'][0]['proposals']} proposals)")
     if len(res) == 2:
         ratio = res["torch"][0]["median_s"] / res["cryodet"][0]["median_s"]
         print(f"torch_time / cryodet_time = {ratio:.2f}")
+        cratio = res["torch"][0]["cpu_s"] / res["cryodet"][0]["cpu_s"]
+        print(f"torch_cpu / cryodet_cpu = {cratio:.2f}  (CPU seconds per detection, user + system, all threads;"
+              " less sensitive to other load than wall time, but counts spin-waiting)")
         print(f"peak RSS cryodet / torch = {res['cryodet'][1] / res['torch'][1]:.2f}")
     return 0
 

@@ -83,6 +83,56 @@ impl MaxPool2d {
         (y, arg)
     }
 
+    /// The values of [`MaxPool2d::forward`] without the argmax (inference), computed separably:
+    /// a max over each window's columns for every input row, then over the window's rows,
+    /// the second pass running over contiguous output rows. The max propagates NaN (as torch), so
+    /// it is associative and the values equal `forward(x).0` (up to the sign of tied zeros).
+    pub fn forward_values(&self, x: &Array4<f32>) -> Array4<f32> {
+        let (c, n, h, w) = x.dim();
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        let (oh, ow) = (out_size(h, k, s, p), out_size(w, k, s, p));
+        let mut y = Array4::<f32>::zeros((c, n, oh, ow));
+        let (plane_in, plane_out) = (h * w, oh * ow);
+        if plane_out == 0 || plane_in == 0 {
+            return y;
+        }
+        let x = x.as_standard_layout();
+        let xs = x.as_slice().expect("standard layout");
+        let bounds = |o: usize, len: usize| {
+            let lo = (o * s) as isize - p as isize;
+            (
+                lo.max(0) as usize,
+                ((lo + k as isize).min(len as isize)).max(0) as usize,
+            )
+        };
+        let rows: Vec<(usize, usize)> = (0..oh).map(|o| bounds(o, h)).collect();
+        let cols: Vec<(usize, usize)> = (0..ow).map(|o| bounds(o, w)).collect();
+        let max = |m: f32, v: f32| if v > m || v.is_nan() { v } else { m };
+        y.as_slice_mut()
+            .expect("fresh array")
+            .par_chunks_mut(plane_out)
+            .zip(xs.par_chunks(plane_in))
+            .for_each(|(yp, plane)| {
+                let mut hm = vec![f32::NEG_INFINITY; h * ow];
+                for (row, hrow) in plane.chunks_exact(w).zip(hm.chunks_exact_mut(ow)) {
+                    for (hv, &(x0, x1)) in hrow.iter_mut().zip(&cols) {
+                        *hv = row[x0..x1]
+                            .iter()
+                            .fold(f32::NEG_INFINITY, |m, &v| max(m, v));
+                    }
+                }
+                for (yrow, &(y0, y1)) in yp.chunks_exact_mut(ow).zip(&rows) {
+                    yrow.fill(f32::NEG_INFINITY);
+                    for hrow in hm[y0 * ow..y1 * ow].chunks_exact(ow) {
+                        for (yv, &hv) in yrow.iter_mut().zip(hrow) {
+                            *yv = max(*yv, hv);
+                        }
+                    }
+                }
+            });
+        y
+    }
+
     /// `dx[c, n, argmax] += dy[c, n, oh, ow]`; `input_hw` = (H, W) of the forward input.
     pub fn backward(
         &self,
@@ -139,10 +189,35 @@ mod tests {
         assert_eq!((y[[0, 0, 0, 0]], arg[[0, 0, 0, 0]]), (9.0, 6));
         // window (0,1) covers rows 0..=1 cols 1..=3: 9 at (1,2)
         assert_eq!((y[[0, 0, 0, 1]], arg[[0, 0, 0, 1]]), (9.0, 8));
+        assert_eq!(MaxPool2d::resnet().forward_values(&x), y);
         let dy = Array4::from_elem((1, 1, 3, 3), 1.0f32);
         let dx = MaxPool2d::resnet().backward(&dy, &arg, (5, 6));
         assert_eq!(dx.sum(), 9.0);
         assert_eq!(dx[[0, 0, 1, 2]], 2.0); // the 9 at (1,2) is the max of windows (0,1) and (1,1)
+    }
+
+    /// forward_values == forward(..).0 on several planes of odd size, with a NaN and -inf.
+    #[test]
+    fn values_path_equals_forward() {
+        let mut x = Array4::from_shape_fn((3, 2, 9, 7), |(c, n, h, w)| {
+            ((c * 61 + n * 29 + h * 7 + w) as f32 * 0.83).sin()
+        });
+        x[[1, 0, 4, 4]] = f32::NAN;
+        x[[2, 1, 0, 0]] = f32::NEG_INFINITY;
+        let pool = MaxPool2d::resnet();
+        let want = pool.forward(&x).0;
+        let got = pool.forward_values(&x);
+        assert_eq!(got.dim(), want.dim());
+        for (i, (a, b)) in got.iter().zip(want.iter()).enumerate() {
+            assert!(
+                a == b || (a.is_nan() && b.is_nan()),
+                "element {i}: {a} != {b}"
+            );
+        }
+        assert!(
+            want.iter().any(|v| v.is_nan()),
+            "NaN not propagated by the reference"
+        );
     }
 
     /// Backward == finite differences on a tie-free input (stride 2, padding 1, odd sizes).
