@@ -337,6 +337,18 @@ fn image_malformed_files() {
         &detect_args(s(&t), s(&w), s(&out), &[]),
         &["huge.tif", "TIFF"],
     );
+    // 24b. a 1.2 KB JPEG whose header claims 46352 x 19464 pixels (900 MB; found by
+    // cryodet-fuzz): refused by the decode budget, not allocated
+    let bomb = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/image/alloc-400e56a3395ee758"),
+    )
+    .unwrap();
+    info_fails(
+        &d,
+        "bomb.jpg",
+        &bomb,
+        &["cannot decode image", "Memory limit exceeded"],
+    );
     // 24. TIFF cut after its header
     let tif = std::fs::read(fixture_path("io/gray16.tif")).unwrap();
     info_fails(&d, "cut.tif", &tif[..12], &["cannot decode TIFF"]);
@@ -594,7 +606,7 @@ fn weights_malformed_files() {
     save_variant(&d.join("bneps.safetensors"), &tensors, &m);
     detect_with(
         "bneps.safetensors",
-        &["metadata `bn_eps` = \"tiny\" is not a number"],
+        &["metadata `bn_eps` = \"tiny\" is not a number >= 0"],
     );
 }
 
