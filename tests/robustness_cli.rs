@@ -349,6 +349,35 @@ fn image_malformed_files() {
         &bomb,
         &["cannot decode image", "Memory limit exceeded"],
     );
+    // 23b. a 16-bit TIFF whose ImageWidth/ImageLength tags (LONG) are patched to 60000 x 60000
+    // (7.2 GB of samples, under MAX_SIDE on each axis): refused before allocating
+    let mut tif = std::fs::read(fixture_path("io/gray16.tif")).unwrap();
+    let ifd = u32::from_le_bytes(tif[4..8].try_into().unwrap()) as usize;
+    let n = u16::from_le_bytes(tif[ifd..ifd + 2].try_into().unwrap()) as usize;
+    let mut patched = 0;
+    for i in 0..n {
+        let e = ifd + 2 + 12 * i;
+        let tag = u16::from_le_bytes(tif[e..e + 2].try_into().unwrap());
+        if tag == 256 || tag == 257 {
+            tif[e + 8..e + 12].copy_from_slice(&60_000u32.to_le_bytes());
+            patched += 1;
+        }
+    }
+    assert_eq!(patched, 2, "ImageWidth/ImageLength tags not found");
+    let p = d.join("huge_claim.tif");
+    std::fs::write(&p, &tif).unwrap();
+    let cmd = format!(
+        "ulimit -v {HUGE_CLAIM_MAX_VMEM_KB}; exec '{}' info '{}'",
+        bin(),
+        s(&p)
+    );
+    let out = Command::new("sh").args(["-c", &cmd]).output().unwrap();
+    check_failure(
+        out.status.code().unwrap_or(-1),
+        &String::from_utf8_lossy(&out.stderr),
+        &["info", s(&p)],
+        &["huge_claim.tif", "cannot decode TIFF"],
+    );
     // 24. TIFF cut after its header
     let tif = std::fs::read(fixture_path("io/gray16.tif")).unwrap();
     info_fails(&d, "cut.tif", &tif[..12], &["cannot decode TIFF"]);
