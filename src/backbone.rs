@@ -16,8 +16,13 @@
 
 use crate::error::{Error, Result};
 use crate::io::weights::WeightFile;
+use crate::nn::relu::relu_backward_inplace;
 use crate::nn::{Conv2d, FrozenBatchNorm2d, MaxPool2d};
-use ndarray::{Array1, Array4, Ix1, Ix4};
+use ndarray::{Array1, Array4, ArrayD, Axis, Ix1, Ix4};
+use std::collections::BTreeMap;
+
+/// Gradients by torchvision weight name (as in `FasterRcnn::export`).
+pub type Grads = BTreeMap<String, ArrayD<f32>>;
 
 /// A convolution followed by a frozen batch norm. `conv` and `bn` are the parameters as stored
 /// (torchvision names); `fused` is the folded convolution the forward pass runs.
@@ -97,6 +102,26 @@ impl ConvBn {
         relu: bool,
     ) -> Array4<f32> {
         self.fused.forward_fused(x, residual, relu)
+    }
+
+    /// Backward of `bn(conv(x))` given `g` = dL/d(bn output) (any ReLU already applied to `g`).
+    /// The trained parameter is the unfolded `conv.weight` (BN tensors are frozen buffers):
+    /// `y = conv_fused(x)` with `w_fused[co] = w[co] * scale[co]`, so
+    /// `dW[co] = dW_fused[co] * scale[co]` and `dx` is the fused convolution's.
+    /// Returns `(dx if need_dx, dW [Co, Ci, kh, kw])`.
+    pub fn backward(
+        &self,
+        x: &Array4<f32>,
+        g: &Array4<f32>,
+        need_dx: bool,
+    ) -> (Option<Array4<f32>>, Array4<f32>) {
+        let cg = self.fused.backward(x, g, need_dx);
+        let (scale, _) = self.bn.scale_shift();
+        let mut dw = cg.dw;
+        for (c, mut k) in dw.axis_iter_mut(Axis(0)).enumerate() {
+            k.mapv_inplace(|v| v * scale[c]);
+        }
+        (cg.dx, dw)
     }
 
     /// Appends `(name, tensor)` pairs in torchvision's naming for saving.
@@ -302,11 +327,118 @@ impl Stage {
         y
     }
 
+    /// Forward pass keeping what the backward needs: every block's input and output and the
+    /// two inner (post-ReLU) activations of each block.
+    pub fn forward_cached(&self, x: Array4<f32>) -> StageCache {
+        let mut acts = vec![x];
+        let mut mids = Vec::with_capacity(self.blocks.len());
+        for b in &self.blocks {
+            let x = acts.last().expect("non-empty");
+            let out1 = b.conv1.forward(x, None, true);
+            let out2 = b.conv2.forward(&out1, None, true);
+            let y = match &b.downsample {
+                Some(d) => {
+                    let identity = d.forward(x, None, false);
+                    b.conv3.forward(&out2, Some(&identity), true)
+                }
+                None => b.conv3.forward(&out2, Some(x), true),
+            };
+            mids.push((out1, out2));
+            acts.push(y);
+        }
+        StageCache { acts, mids }
+    }
+
+    /// Backward through the stage given `dy` = dL/d(stage output). Weight gradients go into
+    /// `grads` as `{prefix}.{i}.conv1.weight`, ...; returns dL/d(stage input) if `need_dx`.
+    ///
+    /// Per block (`y = relu(bn3(conv3(o2)) + r)`, `o2 = relu(bn2(conv2(o1)))`, `o1 = relu(bn1(conv1(x)))`,
+    /// `r = x` or `downsample(x)`): `g = dy * [y > 0]`; conv3 gets `g`; the residual branch gets
+    /// `g`; `dx = conv1ᵀ(...) + (downsampleᵀ(g) or g)`.
+    pub fn backward(
+        &self,
+        prefix: &str,
+        cache: StageCache,
+        dy: Array4<f32>,
+        need_dx: bool,
+        grads: &mut Grads,
+    ) -> Option<Array4<f32>> {
+        let StageCache { mut acts, mut mids } = cache;
+        let mut dy = dy;
+        let nb = self.blocks.len();
+        for i in (0..nb).rev() {
+            let b = &self.blocks[i];
+            let p = format!("{prefix}.{i}");
+            let y = acts.pop().expect("cached output");
+            let (out1, out2) = mids.pop().expect("cached block");
+            let x = acts.last().expect("cached input");
+            let want_dx = need_dx || i > 0;
+            let mut g = dy;
+            relu_backward_inplace(&mut g, &y);
+            drop(y);
+            let (d2, dw3) = b.conv3.backward(&out2, &g, true);
+            grads.insert(format!("{p}.conv3.weight"), dw3.into_dyn());
+            let mut d2 = d2.expect("asked for");
+            relu_backward_inplace(&mut d2, &out2);
+            drop(out2);
+            let residual = match &b.downsample {
+                Some(d) => {
+                    let (dxd, dwd) = d.backward(x, &g, want_dx);
+                    grads.insert(format!("{p}.downsample.0.weight"), dwd.into_dyn());
+                    dxd
+                }
+                None => want_dx.then_some(g),
+            };
+            let (d1, dw2) = b.conv2.backward(&out1, &d2, true);
+            drop(d2);
+            grads.insert(format!("{p}.conv2.weight"), dw2.into_dyn());
+            let mut d1 = d1.expect("asked for");
+            relu_backward_inplace(&mut d1, &out1);
+            drop(out1);
+            let (dx, dw1) = b.conv1.backward(x, &d1, want_dx);
+            grads.insert(format!("{p}.conv1.weight"), dw1.into_dyn());
+            if !want_dx {
+                return None;
+            }
+            let mut dx = dx.expect("asked for");
+            dx += &residual.expect("asked for");
+            dy = dx;
+        }
+        Some(dy)
+    }
+
     pub fn export(&self, prefix: &str, out: &mut Vec<(String, ndarray::ArrayD<f32>)>) {
         for (i, b) in self.blocks.iter().enumerate() {
             b.export(&format!("{prefix}.{i}"), out);
         }
     }
+}
+
+/// Activations of a [`Stage`] kept for its backward pass: `acts[0]` is the input, `acts[i + 1]`
+/// block i's output; `mids[i]` = (relu(bn1(conv1)), relu(bn2(conv2))) of block i.
+pub struct StageCache {
+    pub acts: Vec<Array4<f32>>,
+    pub mids: Vec<(Array4<f32>, Array4<f32>)>,
+}
+
+impl StageCache {
+    pub fn output(&self) -> &Array4<f32> {
+        self.acts.last().expect("non-empty")
+    }
+}
+
+/// What [`Backbone::backward`] needs: the stem's input, ReLU output and max-pool argmax when
+/// conv1 is trained, and the cache of each trained stage (None for frozen ones).
+pub struct BackboneCache {
+    stem: Option<(Array4<f32>, Array4<f32>, Array4<u32>)>,
+    stages: Vec<Option<StageCache>>,
+    trainable_layers: usize,
+}
+
+/// Whether torchvision's `trainable_layers` (counted from the top: layer4, layer3, layer2,
+/// layer1, conv1) trains backbone stage `k` (1..=3, layer_k) — conv1 is `k = 0`, layer4 `k = 4`.
+pub fn stage_trainable(trainable_layers: usize, k: usize) -> bool {
+    trainable_layers + k >= 5
 }
 
 /// conv1 .. layer3: `[3, 1, H, W]` -> `[C3, 1, ~H/16, ~W/16]`.
@@ -382,10 +514,176 @@ impl Backbone {
         BackboneOutputs { stem, layers }
     }
 
+    /// Forward pass for training: returns layer3's output and the cache of the trained part
+    /// (frozen stages below the first trained one run without keeping anything).
+    pub fn forward_train(
+        &self,
+        x: &Array4<f32>,
+        trainable_layers: usize,
+    ) -> (Array4<f32>, BackboneCache) {
+        let (mut y, stem) = if stage_trainable(trainable_layers, 0) {
+            let s = self.conv1.forward(x, None, true);
+            let (p, arg) = self.maxpool.forward(&s);
+            (p, Some((x.clone(), s, arg)))
+        } else {
+            (self.stem(x), None)
+        };
+        let mut stages = Vec::new();
+        for (k, st) in self.layers.iter().enumerate() {
+            if stage_trainable(trainable_layers, k + 1) {
+                let c = st.forward_cached(y);
+                y = c.output().clone();
+                stages.push(Some(c));
+            } else {
+                y = st.forward(&y);
+                stages.push(None);
+            }
+        }
+        (
+            y,
+            BackboneCache {
+                stem,
+                stages,
+                trainable_layers,
+            },
+        )
+    }
+
+    /// Backward from `dfeat` = dL/d(layer3 output) down to the first trained layer; weight
+    /// gradients (trained layers only) go into `grads`.
+    pub fn backward(&self, cache: BackboneCache, dfeat: Array4<f32>, grads: &mut Grads) {
+        let BackboneCache {
+            stem,
+            mut stages,
+            trainable_layers,
+        } = cache;
+        let mut dy = dfeat;
+        for k in (0..self.layers.len()).rev() {
+            let Some(c) = stages[k].take() else {
+                return;
+            };
+            let need_dx = stage_trainable(trainable_layers, k);
+            match self.layers[k].backward(
+                &format!("backbone.layer{}", k + 1),
+                c,
+                dy,
+                need_dx,
+                grads,
+            ) {
+                Some(d) => dy = d,
+                None => return,
+            }
+        }
+        if let Some((x, s, arg)) = stem {
+            let mut ds = self.maxpool.backward(&dy, &arg, (s.dim().2, s.dim().3));
+            relu_backward_inplace(&mut ds, &s);
+            let (_, dw) = self.conv1.backward(&x, &ds, false);
+            grads.insert("backbone.conv1.weight".to_string(), dw.into_dyn());
+        }
+    }
+
     pub fn export(&self, out: &mut Vec<(String, ndarray::ArrayD<f32>)>) {
         self.conv1.export("backbone.conv1", "backbone.bn1", out);
         for (k, s) in self.layers.iter().enumerate() {
             s.export(&format!("backbone.layer{}", k + 1), out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::gradcheck::{check, dot64};
+    use rand::{Rng, SeedableRng};
+
+    fn rand4(
+        shape: (usize, usize, usize, usize),
+        rng: &mut rand_chacha::ChaCha8Rng,
+    ) -> Array4<f32> {
+        Array4::from_shape_fn(shape, |_| rng.gen_range(-1.0..1.0))
+    }
+
+    fn conv_bn(
+        ci: usize,
+        co: usize,
+        k: usize,
+        s: usize,
+        rng: &mut rand_chacha::ChaCha8Rng,
+    ) -> ConvBn {
+        let w = rand4((co, ci, k, k), rng) * (1.0 / ((ci * k * k) as f32).sqrt());
+        let mut v = |lo: f32, hi: f32| Array1::from_shape_fn(co, |_| rng.gen_range(lo..hi));
+        let bn = FrozenBatchNorm2d {
+            weight: v(0.5, 1.5),
+            bias: v(-0.2, 0.2),
+            running_mean: v(-0.1, 0.1),
+            running_var: v(0.5, 1.5),
+            eps: 1e-5,
+        };
+        ConvBn::new(Conv2d::new(w, None, s, k / 2), bn)
+    }
+
+    /// A stage of two bottlenecks (the first with stride 2 and a downsample): the backward's
+    /// dx and the unfolded conv-weight gradients == finite differences of `<r, stage(x)>`.
+    #[test]
+    fn stage_backward_matches_finite_differences() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let (ci, mid, co) = (3, 2, 5);
+        let b0 = Bottleneck {
+            conv1: conv_bn(ci, mid, 1, 1, &mut rng),
+            conv2: conv_bn(mid, mid, 3, 2, &mut rng),
+            conv3: conv_bn(mid, co, 1, 1, &mut rng),
+            downsample: Some(conv_bn(ci, co, 1, 2, &mut rng)),
+        };
+        let b1 = Bottleneck {
+            conv1: conv_bn(co, mid, 1, 1, &mut rng),
+            conv2: conv_bn(mid, mid, 3, 1, &mut rng),
+            conv3: conv_bn(mid, co, 1, 1, &mut rng),
+            downsample: None,
+        };
+        let stage = Stage {
+            blocks: vec![b0, b1],
+        };
+        let x = rand4((ci, 2, 7, 6), &mut rng); // N = 2, odd H, H != W
+        let cache = stage.forward_cached(x.clone());
+        assert_eq!(cache.output(), &stage.forward(&x));
+        let r = rand4(cache.output().dim(), &mut rng);
+        let mut grads = Grads::new();
+        let dx = stage
+            .backward("s", cache, r.clone(), true, &mut grads)
+            .unwrap();
+        let h = 1e-3;
+        check(
+            "stage dx",
+            x.as_slice().unwrap(),
+            dx.as_slice().unwrap(),
+            h,
+            |v| {
+                let xv = Array4::from_shape_vec(x.dim(), v.to_vec()).unwrap();
+                dot64(r.view(), stage.forward(&xv).view())
+            },
+        );
+        type Pick = fn(&mut Stage) -> &mut ConvBn;
+        let picks: [(&str, Pick); 5] = [
+            ("s.0.conv1.weight", |s| &mut s.blocks[0].conv1),
+            ("s.0.conv2.weight", |s| &mut s.blocks[0].conv2),
+            ("s.0.conv3.weight", |s| &mut s.blocks[0].conv3),
+            ("s.0.downsample.0.weight", |s| {
+                s.blocks[0].downsample.as_mut().unwrap()
+            }),
+            ("s.1.conv2.weight", |s| &mut s.blocks[1].conv2),
+        ];
+        for (name, pick) in picks {
+            let mut st = stage.clone();
+            let w0 = pick(&mut st).conv.weight.clone();
+            let g = grads[name].as_slice().unwrap().to_vec();
+            check(name, w0.as_slice().unwrap(), &g, h, |v| {
+                let mut s2 = stage.clone();
+                let cb = pick(&mut s2);
+                cb.conv.weight = Array4::from_shape_vec(w0.dim(), v.to_vec()).unwrap();
+                cb.refold();
+                dot64(r.view(), s2.forward(&x).view())
+            });
+        }
+        assert_eq!(grads.len(), 7);
     }
 }

@@ -15,16 +15,17 @@
 //! The RoI head's layer4 runs on all P RoIs at once, so each of its convolutions is one GEMM with
 //! `N = P * 16` columns (the stride-2 first block maps 7x7 to 4x4).
 
-use crate::backbone::{take4, Backbone, Stage};
+use crate::backbone::{take4, Backbone, Grads, Stage, StageCache};
 use crate::detection::anchors::{feature_stride, AnchorGenerator};
 use crate::detection::postprocess::{postprocess_detections, Detections, PostprocessConfig};
 use crate::detection::proposals::{filter_proposals, ProposalConfig};
-use crate::detection::roi_pool::roi_pool_forward;
+use crate::detection::roi_pool::{roi_pool_backward, roi_pool_forward, roi_pool_values};
 use crate::error::{Error, Result};
 use crate::io::weights::WeightFile;
-use crate::nn::mean::spatial_mean;
+use crate::nn::mean::{spatial_mean, spatial_mean_backward};
+use crate::nn::relu::relu_backward_inplace;
 use crate::nn::{Conv2d, Linear};
-use ndarray::{Array1, Array2, Array4, ArrayD, Axis, Ix1, Ix2};
+use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView2, Axis, Ix1, Ix2};
 use std::path::Path;
 
 /// The RPN head, the study's "three convolutional layers".
@@ -63,6 +64,75 @@ impl RpnHead {
             deltas,
         }
     }
+}
+
+impl RpnHead {
+    /// [`RpnHead::forward`] that also returns `t = relu(conv(feat))` for the backward pass.
+    pub fn forward_cached(&self, feat: &Array4<f32>) -> (RpnOutput, Array4<f32>) {
+        let t = self.conv.forward_fused(feat, None, true);
+        let cls_logits = self.cls_logits.forward(&t);
+        let bbox_pred = self.bbox_pred.forward(&t);
+        let (objectness, deltas) = flatten_rpn(&cls_logits, &bbox_pred);
+        (
+            RpnOutput {
+                cls_logits,
+                bbox_pred,
+                objectness,
+                deltas,
+            },
+            t,
+        )
+    }
+
+    /// Backward from the gradients of the flattened outputs (`d_objectness` `[h*w*A]`,
+    /// `d_deltas` `[h*w*A, 4]`, (H, W, A) order): weight gradients into `grads` as `rpn.*`,
+    /// returns dL/dfeat if `need_dx`.
+    pub fn backward(
+        &self,
+        feat: &Array4<f32>,
+        t: Array4<f32>,
+        d_objectness: &[f32],
+        d_deltas: ArrayView2<f32>,
+        need_dx: bool,
+        grads: &mut Grads,
+    ) -> Option<Array4<f32>> {
+        let (_, _, h, w) = t.dim();
+        let a = self.cls_logits.out_channels();
+        let d_cls = Array4::from_shape_fn((a, 1, h, w), |(k, _, y, x)| {
+            d_objectness[(y * w + x) * a + k]
+        });
+        let d_bbox = Array4::from_shape_fn((4 * a, 1, h, w), |(c, _, y, x)| {
+            d_deltas[[(y * w + x) * a + c / 4, c % 4]]
+        });
+        let mut dt = Array4::zeros(t.dim());
+        for (name, conv, dy) in [
+            ("rpn.cls_logits", &self.cls_logits, &d_cls),
+            ("rpn.bbox_pred", &self.bbox_pred, &d_bbox),
+        ] {
+            let g = conv.backward(&t, dy, true);
+            dt += &g.dx.expect("asked for");
+            grads.insert(format!("{name}.weight"), g.dw.into_dyn());
+            grads.insert(format!("{name}.bias"), g.db.into_dyn());
+        }
+        relu_backward_inplace(&mut dt, &t);
+        drop(t);
+        let g = self.conv.backward(feat, &dt, need_dx);
+        grads.insert("rpn.conv.weight".to_string(), g.dw.into_dyn());
+        grads.insert("rpn.conv.bias".to_string(), g.db.into_dyn());
+        g.dx
+    }
+}
+
+/// What the RoI head's backward needs (see [`FasterRcnn::head_forward_train`]).
+pub struct HeadCache {
+    /// RoI-pool argmax `[C3, P, 7, 7]` and the feature map's (h, w).
+    argmax: Array4<i32>,
+    feat_hw: (usize, usize),
+    /// layer4's activations (None when layer4 is frozen).
+    layer4: Option<StageCache>,
+    /// layer4's output spatial size and the pooled vectors `[P, C4]` (input of the predictor).
+    out_hw: (usize, usize),
+    pooled: Array2<f32>,
 }
 
 /// `[A, 1, h, w]` logits and `[4A, 1, h, w]` deltas to `(h, w, a)`-ordered rows, as
@@ -152,6 +222,10 @@ pub struct FasterRcnn {
     pub classes: Vec<String>,
     /// FrozenBatchNorm epsilon recorded in the weight file (`bn_eps`, default 1e-5).
     pub bn_eps: f32,
+    /// Every other metadata entry of the weight file, kept through load and save: e.g.
+    /// `min_size` and `preprocess` (how the training images were prepared, which `detect`
+    /// follows by default), `epoch`, `iteration`.
+    pub info: std::collections::BTreeMap<String, String>,
     pub config: DetectConfig,
 }
 
@@ -276,6 +350,12 @@ impl FasterRcnn {
                 .chain((1..k).map(|i| format!("class{i}")))
                 .collect(),
         };
+        let info = wf
+            .metadata
+            .iter()
+            .filter(|(k, _)| k.as_str() != "classes" && k.as_str() != "bn_eps")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         wf.finish()?;
         Ok(FasterRcnn {
             backbone,
@@ -283,6 +363,7 @@ impl FasterRcnn {
             head,
             classes,
             bn_eps,
+            info,
             config,
         })
     }
@@ -432,7 +513,7 @@ impl FasterRcnn {
             );
         }
         let ps = self.config.pool_size;
-        let (pooled_map, _) = roi_pool_forward(
+        let pooled_map = roi_pool_values(
             feat.index_axis(Axis(1), 0),
             proposals.view(),
             ps,
@@ -444,6 +525,165 @@ impl FasterRcnn {
         let cls = self.head.cls_score.forward(pooled.view());
         let bbox = self.head.bbox_pred.forward(pooled.view());
         (keep.then_some((pooled_map, pooled)), cls, bbox)
+    }
+
+    /// RoI head forward for training on `rois` `[P, 4]` (P > 0): RoI pool, layer4 (cached when
+    /// `train_layer4`), spatial mean, predictor. Returns (class logits `[P, K]`, box deltas
+    /// `[P, 4K]`, cache).
+    pub fn head_forward_train(
+        &self,
+        feat: &Array4<f32>,
+        rois: ArrayView2<f32>,
+        train_layer4: bool,
+    ) -> (Array2<f32>, Array2<f32>, HeadCache) {
+        let ps = self.config.pool_size;
+        let (pooled_map, argmax) = roi_pool_forward(
+            feat.index_axis(Axis(1), 0),
+            rois,
+            ps,
+            ps,
+            self.config.spatial_scale,
+        );
+        let (layer4, y) = if train_layer4 {
+            let c = self.head.layer4.forward_cached(pooled_map);
+            let y = spatial_mean(c.output());
+            let (_, _, oh, ow) = c.output().dim();
+            ((Some(c), (oh, ow)), y)
+        } else {
+            let out = self.head.layer4.forward(&pooled_map);
+            let (_, _, oh, ow) = out.dim();
+            ((None, (oh, ow)), spatial_mean(&out))
+        };
+        let cls = self.head.cls_score.forward(y.view());
+        let bbox = self.head.bbox_pred.forward(y.view());
+        let cache = HeadCache {
+            argmax,
+            feat_hw: (feat.dim().2, feat.dim().3),
+            layer4: layer4.0,
+            out_hw: layer4.1,
+            pooled: y,
+        };
+        (cls, bbox, cache)
+    }
+
+    /// Backward of [`FasterRcnn::head_forward_train`] from `d_cls` `[P, K]` and `d_bbox`
+    /// `[P, 4K]`: predictor and (if cached) layer4 gradients into `grads` as `head.*`; returns
+    /// dL/dfeat `[C3, 1, h, w]` if `need_dfeat` (requires a cached layer4).
+    pub fn head_backward(
+        &self,
+        cache: HeadCache,
+        d_cls: ArrayView2<f32>,
+        d_bbox: ArrayView2<f32>,
+        need_dfeat: bool,
+        grads: &mut Grads,
+    ) -> Option<Array4<f32>> {
+        let HeadCache {
+            argmax,
+            feat_hw,
+            layer4,
+            out_hw,
+            pooled,
+        } = cache;
+        let gc = self.head.cls_score.backward(pooled.view(), d_cls);
+        let gb = self.head.bbox_pred.backward(pooled.view(), d_bbox);
+        drop(pooled);
+        grads.insert("head.cls_score.weight".into(), gc.dw.into_dyn());
+        grads.insert("head.cls_score.bias".into(), gc.db.into_dyn());
+        grads.insert("head.bbox_pred.weight".into(), gb.dw.into_dyn());
+        grads.insert("head.bbox_pred.bias".into(), gb.db.into_dyn());
+        let layer4 = layer4?;
+        let dy = spatial_mean_backward(&(gc.dx + &gb.dx), out_hw);
+        let d_pooled = self
+            .head
+            .layer4
+            .backward("head.layer4", layer4, dy, need_dfeat, grads)?;
+        let (c, _, _, _) = d_pooled.dim();
+        let d = roi_pool_backward(d_pooled.view(), argmax.view(), feat_hw.0, feat_hw.1);
+        Some(
+            d.into_shape_with_order((c, 1, feat_hw.0, feat_hw.1))
+                .expect("contiguous"),
+        )
+    }
+
+    /// The trainable tensor with torchvision name `name` (a conv weight of the backbone or
+    /// layer4 — the unfolded `conv.weight` —, an RPN conv's weight or bias, a predictor's weight
+    /// or bias), for an optimizer step. FrozenBatchNorm buffers are not trainable: None.
+    /// After changing backbone / layer4 weights call [`FasterRcnn::refold`].
+    pub fn weight_mut(&mut self, name: &str) -> Option<ndarray::ArrayViewMutD<'_, f32>> {
+        use crate::backbone::ConvBn;
+        fn in_stage<'a>(st: &'a mut Stage, rest: &str) -> Option<&'a mut ConvBn> {
+            let (i, conv) = rest.split_once('.')?;
+            let b = st.blocks.get_mut(i.parse::<usize>().ok()?)?;
+            match conv {
+                "conv1.weight" => Some(&mut b.conv1),
+                "conv2.weight" => Some(&mut b.conv2),
+                "conv3.weight" => Some(&mut b.conv3),
+                "downsample.0.weight" => b.downsample.as_mut(),
+                _ => None,
+            }
+        }
+        let cb: Option<&mut ConvBn> = if name == "backbone.conv1.weight" {
+            Some(&mut self.backbone.conv1)
+        } else if let Some(rest) = name.strip_prefix("head.layer4.") {
+            in_stage(&mut self.head.layer4, rest)
+        } else if let Some(rest) = name.strip_prefix("backbone.layer") {
+            let (k, rest) = rest.split_once('.')?;
+            let k = k.parse::<usize>().ok()?;
+            in_stage(self.backbone.layers.get_mut(k.checked_sub(1)?)?, rest)
+        } else {
+            None
+        };
+        if let Some(cb) = cb {
+            return Some(cb.conv.weight.view_mut().into_dyn());
+        }
+        let (module, param) = name.rsplit_once('.')?;
+        match module {
+            "rpn.conv" | "rpn.cls_logits" | "rpn.bbox_pred" => {
+                let c = match module {
+                    "rpn.conv" => &mut self.rpn.conv,
+                    "rpn.cls_logits" => &mut self.rpn.cls_logits,
+                    _ => &mut self.rpn.bbox_pred,
+                };
+                match param {
+                    "weight" => Some(c.weight.view_mut().into_dyn()),
+                    "bias" => c.bias.as_mut().map(|b| b.view_mut().into_dyn()),
+                    _ => None,
+                }
+            }
+            "head.cls_score" | "head.bbox_pred" => {
+                let l = if module == "head.cls_score" {
+                    &mut self.head.cls_score
+                } else {
+                    &mut self.head.bbox_pred
+                };
+                match param {
+                    "weight" => Some(l.weight.view_mut().into_dyn()),
+                    "bias" => Some(l.bias.view_mut().into_dyn()),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// Recomputes every folded conv + BN of the backbone and layer4 (after weight updates).
+    pub fn refold(&mut self) {
+        self.backbone.conv1.refold();
+        for st in self
+            .backbone
+            .layers
+            .iter_mut()
+            .chain(std::iter::once(&mut self.head.layer4))
+        {
+            for b in &mut st.blocks {
+                b.conv1.refold();
+                b.conv2.refold();
+                b.conv3.refold();
+                if let Some(d) = &mut b.downsample {
+                    d.refold();
+                }
+            }
+        }
     }
 
     /// All weights under their torchvision names (for saving).
@@ -472,9 +712,10 @@ impl FasterRcnn {
         out
     }
 
-    /// Metadata written with the weights: classes and bn_eps.
+    /// Metadata written with the weights: `info`, classes and bn_eps.
     pub fn metadata(&self) -> std::collections::HashMap<String, String> {
-        let mut m = std::collections::HashMap::new();
+        let mut m: std::collections::HashMap<String, String> =
+            self.info.clone().into_iter().collect();
         m.insert("classes".to_string(), self.classes.join(","));
         m.insert("bn_eps".to_string(), format!("{:e}", self.bn_eps));
         m

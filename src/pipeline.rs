@@ -44,6 +44,40 @@ impl Default for PipelineConfig {
     }
 }
 
+impl PipelineConfig {
+    /// Settings for `model`: the short side and the preprocessing it was trained with
+    /// (weight-file metadata `min_size`, `preprocess`), unless overridden. Without metadata:
+    /// 600 px and the study's preprocessing.
+    pub fn for_model(
+        model: &FasterRcnn,
+        size: Option<usize>,
+        max_size: Option<usize>,
+        no_preprocess: bool,
+        score_thresh: f32,
+    ) -> Self {
+        let trained_size = model
+            .info
+            .get("min_size")
+            .and_then(|v| v.parse::<usize>().ok());
+        let min_size = size.or(trained_size).unwrap_or(600) as f32;
+        let max_size = max_size
+            .map_or(min_size * 1000.0 / 600.0, |m| m as f32)
+            .max(min_size);
+        let trained_raw = model.info.get("preprocess").is_some_and(|v| v == "none");
+        PipelineConfig {
+            preprocess: if no_preprocess || trained_raw {
+                None
+            } else {
+                Some(PreprocessConfig::default())
+            },
+            min_size,
+            max_size,
+            score_thresh,
+            ..Default::default()
+        }
+    }
+}
+
 /// A prepared image: the [0, 1] (preprocessed) image at its original size, for overlays,
 /// and the network input.
 pub struct Prepared {

@@ -531,6 +531,11 @@ fn report_files_plots_and_overlays() {
     // where the detection (bottom 80 too) ... so check a GT-only box: the third object has no
     // detection for k = 0.
     assert_eq!(ov.get_pixel(0, 150).0, cryodet::eval::report::GT_COLOR);
+    assert_eq!(
+        ov.get_pixel(1, 199).0,
+        [0, 0, 0],
+        "legend bar at the bottom"
+    );
     assert_eq!(ov.get_pixel(250, 170).0, cryodet::eval::report::PRED_COLOR);
     eprintln!("report written to {}", out.display());
 }
@@ -555,7 +560,11 @@ fn font_sheet_renders_every_printable_character() {
         .unwrap();
 }
 
-fn labelimg_xml(file: &str, w: u32, h: u32, objects: &[([u32; 4], &str, bool, bool)]) -> String {
+/// `(file stem, VOC objects (xmin, ymin, xmax, ymax), name, truncated, difficult), detections)`.
+type Slice = (&'static str, Vec<VocObj>, Vec<([f32; 4], f32)>);
+type VocObj = ([u32; 4], &'static str, bool, bool);
+
+fn labelimg_xml(file: &str, w: u32, h: u32, objects: &[VocObj]) -> String {
     let mut s = format!(
         "<annotation>\n\t<folder>images</folder>\n\t<filename>{file}</filename>\n\t<path>/data/{file}</path>\n\
          \t<source>\n\t\t<database>Unknown</database>\n\t</source>\n\
@@ -581,11 +590,7 @@ fn cli_eval_end_to_end() {
     std::fs::create_dir_all(&pred_dir).unwrap();
     // Two tomograms: "Unstim_20k_mito1" (2 slices, one object touching the border) and "INS_21"
     // (1 slice, missed object). VOC boxes are 1-based inclusive: xmin 21 -> x1 = 20.
-    let slices: [(
-        &str,
-        Vec<([u32; 4], &str, bool, bool)>,
-        Vec<([f32; 4], f32)>,
-    ); 3] = [
+    let slices: [Slice; 3] = [
         (
             "Unstim_20k_mito1_001",
             vec![([21, 31, 90, 80], "mitochondria", false, false)],
@@ -700,14 +705,11 @@ fn cli_eval_end_to_end() {
         serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(m["groups"].as_array().unwrap().len(), 1);
 
-    // --weights is not wired yet: a clear error, non-zero exit.
+    // --weights needs the images.
     let o = run(&["--weights", "w.safetensors"]);
     assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("--pred"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--images"), "{err}");
     // A missing detection file is an error naming it.
     std::fs::remove_file(pred_dir.join("INS_21_001.json")).unwrap();
     let o = run(&["--pred", pred_dir.to_str().unwrap()]);
@@ -717,4 +719,60 @@ fn cli_eval_end_to_end() {
         err.contains("INS_21_001.json") && err.contains("missing"),
         "{err}"
     );
+}
+
+#[test]
+fn cli_eval_with_weights_runs_the_detector_first() {
+    // Reduced-width random fixture weights: the boxes mean nothing; the wiring is what is tested.
+    let weights = cryodet::testutil::fixture_path("model/weights_small.safetensors");
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("eval_cli_weights");
+    let _ = std::fs::remove_dir_all(&root);
+    let (gt_dir, img_dir, out) = (root.join("gt"), root.join("images"), root.join("out"));
+    std::fs::create_dir_all(&gt_dir).unwrap();
+    std::fs::create_dir_all(&img_dir).unwrap();
+    let obj: [f32; 4] = [30.0, 20.0, 80.0, 70.0];
+    for stem in ["cellA_001", "cellA_002"] {
+        std::fs::write(
+            gt_dir.join(format!("{stem}.xml")),
+            labelimg_xml(
+                &format!("{stem}.png"),
+                131,
+                97,
+                &[([31, 21, 80, 70], "mitochondria", false, false)],
+            ),
+        )
+        .unwrap();
+        synthetic_image(131, 97, &[obj])
+            .save(img_dir.join(format!("{stem}.png")))
+            .unwrap();
+    }
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cryodet"))
+        .args([
+            "eval",
+            "--gt",
+            gt_dir.to_str().unwrap(),
+            "--images",
+            img_dir.to_str().unwrap(),
+        ])
+        .args([
+            "--weights",
+            weights.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(["--size", "96", "--max-size", "160", "--keep-thresh", "0.0"])
+        .output()
+        .expect("run cryodet");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    for stem in ["cellA_001", "cellA_002"] {
+        let d =
+            detections::read_image_detections(out.join("detections").join(format!("{stem}.json")))
+                .unwrap();
+        assert_eq!((d.width, d.height), (131, 97));
+    }
+    let m: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["n_images"], 2);
+    assert_eq!(m["overall"][0]["pooled"]["n_gt"], 2);
 }

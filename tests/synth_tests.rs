@@ -173,6 +173,7 @@ fn measured_snr_matches_the_request() {
             let vn = diff.iter().map(|d| (d - md).powi(2)).sum::<f64>() / n;
             let measured = (vs / vn) as f32;
             let rel = (measured - snr).abs() / snr;
+            println!("snr asked {snr}, measured {measured:.6} (rel err {rel:.2e})");
             assert!(
                 rel <= SNR_REL_TOL,
                 "asked {snr}, measured {measured} (rel err {rel:.4})"
@@ -439,6 +440,7 @@ fn cli_writes_a_readable_dataset() {
         mrc_slices: Some(8),
         min_mito: 1,
         max_mito: 3,
+        p_incomplete: 0.3,
         pixel_nm: None,
         preview: false,
     };

@@ -35,12 +35,15 @@ pub struct Args {
     /// Report detections with at least this score.
     #[arg(long, default_value_t = 0.5)]
     pub score_thresh: f32,
-    /// Short side of the network input in pixels (the long side is at most --max-size).
-    #[arg(long, default_value_t = 600)]
-    pub size: usize,
-    #[arg(long, default_value_t = 1000)]
-    pub max_size: usize,
-    /// Skip the study's bilateral filter + histogram equalization.
+    /// Short side of the network input in pixels (default: the size the model was trained at,
+    /// from its metadata, else 600).
+    #[arg(long)]
+    pub size: Option<usize>,
+    /// Upper bound of the long side (default 1000/600 of the short side).
+    #[arg(long)]
+    pub max_size: Option<usize>,
+    /// Skip the study's bilateral filter + histogram equalization (models trained without it
+    /// skip it by default, from their metadata).
     #[arg(long)]
     pub no_preprocess: bool,
     /// Output formats besides JSON: any of json,csv,voc (comma-separated).
@@ -190,17 +193,13 @@ pub fn run(args: Args) -> Result<()> {
         inputs = inputs.into_iter().skip(i).step_by(n).collect();
     }
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
-    let cfg = PipelineConfig {
-        preprocess: if args.no_preprocess {
-            None
-        } else {
-            Some(Default::default())
-        },
-        min_size: args.size as f32,
-        max_size: args.max_size.max(args.size) as f32,
-        score_thresh: args.score_thresh,
-        ..Default::default()
-    };
+    let cfg = PipelineConfig::for_model(
+        &model,
+        args.size,
+        args.max_size,
+        args.no_preprocess,
+        args.score_thresh,
+    );
     let n = inputs.len();
     let mut failures: Vec<String> = Vec::new();
     let t_all = Instant::now();

@@ -8,10 +8,19 @@
 //! matched by file stem (`GT_DIR/x.xml` <-> `PRED_DIR/x.json`). Groups (tomograms) come from the
 //! manifest (`image,group` lines) or, without one, from the file-name prefix before the last `_`.
 //! See `crate::eval` for every definition and `crate::eval::dataset` for the file rules.
+//!
+//! With `--weights W --images IMG_DIR` instead of `--pred`, the detector runs first on the image
+//! of every ground-truth file (`crate::pipeline`, keeping scores >= `--keep-thresh`, 0.05) and
+//! writes its JSON files to `OUT/detections/`, which are then evaluated.
 
 use crate::error::{Error, Result};
 use crate::eval::{self, dataset, EvalConfig};
-use std::path::PathBuf;
+use crate::io::detections::{write_json, ImageDetections};
+use crate::io::image;
+use crate::model::FasterRcnn;
+use crate::pipeline::{self, PipelineConfig};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["pred", "weights"])))]
@@ -48,9 +57,25 @@ pub struct Args {
     /// Compute IoU with the VOC devkit's +1 pixel widths (for inclusive integer boxes).
     #[arg(long)]
     pub voc_plus_one: bool,
-    /// Output directory for metrics.json, report.md, pr_curve.png, ap_vs_iou.png, overlays/.
+    /// Output directory for metrics.json, report.md, pr_curve.png, ap_vs_iou.png, overlays/
+    /// (and detections/ in --weights mode).
     #[arg(long, default_value = "eval_out")]
     pub out: PathBuf,
+    /// --weights mode: short side of the network input (as `detect --size`; default: the size
+    /// the model was trained at, from its metadata, else 600).
+    #[arg(long)]
+    pub size: Option<usize>,
+    /// --weights mode: upper bound of the long side of the network input (default 1000/600 of
+    /// the short side).
+    #[arg(long)]
+    pub max_size: Option<usize>,
+    /// --weights mode: skip the study's preprocessing (bilateral filter + equalization).
+    #[arg(long)]
+    pub no_preprocess: bool,
+    /// --weights mode: detections with a lower score are not kept (low, so AP sees the whole
+    /// precision-recall curve; torchvision's box_score_thresh is 0.05).
+    #[arg(long, default_value_t = 0.05)]
+    pub keep_thresh: f32,
 }
 
 fn check_config(args: &Args) -> Result<EvalConfig> {
@@ -79,19 +104,65 @@ fn check_config(args: &Args) -> Result<EvalConfig> {
     })
 }
 
+/// --weights mode: runs the detector (`crate::pipeline`) on the image of every ground-truth
+/// file and writes `<det_dir>/<stem>.json`, as `cryodet detect` would.
+fn detect_all(weights: &Path, args: &Args, img_dir: &Path, det_dir: &Path) -> Result<()> {
+    crate::nn::gemm::set_threads(super::trace::num_threads());
+    let model = FasterRcnn::load(weights)?;
+    let cfg = PipelineConfig::for_model(
+        &model,
+        args.size,
+        args.max_size,
+        args.no_preprocess,
+        args.keep_thresh,
+    );
+    std::fs::create_dir_all(det_dir).map_err(|e| Error::io(det_dir, e))?;
+    let stems = dataset::gt_stems(&args.gt)?;
+    let t0 = Instant::now();
+    for (k, stem) in stems.iter().enumerate() {
+        let path = dataset::find_image(img_dir, stem).ok_or_else(|| {
+            Error::invalid(format!(
+                "{}: no image {stem}.png/.tif/.tiff/.jpg/.jpeg for ground truth {stem}.xml",
+                img_dir.display()
+            ))
+        })?;
+        let (raw, _) = image::check_finite(&path, image::read_gray(&path)?, false)?;
+        let (h, w) = raw.dim();
+        let (dets, _) = pipeline::detect_raw(&model, &raw, &cfg)?;
+        eprintln!(
+            "[{}/{}] {}: {} detection(s)",
+            k + 1,
+            stems.len(),
+            path.display(),
+            dets.len()
+        );
+        let record = ImageDetections {
+            image: path.display().to_string(),
+            width: w as u32,
+            height: h as u32,
+            detections: dets,
+        };
+        write_json(det_dir.join(format!("{stem}.json")), &record)?;
+    }
+    eprintln!(
+        "detected {} image(s) in {:.1} s",
+        stems.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 pub fn run(args: Args) -> Result<()> {
     let cfg = check_config(&args)?;
     let pred_dir = match (&args.pred, &args.weights) {
         (Some(p), _) => p.clone(),
-        // INTEGRATION POINT: run the detector on every `--images` file here (write one
-        // `<stem>.json` per image with `crate::io::detections::write_json` into
-        // `args.out.join("detections")`), then evaluate that directory like --pred.
         (None, Some(w)) => {
-            return Err(Error::invalid(format!(
-                "--weights {} : running the detector from `eval` is not wired yet; \
-                 run `cryodet detect` and pass its output directory with --pred",
-                w.display()
-            )))
+            let img_dir = args.images.as_deref().ok_or_else(|| {
+                Error::invalid("--weights needs --images IMG_DIR (the images to detect on)")
+            })?;
+            let det_dir = args.out.join("detections");
+            detect_all(w, &args, img_dir, &det_dir)?;
+            det_dir
         }
         (None, None) => return Err(Error::invalid("give --pred PRED_DIR or --weights W")),
     };

@@ -8,15 +8,17 @@
 //!   must stay on the same side of a train/test split);
 //! - with `--mrc-slices Z`: `stack.mrc` (Z slices of one synthetic volume, float32) and
 //!   `stack_gt.json` (per object: 3D box and per-slice 2D boxes);
-//! - with `--preview`: `preview/NAME_clean.png` and `preview/NAME_boxes.png` (ground truth drawn:
-//!   red complete, yellow incomplete).
+//! - with `--preview`: `preview/NAME_clean.png`, `preview/NAME_boxes.png` (ground truth drawn:
+//!   red complete, yellow incomplete) and `preview/NAME_regions.png` (region code `r` of
+//!   `crate::synth::region` as gray `r / 7`).
 
+use crate::draw;
 use crate::io::image::{write_png_gray16, write_png_gray8};
 use crate::io::mrc::write_mrc;
 use crate::io::voc::{write_voc, VocAnnotation, VocObject};
-use crate::synth::{self, SynthConfig, SynthImage};
+use crate::synth::{self, SynthBox, SynthConfig, SynthImage};
 use crate::{Error, Result};
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -50,6 +52,9 @@ pub struct Args {
     /// Maximum mitochondria per image.
     #[arg(long, default_value_t = 5)]
     pub max_mito: usize,
+    /// Probability that a mitochondrion is placed across the image border (incomplete).
+    #[arg(long, default_value_t = 0.3)]
+    pub p_incomplete: f32,
     /// Pixel size in nm (default: a ~1 µm field, 1000 / size).
     #[arg(long)]
     pub pixel_nm: Option<f32>,
@@ -75,10 +80,14 @@ pub fn run(args: Args) -> Result<()> {
     }
     let mut cfg = SynthConfig::new((args.size, args.size), args.snr, args.seed);
     cfg.n_mito = (args.min_mito, args.max_mito);
+    cfg.p_incomplete = args.p_incomplete;
     if let Some(p) = args.pixel_nm {
         cfg.pixel_nm = p;
     }
     cfg.validate()?;
+    if let Some(nz) = args.mrc_slices {
+        check_stack_size(nz, args.size)?;
+    }
     let images = args.out.join("images");
     let anns = args.out.join("annotations");
     for d in [&images, &anns] {
@@ -104,7 +113,15 @@ pub fn run(args: Args) -> Result<()> {
             )?;
             if args.preview {
                 write_png(&preview.join(format!("{name}_clean.png")), &s.clean, 8)?;
-                write_overlay(&preview.join(format!("{name}_boxes.png")), &s)?;
+                write_overlay(
+                    &preview.join(format!("{name}_boxes.png")),
+                    s.image.view(),
+                    &s.boxes,
+                )?;
+                let regions = s
+                    .region
+                    .mapv(|r| r as f32 / (synth::region::NAMES.len() - 1) as f32);
+                write_png(&preview.join(format!("{name}_regions.png")), &regions, 8)?;
             }
             Ok((name, group))
         })
@@ -159,35 +176,31 @@ fn write_png(path: &Path, img: &Array2<f32>, bits: u8) -> Result<()> {
     }
 }
 
-/// The noisy image in gray with each ground-truth box drawn (red: complete, yellow: incomplete).
-fn write_overlay(path: &Path, s: &SynthImage) -> Result<()> {
-    let (h, w) = s.image.dim();
-    let mut rgb = image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
-        let v = (s.image[[y as usize, x as usize]] * 255.0).round() as u8;
-        image::Rgb([v, v, v])
-    });
-    for b in &s.boxes {
+/// `img` in gray with each box drawn (red: complete, yellow: incomplete).
+fn write_overlay(path: &Path, img: ArrayView2<f32>, boxes: &[SynthBox]) -> Result<()> {
+    let mut rgb = draw::gray_to_rgb(img);
+    for b in boxes {
         let col = if b.incomplete {
             [255, 220, 0]
         } else {
             [255, 40, 40]
         };
-        let (x1, y1) = (b.bbox[0] as u32, b.bbox[1] as u32);
-        let (x2, y2) = (
-            (b.bbox[2] as u32).saturating_sub(1),
-            (b.bbox[3] as u32).saturating_sub(1),
-        );
-        for x in x1..=x2 {
-            rgb.put_pixel(x, y1, image::Rgb(col));
-            rgb.put_pixel(x, y2, image::Rgb(col));
-        }
-        for y in y1..=y2 {
-            rgb.put_pixel(x1, y, image::Rgb(col));
-            rgb.put_pixel(x2, y, image::Rgb(col));
-        }
+        draw::draw_rect(&mut rgb, b.bbox, col, 1);
     }
     rgb.save(path)
         .map_err(|e| Error::format(path, e.to_string()))
+}
+
+/// Largest stack written (voxels): the generator holds a few f32 copies of it in memory.
+const MAX_STACK_VOXELS: usize = 1 << 28;
+
+fn check_stack_size(nz: usize, side: usize) -> Result<()> {
+    if nz == 0 || nz.saturating_mul(side).saturating_mul(side) > MAX_STACK_VOXELS {
+        return Err(Error::invalid(format!(
+            "--mrc-slices {nz}: need 1 <= slices and slices x {side}^2 <= {MAX_STACK_VOXELS} voxels"
+        )));
+    }
+    Ok(())
 }
 
 /// `stack_gt.json`: the ground truth of `stack.mrc`.
@@ -196,6 +209,8 @@ struct StackGt<'a> {
     /// `[nz, ny, nx]`.
     shape: [usize; 3],
     pixel_nm: f32,
+    /// Slice spacing (the MRC header states the xy pixel size only).
+    slice_nm: f32,
     bbox3d_layout: &'static str,
     objects: Vec<StackGtObject<'a>>,
 }
@@ -218,11 +233,7 @@ struct StackGtSlice {
 /// `stack.mrc` (float32 slices in [0, 1]) and `stack_gt.json`; with `preview`, overlays of a
 /// few slices in `OUT/preview/stack_zNNN.png`.
 fn write_stack(out: &Path, cfg: &SynthConfig, nz: usize, preview: bool) -> Result<()> {
-    if nz == 0 || nz > 4096 {
-        return Err(Error::invalid(format!(
-            "--mrc-slices {nz} must be in 1..=4096"
-        )));
-    }
+    check_stack_size(nz, cfg.size.0.max(cfg.size.1))?;
     let st = synth::generate_stack(cfg, nz);
     let mrc = out.join("stack.mrc");
     // Mode 2 (float32), voxel size in Å.
@@ -230,6 +241,7 @@ fn write_stack(out: &Path, cfg: &SynthConfig, nz: usize, preview: bool) -> Resul
     let gt = StackGt {
         shape: [nz, cfg.size.0, cfg.size.1],
         pixel_nm: cfg.pixel_nm,
+        slice_nm: st.slice_nm,
         bbox3d_layout: "x1,y1,z1,x2,y2,z2 in pixels/slices; z2 exclusive (last slice + 1)",
         objects: st
             .objects
@@ -258,8 +270,7 @@ fn write_stack(out: &Path, cfg: &SynthConfig, nz: usize, preview: bool) -> Resul
     if preview {
         let step = (nz / 8).max(1);
         for z in (0..nz).step_by(step) {
-            let img = st.volume.index_axis(ndarray::Axis(0), z).to_owned();
-            let boxes = st
+            let boxes: Vec<SynthBox> = st
                 .objects
                 .iter()
                 .filter_map(|o| {
@@ -269,14 +280,11 @@ fn write_stack(out: &Path, cfg: &SynthConfig, nz: usize, preview: bool) -> Resul
                         .map(|(_, b)| b.clone())
                 })
                 .collect();
-            let s = SynthImage {
-                clean: img.clone(),
-                image: img,
-                boxes,
-                outer_membrane: Array2::zeros((1, 1)),
-                region: Array2::zeros((1, 1)),
-            };
-            write_overlay(&out.join("preview").join(format!("stack_z{z:03}.png")), &s)?;
+            write_overlay(
+                &out.join("preview").join(format!("stack_z{z:03}.png")),
+                st.volume.index_axis(ndarray::Axis(0), z),
+                &boxes,
+            )?;
         }
     }
     Ok(())

@@ -1,10 +1,134 @@
-//! `cryodet train`: train on a LabelImg (Pascal VOC) dataset.
+//! `cryodet train`: train on a LabelImg (Pascal VOC) dataset (see `crate::train::trainer` for
+//! the loop, the schedules and the files written to the run directory).
+//!
+//! ```text
+//! cryodet train --data DIR --out RUN [--epochs 10] [--lr 1e-5] [--size 600] ...
+//! cryodet train --resume RUN [--epochs N] [--max-iters N]
+//! ```
+
+use crate::error::{Error, Result};
+use crate::train::trainer::{self, Schedule, TrainOptions};
+use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Data set: a directory with images/ and annotations/, or a list file of
+    /// `image_path annotation_path` lines.
+    #[arg(long, required_unless_present = "resume")]
+    pub data: Option<PathBuf>,
+    /// Run directory (created): checkpoints, train.csv, split.json.
+    #[arg(long, required_unless_present = "resume")]
+    pub out: Option<PathBuf>,
+    /// Converted ImageNet weights (backbone.* and head.layer4.*); default: He initialization.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Epochs (default 10; with --resume: the saved value unless given).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Adam learning rate (the study's 1e-5).
+    #[arg(long, default_value_t = 1e-5)]
+    pub lr: f32,
+    /// Short side of the network input in pixels (the long side is at most 1000).
+    #[arg(long, default_value_t = 600)]
+    pub size: usize,
+    /// Seed of the split, the initialization, the image order, augmentation and sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Divide every width of the He-initialized network by D (1 = ResNet-50).
+    #[arg(long, default_value_t = 1)]
+    pub width_div: usize,
+    /// Blocks of layer1..layer4, e.g. 1,1,1,1 (default 3,4,6,3).
+    #[arg(long, value_delimiter = ',')]
+    pub blocks: Option<Vec<usize>>,
+    /// Smooth-L1 beta (torchvision's 1/9; the study's Eq. 4 is beta = 1).
+    #[arg(long, default_value_t = 1.0 / 9.0)]
+    pub beta: f32,
+    /// joint (all losses together) or alternating (the study's: RPN first, then classifier).
+    #[arg(long, value_enum, default_value_t = Schedule::Joint)]
+    pub schedule: Schedule,
+    /// Continue the run in RUN from its last checkpoint (all other options come from
+    /// RUN/options.json, except --epochs, --max-iters and --threads).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Skip the study's preprocessing (bilateral filter + histogram equalization).
+    #[arg(long)]
+    pub no_preprocess: bool,
+    /// No random flips / quarter turns.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Stop after N iterations in total (saves a checkpoint; --resume continues).
+    #[arg(long)]
+    pub max_iters: Option<u64>,
+    /// RoIs sampled per image for the classifier loss.
+    #[arg(long, default_value_t = 512)]
+    pub roi_batch: usize,
+    /// Anchors sampled per image for the RPN loss.
+    #[arg(long, default_value_t = 256)]
+    pub rpn_batch: usize,
+    /// Class names (comma-separated, without the background); default: from the annotations.
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Option<Vec<String>>,
+    /// Group manifest CSV (image,group); default DATA/manifest.csv if present.
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// Split by group (tomogram) instead of by image.
+    #[arg(long)]
+    pub split_by_group: bool,
+    /// Backbone stages trained, from the top: layer4, layer3, layer2, layer1, conv1 (0..=5).
+    /// Default: 3 with --init (torchvision's), 5 from scratch.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=5))]
+    pub trainable_layers: Option<u8>,
+}
 
-pub fn run(_args: Args) -> crate::Result<()> {
-    Err(crate::Error::invalid(
-        "`cryodet train` is not implemented yet",
-    ))
+pub fn run(args: Args) -> Result<()> {
+    crate::nn::gemm::set_threads(args.threads.unwrap_or_else(crate::cli::trace::num_threads));
+    if let Some(run) = &args.resume {
+        if args.out.as_ref().is_some_and(|o| o != run) {
+            return Err(Error::invalid("--out and --resume name different runs"));
+        }
+        return trainer::resume(run, args.epochs, args.max_iters);
+    }
+    let (Some(data), Some(out)) = (args.data, args.out) else {
+        return Err(Error::invalid("--data and --out are required"));
+    };
+    let blocks = match args.blocks {
+        None => None,
+        Some(b) => Some(<[usize; 4]>::try_from(b.as_slice()).map_err(|_| {
+            Error::invalid(format!(
+                "--blocks needs 4 numbers (layer1..layer4), got {b:?}"
+            ))
+        })?),
+    };
+    if args.size < 32 {
+        return Err(Error::invalid(format!(
+            "--size {} is too small (>= 32)",
+            args.size
+        )));
+    }
+    if !(args.lr > 0.0 && args.lr.is_finite()) {
+        return Err(Error::invalid(format!("--lr {} must be positive", args.lr)));
+    }
+    let mut o = TrainOptions::new(data, out);
+    o.init = args.init;
+    o.epochs = args.epochs.unwrap_or(o.epochs);
+    o.lr = args.lr;
+    o.size = args.size;
+    o.seed = args.seed;
+    o.width_div = args.width_div;
+    o.blocks = blocks;
+    o.beta = args.beta;
+    o.schedule = args.schedule;
+    o.preprocess = !args.no_preprocess;
+    o.augment = !args.no_augment;
+    o.max_iters = args.max_iters;
+    o.roi_batch = args.roi_batch;
+    o.rpn_batch = args.rpn_batch;
+    o.classes = args.classes;
+    o.manifest = args.manifest;
+    o.split_by_group = args.split_by_group;
+    o.trainable_layers = args.trainable_layers.map(usize::from);
+    trainer::train(o)
 }

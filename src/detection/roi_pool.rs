@@ -23,6 +23,7 @@
 
 use ndarray::parallel::prelude::*;
 use ndarray::{Array3, Array4, ArrayView2, ArrayView3, ArrayView4, Axis};
+use rayon::prelude::*;
 
 /// Feature-map window `[hstart, hend) x [wstart, wend)` of one output bin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,6 +137,69 @@ pub fn roi_pool_forward(
     (output, argmax)
 }
 
+/// Channels pooled together by [`roi_pool_values`] (one 512-bit vector of f32).
+const CHANNEL_BLOCK: usize = 16;
+
+/// The values of [`roi_pool_forward`] without the argmax (inference), vectorized over channels:
+/// for each block of 16 channels the maps are transposed to `[H * W, 16]`, so that a bin's
+/// maximum is a running element-wise max of contiguous 16-vectors (`v > m ? v : m`, the
+/// kernel's comparison, so NaN and -inf handling are the same). Output `[C, P, ph, pw]`,
+/// bit-identical to `roi_pool_forward(..).0`.
+pub fn roi_pool_values(
+    features: ArrayView3<f32>,
+    rois: ArrayView2<f32>,
+    pooled_h: usize,
+    pooled_w: usize,
+    spatial_scale: f32,
+) -> Array4<f32> {
+    assert_eq!(rois.ncols(), 4, "roi_pool: rois must be [P, 4]");
+    let (channels, height, width) = features.dim();
+    let bins = roi_bins(rois, pooled_h, pooled_w, spatial_scale, (height, width));
+    let nbins = bins.len();
+    let mut output = Array4::<f32>::uninit((channels, rois.nrows(), pooled_h, pooled_w));
+    if nbins == 0 || channels == 0 {
+        // SAFETY: the array has no elements.
+        return unsafe { output.assume_init() };
+    }
+    let features = features.as_standard_layout();
+    let plane = height * width;
+    let flat = features.as_slice().expect("standard layout is contiguous");
+    const B: usize = CHANNEL_BLOCK;
+    output
+        .as_slice_mut()
+        .expect("fresh array is contiguous")
+        .par_chunks_mut(B * nbins)
+        .enumerate()
+        .for_each(|(blk, out)| {
+            let c0 = blk * B;
+            let cb = out.len() / nbins; // B, or fewer in the last block
+            let mut t = vec![0f32; plane * B];
+            for c in 0..cb {
+                let map = &flat[(c0 + c) * plane..(c0 + c + 1) * plane];
+                for (i, &v) in map.iter().enumerate() {
+                    t[i * B + c] = v;
+                }
+            }
+            for (b, bin) in bins.iter().enumerate() {
+                let mut m = [if bin.is_empty() { 0.0f32 } else { -f32::MAX }; B];
+                for h in bin.hstart..bin.hend {
+                    let row = &t[(h * width + bin.wstart) * B..(h * width + bin.wend) * B];
+                    for v in row.chunks_exact(B) {
+                        for j in 0..B {
+                            m[j] = if v[j] > m[j] { v[j] } else { m[j] };
+                        }
+                    }
+                }
+                for (c, &mc) in m.iter().enumerate().take(cb) {
+                    out[c * nbins + b].write(mc);
+                }
+            }
+        });
+    // SAFETY: each chunk holds `cb` whole channel rows of `nbins` elements and the loop above
+    // wrote every (c < cb, b < nbins) of it; the chunks cover the array.
+    unsafe { output.assume_init() }
+}
+
 /// Gradient of [`roi_pool_forward`] with respect to the features: `[C, feat_h, feat_w]` with
 /// `dx[c, argmax[c, p, i, j]] += grad_out[c, p, i, j]` (bins with argmax -1 contribute nothing).
 ///
@@ -192,6 +256,32 @@ mod tests {
         let g = roi_pool_backward(Array4::ones((2, 1, 1, 1)).view(), arg.view(), 3, 4);
         assert_eq!(g.sum(), 2.0);
         assert_eq!(g[[0, 2, 3]], 1.0);
+    }
+
+    /// The channel-vectorized values path equals the reference kernel bit for bit: channels not
+    /// a multiple of the block, H != W, RoIs partly outside, malformed, and fully outside.
+    #[test]
+    fn values_path_equals_forward() {
+        let x = Array3::from_shape_fn((37, 9, 13), |(c, h, w)| {
+            ((c * 131 + h * 17 + w * 7) as f32 * 0.61).sin()
+        });
+        let rois = array![
+            [0.0f32, 0.0, 200.0, 140.0],
+            [35.5, 20.0, 90.0, 150.0],
+            [150.0, 100.0, 400.0, 300.0],
+            [60.0, 60.0, 30.0, 30.0],
+            [500.0, 500.0, 600.0, 600.0],
+            [8.0, 8.0, 8.0, 8.0]
+        ];
+        let (want, _) = roi_pool_forward(x.view(), rois.view(), 7, 7, 1.0 / 16.0);
+        let got = roi_pool_values(x.view(), rois.view(), 7, 7, 1.0 / 16.0);
+        assert_eq!(got.dim(), want.dim());
+        let bad = got
+            .iter()
+            .zip(want.iter())
+            .position(|(a, b)| a.to_bits() != b.to_bits());
+        assert!(bad.is_none(), "first differing element (flat) {bad:?}");
+        assert!(want.iter().any(|&v| v == 0.0), "no empty bin tested");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! leaves all three APs below unchanged), and `npos`, the number of non-difficult ground-truth
 //! boxes. After the first `k` detections:
 //!
-//!   recall[k] = TP(k) / npos,   precision[k] = TP(k) / (TP(k) + FP(k)).
+//! ```text
+//! recall[k] = TP(k) / npos,   precision[k] = TP(k) / (TP(k) + FP(k))
+//! ```
 //!
 //! Three summaries of the precision-recall curve, each a port of its reference code:
 //! * [`ap_all_point`]: VOC2010+ (`voc_ap(rec, prec, use_07_metric=False)`): precision made

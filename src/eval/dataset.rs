@@ -6,17 +6,18 @@
 //!   needs its XML file; LabelImg writes one when the image is saved empty).
 //! * Detections: `<PRED_DIR>/<stem>.json` (see `crate::io::detections`). A missing file is an
 //!   error (a silently empty prediction would lower the scores without notice); JSON files
-//!   without a matching XML are skipped and counted.
+//!   without a matching XML are skipped and counted. Stack files (MRC, with `slices`) are not
+//!   evaluated: ground truth is per 2-D image, so detect the slices as images.
 //! * Groups: either a manifest, one `image,group` (or `image<TAB>group`) line per image, `image`
 //!   being a file name or stem (its stem is used), `#` comments and blank lines allowed, an
 //!   optional `image,group` header; every evaluated image must be listed. Without a manifest the
 //!   group is the stem's prefix before its last `_` (`Unstim_20k_mito1_063` ->
 //!   `Unstim_20k_mito1`); a stem without `_` is its own group.
 
-use super::voc_standin::{read_voc, VocAnnotation};
 use super::{GtBox, ImageEval, PredBox};
 use crate::error::{Error, Result};
 use crate::io::detections::{read_image_detections, ImageDetections};
+use crate::io::voc::{read_voc, VocAnnotation};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -109,12 +110,20 @@ fn sorted_files(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in rd {
         let p = entry.map_err(|e| Error::io(dir, e))?.path();
-        if p.is_file() && p.extension().map_or(false, |e| e.eq_ignore_ascii_case(ext)) {
+        if p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext)) {
             files.push(p);
         }
     }
     files.sort();
     Ok(files)
+}
+
+/// The stems of every `*.xml` in `gt_dir`, sorted (the evaluated images).
+pub fn gt_stems(gt_dir: &Path) -> Result<Vec<String>> {
+    Ok(sorted_files(gt_dir, "xml")?
+        .iter()
+        .map(|p| stem_of(&p.to_string_lossy()))
+        .collect())
 }
 
 /// What [`load_dataset`] found besides the images.

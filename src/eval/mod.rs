@@ -8,8 +8,9 @@
 //! Pipeline, for each IoU threshold `t`:
 //! 1. per image and class, detections are matched to ground truth ([`matching`]): each is a TP
 //!    (with the IoU of its pair), an FP, or ignored (it hit a *difficult* object);
-//! 2. the matched detections of a set of images and classes are ranked by score (stable, in
-//!    image order then score order) and summarized ([`summarize`]):
+//! 2. the matched detections of a set of images and classes are ranked by score, highest
+//!    first (stable: equal scores stay in image order, then in each image's input order) and
+//!    summarized (`summarize`):
 //!    * AP: all-point (VOC2010+), 11-point (VOC2007), 101-point (COCO) — see [`ap`]. The COCO
 //!      value keeps only the 100 highest-scoring detections per image and class
 //!      (pycocotools' `maxDets = 100`, `areaRng = 'all'`, no crowd), so it equals pycocotools'
@@ -42,7 +43,6 @@ pub mod dataset;
 pub mod iou;
 pub mod matching;
 pub mod report;
-mod voc_standin;
 
 pub use matching::Match;
 pub use report::write_report;
@@ -349,7 +349,7 @@ fn summarize(rows: &[Row], npos: usize, thr: f64, cfg: &EvalConfig, curve: bool)
                 precision: p,
             });
         }
-        let end_of_run = ranked.get(k + 1).map_or(true, |n| n.score != r.score);
+        let end_of_run = ranked.get(k + 1).is_none_or(|n| n.score != r.score);
         if end_of_run {
             let f = f1_of(p, rc);
             if f > best_f1 {

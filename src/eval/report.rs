@@ -75,25 +75,12 @@ pub fn lowest_f1(report: &EvalReport, n: usize) -> Vec<usize> {
     idx
 }
 
-/// Loads an image file as gray, stretched to its min..max range, as RGB.
-/// (Uses the `image` crate directly; 8/16-bit and float images are all read as f32 luma.)
+/// Loads an image file as gray (`crate::io::image::read_gray`, non-finite pixels replaced by the
+/// median), scaled to [0, 1] with the pipeline's default percentiles, as RGB.
 pub fn load_gray_rgb(path: &Path) -> Result<image::RgbImage> {
-    let img =
-        image::open(path).map_err(|e| Error::format(path, format!("cannot read image: {e}")))?;
-    let luma = img.to_luma32f();
-    let (w, h) = (luma.width() as usize, luma.height() as usize);
-    let data = luma.into_raw();
-    let (lo, hi) = data
-        .iter()
-        .filter(|v| v.is_finite())
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
-            (l.min(v), h.max(v))
-        });
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    let norm: Vec<f32> = data.iter().map(|&v| (v - lo) / span).collect();
-    let arr = ndarray::Array2::from_shape_vec((h, w), norm)
-        .map_err(|e| Error::format(path, format!("bad image shape: {e}")))?;
-    Ok(draw::gray_to_rgb(arr.view()))
+    let (raw, _) = crate::io::image::check_finite(path, crate::io::image::read_gray(path)?, true)?;
+    let unit = crate::transform::to_unit_range(raw.view(), crate::transform::Scaling::default());
+    Ok(draw::gray_to_rgb(unit.view()))
 }
 
 /// Draws ground truth (red) and detections with `score >= score_threshold` (blue, labelled with
@@ -110,7 +97,13 @@ pub fn overlay(mut base: image::RgbImage, im: &ImageEval, score_threshold: f64) 
         let label = format!("{:.2}", p.score);
         let (tw, th) = draw::text_size(&label, scale);
         let x = p.bbox[0].max(0.0) as i64;
-        let y = (p.bbox[1] as i64 - th as i64 - 2 * scale as i64).max(0);
+        // Above the box; inside it (under the top edge) when the box touches the top.
+        let above = p.bbox[1] as i64 - th as i64 - 2 * scale as i64;
+        let y = if above >= 0 {
+            above
+        } else {
+            p.bbox[1].max(0.0) as i64 + thickness as i64
+        };
         draw::fill_rect(
             &mut base,
             x,
@@ -128,24 +121,15 @@ pub fn overlay(mut base: image::RgbImage, im: &ImageEval, score_threshold: f64) 
             scale,
         );
     }
+    // Legend bar in the bottom-left corner.
     let legend = format!("{}: GT red, det blue (>= {score_threshold})", im.name);
     let (tw, th) = draw::text_size(&legend, scale);
-    draw::fill_rect(
-        &mut base,
-        0,
-        0,
-        tw as i64 + 4 * scale as i64,
-        th as i64 + 4 * scale as i64,
-        [0, 0, 0],
-    );
-    draw::draw_text(
-        &mut base,
-        2 * scale as i32,
-        2 * scale as i32,
-        &legend,
-        [255, 255, 255],
-        scale,
-    );
+    let (bw, bh) = (tw as i64 + 4 * scale as i64, th as i64 + 4 * scale as i64);
+    let h = base.height() as i64;
+    let y0 = h - bh;
+    draw::fill_rect(&mut base, 0, y0, bw, h, [0, 0, 0]);
+    let (tx, ty) = (2 * scale as i32, (y0 + 2 * scale as i64) as i32);
+    draw::draw_text(&mut base, tx, ty, &legend, [255, 255, 255], scale);
     base
 }
 

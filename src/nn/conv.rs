@@ -14,7 +14,13 @@
 //! over the output ([`Conv2d::forward_fused`]), which is how ResNet's bottleneck ends.
 //! [`conv2d_naive`] is the seven-loop definition the tests check the fast path against.
 
-use super::gemm::{gemm, Mat};
+use super::gemm::{gemm, gemm_uninit, Mat};
+use std::cell::RefCell;
+
+thread_local! {
+    /// im2col buffer reused across layers (grow-only; one per calling thread).
+    static COL_SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
 use ndarray::{Array1, Array4, ArrayView4};
 use rayon::prelude::*;
 
@@ -83,23 +89,190 @@ impl Conv2d {
         let (oh, ow) = (out_size(h, kh, s, p), out_size(w, kw, s, p));
         let cols = n * oh * ow;
         let krows = ci * kh * kw;
-        let mut y = Array4::<f32>::zeros((co, n, oh, ow));
-        if cols == 0 {
+        if cols == 0 || krows == 0 || co == 0 {
+            let mut y = Array4::<f32>::zeros((co, n, oh, ow));
+            epilogue(&mut y, self.bias.as_ref(), residual, relu);
             return y;
         }
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
+        // The product is computed transposed, y^T[cols, Co] = col^T[cols, K] · w^T[K, Co], and
+        // written through strides straight into y's [Co, cols] memory. matrixmultiply packs its
+        // left operand in parallel and its right operand on one thread, once per 256-deep slice;
+        // the (large) column matrix on the left keeps both threads busy while packing, and the
+        // (small) weight is what is packed serially.
         let wmat = Mat::rows(self.weight.as_slice().expect("standard layout"), co, krows);
-        let ys = y.as_slice_mut().expect("standard layout");
+        let mut y = Array4::<f32>::uninit((co, n, oh, ow));
+        let yu = y.as_slice_mut().expect("standard layout");
         if kh == 1 && kw == 1 && p == 0 && s == 1 {
-            gemm(1.0, wmat, Mat::rows(xs, ci, cols), 0.0, ys);
+            gemm_uninit(1.0, Mat::rows(xs, ci, cols).t(), wmat.t(), yu, 1, cols);
         } else {
-            let col = im2col(x.view(), kh, kw, s, p);
-            gemm(1.0, wmat, Mat::rows(&col, krows, cols), 0.0, ys);
+            COL_SCRATCH.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                if buf.len() < krows * cols {
+                    // Grow-only scratch: no fresh (page-faulting) allocation per layer.
+                    *buf = Vec::new();
+                    buf.resize(krows * cols, 0.0);
+                }
+                let col = &mut buf[..krows * cols];
+                im2col_into(x.view(), kh, kw, s, p, col);
+                gemm_uninit(1.0, Mat::rows(col, krows, cols).t(), wmat.t(), yu, 1, cols);
+            });
         }
+        // SAFETY: gemm_uninit wrote every element (i, j) of the [cols, Co] pattern with strides
+        // (1, cols), i.e. all Co * cols elements of y.
+        let mut y = unsafe { y.assume_init() };
         epilogue(&mut y, self.bias.as_ref(), residual, relu);
         y
     }
+}
+
+/// Gradients of a [`Conv2d`] for one `dy`: `dx` (when asked for), `dw` `[Co, Ci, kh, kw]`,
+/// `db` `[Co]`.
+pub struct ConvGrads {
+    pub dx: Option<Array4<f32>>,
+    pub dw: Array4<f32>,
+    pub db: Array1<f32>,
+}
+
+impl Conv2d {
+    /// Backward pass of `y = conv(x) + b` given `dy = dL/dy` `[Co, N, OH, OW]`:
+    ///
+    /// ```text
+    /// dW[Co, K]       = dY[Co, N*OH*OW] · col[K, N*OH*OW]^T      (K = Ci*kh*kw)
+    /// db[co]          = sum_{n, oh, ow} dy[co, n, oh, ow]
+    /// dcol[K, cols]   = W[Co, K]^T · dY[Co, cols],   dx = col2im(dcol)
+    /// ```
+    /// A 1x1 stride-1 convolution uses x itself as `col` and needs no col2im. `dx` is computed
+    /// only with `need_dx` (the first trainable layer skips it).
+    pub fn backward(&self, x: &Array4<f32>, dy: &Array4<f32>, need_dx: bool) -> ConvGrads {
+        let (ci, n, h, w) = x.dim();
+        let (co, _, kh, kw) = self.weight.dim();
+        let (s, p) = (self.stride, self.padding);
+        let (oh, ow) = (out_size(h, kh, s, p), out_size(w, kw, s, p));
+        assert_eq!(
+            dy.dim(),
+            (co, n, oh, ow),
+            "conv backward: dy shape does not match the forward output"
+        );
+        let cols = n * oh * ow;
+        let krows = ci * kh * kw;
+        let dy = dy.as_standard_layout();
+        let dys = dy.as_slice().expect("standard layout");
+        let db: Array1<f32> = if cols == 0 {
+            Array1::zeros(co)
+        } else {
+            Array1::from(
+                dys.par_chunks(cols)
+                    .map(|r| r.iter().map(|&v| v as f64).sum::<f64>() as f32)
+                    .collect::<Vec<f32>>(),
+            )
+        };
+        let mut dw = Array4::<f32>::zeros((co, ci, kh, kw));
+        if cols == 0 {
+            return ConvGrads {
+                dx: need_dx.then(|| Array4::zeros((ci, n, h, w))),
+                dw,
+                db,
+            };
+        }
+        let x = x.as_standard_layout();
+        let xs = x.as_slice().expect("standard layout");
+        let dymat = Mat::rows(dys, co, cols);
+        let wmat = Mat::rows(self.weight.as_slice().expect("standard layout"), co, krows);
+        let dws = dw.as_slice_mut().expect("standard layout");
+        if kh == 1 && kw == 1 && p == 0 && s == 1 {
+            gemm(1.0, dymat, Mat::rows(xs, ci, cols).t(), 0.0, dws);
+            let dx = need_dx.then(|| {
+                let mut dx = Array4::<f32>::zeros((ci, n, h, w));
+                gemm(
+                    1.0,
+                    wmat.t(),
+                    dymat,
+                    0.0,
+                    dx.as_slice_mut().expect("standard layout"),
+                );
+                dx
+            });
+            return ConvGrads { dx, dw, db };
+        }
+        {
+            let col = im2col(x.view(), kh, kw, s, p);
+            gemm(1.0, dymat, Mat::rows(&col, krows, cols).t(), 0.0, dws);
+        } // col freed before dcol is allocated
+        let dx = need_dx.then(|| {
+            let mut dcol = vec![0f32; krows * cols];
+            gemm(1.0, wmat.t(), dymat, 0.0, &mut dcol);
+            col2im(&dcol, (ci, n, h, w), kh, kw, s, p)
+        });
+        ConvGrads { dx, dw, db }
+    }
+}
+
+/// The adjoint of [`im2col`]: `dx[ci, n, iy, ix] = sum of dcol[(ci*kh + ky)*kw + kx, (n*OH + oy)*OW + ox]`
+/// over the taps with `iy = oy*s - p + ky`, `ix = ox*s - p + kx`. Parallel over input channels
+/// (each owns its `kh*kw` rows of `dcol` and its plane of `dx`, so no two threads write one value).
+pub fn col2im(
+    dcol: &[f32],
+    (ci, n, h, w): (usize, usize, usize, usize),
+    kh: usize,
+    kw: usize,
+    s: usize,
+    p: usize,
+) -> Array4<f32> {
+    let (oh, ow) = (out_size(h, kh, s, p), out_size(w, kw, s, p));
+    let cols = n * oh * ow;
+    assert_eq!(dcol.len(), ci * kh * kw * cols, "col2im: dcol size");
+    let mut dx = Array4::<f32>::zeros((ci, n, h, w));
+    let plane = n * h * w;
+    if plane == 0 || cols == 0 {
+        return dx;
+    }
+    dx.as_slice_mut()
+        .expect("standard layout")
+        .par_chunks_mut(plane)
+        .enumerate()
+        .for_each(|(c, dxc)| {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let r = (c * kh + ky) * kw + kx;
+                    let row = &dcol[r * cols..(r + 1) * cols];
+                    let ox_lo = if kx >= p { 0 } else { (p - kx).div_ceil(s) };
+                    let ox_hi = if w + p > kx {
+                        ((w + p - kx - 1) / s + 1).min(ow)
+                    } else {
+                        0
+                    };
+                    if ox_lo >= ox_hi {
+                        continue;
+                    }
+                    for nn in 0..n {
+                        for oy in 0..oh {
+                            let iy = (oy * s + ky) as isize - p as isize;
+                            if iy < 0 || iy >= h as isize {
+                                continue;
+                            }
+                            let src = &row[(nn * oh + oy) * ow..(nn * oh + oy + 1) * ow];
+                            let dst = &mut dxc[(nn * h + iy as usize) * w..][..w];
+                            if s == 1 {
+                                let ix0 = ox_lo + kx - p;
+                                for (d, v) in dst[ix0..ix0 + (ox_hi - ox_lo)]
+                                    .iter_mut()
+                                    .zip(&src[ox_lo..ox_hi])
+                                {
+                                    *d += v;
+                                }
+                            } else {
+                                for ox in ox_lo..ox_hi {
+                                    dst[ox * s + kx - p] += src[ox];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    dx
 }
 
 /// In place over `y: [Co, N, OH, OW]`: `y = act(y + b[co] + residual)`, parallel over channels.
@@ -149,42 +322,55 @@ pub fn epilogue(
 pub fn im2col(x: ArrayView4<f32>, kh: usize, kw: usize, s: usize, p: usize) -> Vec<f32> {
     let (ci, n, h, w) = x.dim();
     let (oh, ow) = (out_size(h, kh, s, p), out_size(w, kw, s, p));
+    let mut col = vec![0f32; ci * kh * kw * n * oh * ow];
+    im2col_into(x, kh, kw, s, p, &mut col);
+    col
+}
+
+/// [`im2col`] into a caller's buffer of exactly `Ci*kh*kw * N*OH*OW` elements; every element
+/// is written (padding taps get 0), so the buffer may hold anything before.
+pub fn im2col_into(x: ArrayView4<f32>, kh: usize, kw: usize, s: usize, p: usize, col: &mut [f32]) {
+    let (ci, n, h, w) = x.dim();
+    let (oh, ow) = (out_size(h, kh, s, p), out_size(w, kw, s, p));
     let cols = n * oh * ow;
+    assert_eq!(col.len(), ci * kh * kw * cols, "im2col: buffer size");
+    if cols == 0 {
+        return;
+    }
     let x = x.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
-    let mut col = vec![0f32; ci * kh * kw * cols];
-    if cols == 0 {
-        return col;
-    }
     col.par_chunks_mut(cols).enumerate().for_each(|(r, row)| {
         let (c, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
         // valid output columns: 0 <= ox*s + kx - p < w
-        let ox_lo = if kx >= p { 0 } else { (p - kx).div_ceil(s) };
+        let ox_lo = if kx >= p { 0 } else { (p - kx).div_ceil(s) }.min(ow);
         let ox_hi = if w + p > kx {
             ((w + p - kx - 1) / s + 1).min(ow)
         } else {
             0
-        };
+        }
+        .max(ox_lo);
         for nn in 0..n {
             for oy in 0..oh {
                 let iy = (oy * s + ky) as isize - p as isize;
                 let dst = &mut row[(nn * oh + oy) * ow..(nn * oh + oy + 1) * ow];
                 if iy < 0 || iy >= h as isize || ox_lo >= ox_hi {
-                    continue; // stays 0
+                    dst.fill(0.0);
+                    continue;
                 }
+                dst[..ox_lo].fill(0.0);
+                dst[ox_hi..].fill(0.0);
                 let src = &xs[((c * n + nn) * h + iy as usize) * w..][..w];
                 if s == 1 {
                     let ix0 = ox_lo + kx - p;
                     dst[ox_lo..ox_hi].copy_from_slice(&src[ix0..ix0 + (ox_hi - ox_lo)]);
                 } else {
-                    for ox in ox_lo..ox_hi {
-                        dst[ox] = src[ox * s + kx - p];
+                    for (ox, d) in (ox_lo..ox_hi).zip(dst[ox_lo..ox_hi].iter_mut()) {
+                        *d = src[ox * s + kx - p];
                     }
                 }
             }
         }
     });
-    col
 }
 
 /// The definition, seven loops, no tricks: the reference for the tests.
@@ -236,6 +422,25 @@ mod tests {
         Array4::from_shape_fn(shape, |_| rng.gen_range(-1.0..1.0))
     }
 
+    /// `im2col_into` overwrites every element of a dirty buffer (padding taps included).
+    #[test]
+    fn im2col_into_overwrites_buffer() {
+        let x = rand4((3, 2, 5, 4), 4);
+        for &(k, s, p) in &[(3, 1, 1), (3, 2, 1), (1, 2, 0), (7, 2, 3), (5, 3, 4)] {
+            let want = im2col(x.view(), k, k, s, p);
+            let mut got = vec![f32::NAN; want.len()];
+            im2col_into(x.view(), k, k, s, p, &mut got);
+            assert!(
+                got.iter().zip(&want).all(|(a, b)| a == b),
+                "im2col_into k{k} s{s} p{p} differs from im2col"
+            );
+            assert!(
+                p == 0 || want.iter().any(|&v| v == 0.0),
+                "k{k} s{s} p{p}: no padding tap tested"
+            );
+        }
+    }
+
     /// Fast path == definition for the shapes ResNet uses, with C != H != W, odd sizes,
     /// stride 2, a batch, and a residual + ReLU epilogue.
     #[test]
@@ -270,6 +475,68 @@ mod tests {
                 want.view().into_dyn(),
                 FORWARD,
             );
+        }
+    }
+
+    /// Conv backward == finite differences of `L = <r, conv(x)>` for dx, dw and db.
+    #[test]
+    fn conv_backward_matches_finite_differences() {
+        use crate::nn::gradcheck::{check, dot64};
+        for &(ci, co, k, s, p, n, h, w) in &[
+            (3, 4, 3, 2, 1, 2, 7, 9),  // 3x3 stride 2, odd sizes, batch 2
+            (5, 3, 3, 1, 1, 1, 6, 5),  // 3x3 stride 1
+            (4, 6, 1, 1, 0, 2, 5, 3),  // 1x1 fast path
+            (4, 3, 1, 2, 0, 1, 7, 6),  // 1x1 stride 2 (downsample)
+            (3, 2, 7, 2, 3, 1, 11, 8), // stem-like 7x7
+        ] {
+            let x = rand4((ci, n, h, w), 11);
+            let wt = rand4((co, ci, k, k), 12);
+            let b = Array1::from_shape_fn(co, |i| 0.1 * i as f32 - 0.1);
+            let conv = Conv2d::new(wt.clone(), Some(b.clone()), s, p);
+            let y = conv.forward(&x);
+            let r = rand4(y.dim(), 13);
+            let g = conv.backward(&x, &r, true);
+            let tag = format!("k{k} s{s} {h}x{w}");
+            let loss = |x: &Array4<f32>, wt: &Array4<f32>, b: &Array1<f32>| {
+                dot64(
+                    r.view(),
+                    conv2d_naive(x.view(), wt.view(), Some(b), s, p).view(),
+                )
+            };
+            check(
+                &format!("conv dx {tag}"),
+                x.as_slice().unwrap(),
+                g.dx.as_ref().unwrap().as_slice().unwrap(),
+                1e-2,
+                |v| {
+                    loss(
+                        &Array4::from_shape_vec(x.dim(), v.to_vec()).unwrap(),
+                        &wt,
+                        &b,
+                    )
+                },
+            );
+            check(
+                &format!("conv dw {tag}"),
+                wt.as_slice().unwrap(),
+                g.dw.as_slice().unwrap(),
+                1e-2,
+                |v| {
+                    loss(
+                        &x,
+                        &Array4::from_shape_vec(wt.dim(), v.to_vec()).unwrap(),
+                        &b,
+                    )
+                },
+            );
+            check(
+                &format!("conv db {tag}"),
+                b.as_slice().unwrap(),
+                g.db.as_slice().unwrap(),
+                1e-2,
+                |v| loss(&x, &wt, &Array1::from(v.to_vec())),
+            );
+            assert!(conv.backward(&x, &r, false).dx.is_none());
         }
     }
 }

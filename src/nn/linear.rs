@@ -77,3 +77,47 @@ impl Linear {
         LinearGrads { dx, dw, db }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::gradcheck::{check, dot64};
+
+    #[test]
+    fn linear_backward_matches_finite_differences() {
+        let (n, i, o) = (3, 5, 4);
+        let x = Array2::from_shape_fn((n, i), |(a, b)| ((a * i + b) as f32 * 0.37).sin());
+        let w = Array2::from_shape_fn((o, i), |(a, b)| ((a * i + b) as f32 * 0.53).cos());
+        let b = Array1::from_shape_fn(o, |k| 0.1 * k as f32);
+        let r = Array2::from_shape_fn((n, o), |(a, c)| ((a * o + c) as f32 * 0.71).sin());
+        let lin = Linear::new(w.clone(), b.clone());
+        let g = lin.backward(x.view(), r.view());
+        let f = |x: &Array2<f32>, w: &Array2<f32>, b: &Array1<f32>| {
+            dot64(
+                r.view(),
+                Linear::new(w.clone(), b.clone()).forward(x.view()).view(),
+            )
+        };
+        check(
+            "linear dx",
+            x.as_slice().unwrap(),
+            g.dx.as_slice().unwrap(),
+            1e-2,
+            |v| f(&Array2::from_shape_vec((n, i), v.to_vec()).unwrap(), &w, &b),
+        );
+        check(
+            "linear dw",
+            w.as_slice().unwrap(),
+            g.dw.as_slice().unwrap(),
+            1e-2,
+            |v| f(&x, &Array2::from_shape_vec((o, i), v.to_vec()).unwrap(), &b),
+        );
+        check(
+            "linear db",
+            b.as_slice().unwrap(),
+            g.db.as_slice().unwrap(),
+            1e-2,
+            |v| f(&x, &w, &Array1::from(v.to_vec())),
+        );
+    }
+}

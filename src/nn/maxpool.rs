@@ -37,38 +37,46 @@ impl MaxPool2d {
         let mut y = Array4::<f32>::zeros((c, n, oh, ow));
         let mut arg = Array4::<u32>::zeros((c, n, oh, ow));
         let x = x.as_standard_layout();
-        y.axis_iter_mut(Axis(0))
-            .into_par_iter()
-            .zip(arg.axis_iter_mut(Axis(0)).into_par_iter())
-            .enumerate()
-            .for_each(|(ch, (mut yc, mut ac))| {
-                for nn in 0..n {
-                    let plane = x.index_axis(Axis(0), ch);
-                    let plane = plane.index_axis(Axis(0), nn);
-                    for oy in 0..oh {
-                        for ox in 0..ow {
-                            let (mut best, mut bi) = (f32::NEG_INFINITY, u32::MAX);
-                            for ky in 0..k {
-                                let iy = (oy * s + ky) as isize - p as isize;
-                                if iy < 0 || iy >= h as isize {
-                                    continue;
-                                }
-                                for kx in 0..k {
-                                    let ix = (ox * s + kx) as isize - p as isize;
-                                    if ix < 0 || ix >= w as isize {
-                                        continue;
-                                    }
-                                    let v = plane[[iy as usize, ix as usize]];
-                                    // strict >: the first maximum wins; NaN propagates like torch
-                                    if v > best || v.is_nan() || bi == u32::MAX {
-                                        best = v;
-                                        bi = (iy as usize * w + ix as usize) as u32;
-                                    }
+        let xs = x.as_slice().expect("standard layout");
+        let (plane_in, plane_out) = (h * w, oh * ow);
+        if plane_out == 0 {
+            return (y, arg);
+        }
+        // Window bounds clipped to the image, per output row and column (shared by all planes).
+        let bounds = |o: usize, len: usize| {
+            let lo = (o * s) as isize - p as isize;
+            (
+                lo.max(0) as usize,
+                ((lo + k as isize).min(len as isize)).max(0) as usize,
+            )
+        };
+        let rows: Vec<(usize, usize)> = (0..oh).map(|o| bounds(o, h)).collect();
+        let cols: Vec<(usize, usize)> = (0..ow).map(|o| bounds(o, w)).collect();
+        y.as_slice_mut()
+            .expect("fresh array")
+            .par_chunks_mut(plane_out)
+            .zip(
+                arg.as_slice_mut()
+                    .expect("fresh array")
+                    .par_chunks_mut(plane_out),
+            )
+            .zip(xs.par_chunks(plane_in))
+            .for_each(|((yp, ap), plane)| {
+                for (oy, &(y0, y1)) in rows.iter().enumerate() {
+                    for (ox, &(x0, x1)) in cols.iter().enumerate() {
+                        let (mut best, mut bi) = (f32::NEG_INFINITY, u32::MAX);
+                        for iy in y0..y1 {
+                            let row = &plane[iy * w..(iy + 1) * w];
+                            for (ix, &v) in row.iter().enumerate().take(x1).skip(x0) {
+                                // strict >: the first maximum wins; NaN propagates like torch
+                                if v > best || v.is_nan() || bi == u32::MAX {
+                                    best = v;
+                                    bi = (iy * w + ix) as u32;
                                 }
                             }
-                            yc[[nn, oy, ox]] = best;
-                            ac[[nn, oy, ox]] = bi;
                         }
+                        yp[oy * ow + ox] = best;
+                        ap[oy * ow + ox] = bi;
                     }
                 }
             });
@@ -135,5 +143,30 @@ mod tests {
         let dx = MaxPool2d::resnet().backward(&dy, &arg, (5, 6));
         assert_eq!(dx.sum(), 9.0);
         assert_eq!(dx[[0, 0, 1, 2]], 2.0); // the 9 at (1,2) is the max of windows (0,1) and (1,1)
+    }
+
+    /// Backward == finite differences on a tie-free input (stride 2, padding 1, odd sizes).
+    #[test]
+    fn maxpool_backward_matches_finite_differences() {
+        use crate::nn::gradcheck::{check, dot64};
+        let x = Array4::from_shape_fn((2, 2, 7, 6), |(c, n, h, w)| {
+            ((c * 84 + n * 42 + h * 6 + w) as f32 * 1.37).sin() * 3.0
+        });
+        let mp = MaxPool2d::resnet();
+        let (y, arg) = mp.forward(&x);
+        let r = Array4::from_shape_fn(y.dim(), |(c, n, h, w)| {
+            ((c + 2 * n + 3 * h + 5 * w) as f32 * 0.7).cos()
+        });
+        let dx = mp.backward(&r, &arg, (7, 6));
+        check(
+            "maxpool dx",
+            x.as_slice().unwrap(),
+            dx.as_slice().unwrap(),
+            1e-3,
+            |v| {
+                let xv = Array4::from_shape_vec(x.dim(), v.to_vec()).unwrap();
+                dot64(r.view(), mp.forward(&xv).0.view())
+            },
+        );
     }
 }

@@ -25,3 +25,28 @@ pub fn spatial_mean_backward(dy: &Array2<f32>, hw: (usize, usize)) -> Array4<f32
     let area = (hw.0 * hw.1) as f32;
     Array4::from_shape_fn((c, n, hw.0, hw.1), |(ci, ni, _, _)| dy[[ni, ci]] / area)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::gradcheck::{check, dot64};
+
+    #[test]
+    fn spatial_mean_backward_matches_finite_differences() {
+        let x = Array4::from_shape_fn((3, 2, 5, 4), |(c, n, h, w)| {
+            ((c * 40 + n * 20 + h * 4 + w) as f32 * 0.31).sin()
+        });
+        let r = Array2::from_shape_fn((2, 3), |(n, c)| (n * 3 + c) as f32 - 2.5);
+        let dx = spatial_mean_backward(&r, (5, 4));
+        check(
+            "mean dx",
+            x.as_slice().unwrap(),
+            dx.as_slice().unwrap(),
+            1e-2,
+            |v| {
+                let xv = Array4::from_shape_vec(x.dim(), v.to_vec()).unwrap();
+                dot64(r.view(), spatial_mean(&xv).view())
+            },
+        );
+    }
+}

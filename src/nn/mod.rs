@@ -8,6 +8,8 @@
 pub mod batchnorm;
 pub mod conv;
 pub mod gemm;
+#[cfg(test)]
+pub(crate) mod gradcheck;
 pub mod linear;
 pub mod maxpool;
 pub mod mean;

@@ -17,3 +17,13 @@ pub fn relu_backward(dy: &Array4<f32>, y: &Array4<f32>) -> Array4<f32> {
     });
     dx
 }
+
+/// In place: `dy = dy * [y > 0]` (the ReLU backward without a copy).
+pub fn relu_backward_inplace(dy: &mut Array4<f32>, y: &Array4<f32>) {
+    assert_eq!(dy.dim(), y.dim(), "relu backward: shapes differ");
+    Zip::from(dy).and(y).par_for_each(|d, &yv| {
+        if yv <= 0.0 {
+            *d = 0.0
+        }
+    });
+}

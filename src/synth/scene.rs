@@ -10,7 +10,7 @@
 //!
 //! Relative densities per pixel of path (ice = 0): lipid membrane 1.0, ribosome 1.1 (rRNA),
 //! cytoplasm 0.22 +- texture, mitochondrial matrix = cytoplasm + 0.05..0.12, dense-core
-//! (insulin) granule core 0.35..0.8, crystalline ice contamination 0.6..1.0, carbon film 1.5.
+//! (insulin) granule core 0.35..0.8, crystalline ice contamination 1.5..2.5, carbon film 6.
 
 use super::field::smooth_field;
 use super::shape::{chord, smoothstep, Spine, Wobble, P2};
@@ -30,6 +30,8 @@ const RHO_MEMBRANE: f32 = 2.0;
 const RHO_RIBOSOME: f32 = 1.5;
 /// Mean cytoplasm density per pixel of path.
 pub(crate) const RHO_CYTO: f32 = 0.22;
+/// Carbon film density per pixel of path (amorphous carbon, ~2 g/cm^3, strong amplitude contrast).
+const RHO_CARBON: f32 = 6.0;
 /// A pixel belongs to an object's drawn outer membrane when the membrane's projected path
 /// length there exceeds this (pixels of path).
 pub(crate) const MEMBRANE_EPS: f32 = 1e-3;
@@ -369,7 +371,7 @@ pub(crate) fn place_mitos(
 }
 
 /// A vesicle: a spherical (slightly oval in plane) single-membrane compartment of radius `r`.
-/// Clear vesicles (radius 20-80 nm) have a lumen lighter or slightly denser than cytoplasm;
+/// Clear vesicles (radius 20-70 nm, log-uniform) have a lumen lighter or slightly denser than cytoplasm;
 /// dense-core (insulin secretory) granules of INS-1E beta cells (radius 110-170 nm) carry a dense
 /// crystalline core (55-80 % of the radius) inside a light halo. Both overlap the mitochondria's
 /// brightness range and size range, so brightness alone cannot tell them apart.
@@ -392,7 +394,7 @@ impl Vesicle {
         let r = if dense {
             nm(rng.gen_range(110.0..170.0))
         } else {
-            nm(rng.gen_range(20.0..80.0))
+            nm((rng.gen_range(20f32.ln()..70f32.ln())).exp())
         };
         let core = dense.then(|| (r * rng.gen_range(0.55..0.8), rng.gen_range(0.2..0.45)));
         Vesicle {
@@ -616,7 +618,7 @@ pub(crate) fn render_er(rng: &mut ChaCha8Rng, cv: &mut Canvas, px_nm: f32) -> Ve
 }
 
 /// Ice contamination: a crystalline ice chunk on the specimen surface, 30-150 nm in radius,
-/// irregular outline (15 % polar wobble), as thick as 0.6-1x its width and denser than vitreous
+/// irregular outline (polar wobble up to 30 %), as thick as 0.6-1x its width and denser than vitreous
 /// ice (diffraction contrast): a very dark blob with a sharp edge.
 pub(crate) fn render_ice(rng: &mut ChaCha8Rng, cv: &mut Canvas, px_nm: f32) {
     let r = rng.gen_range(30.0..150.0) / px_nm;
@@ -626,7 +628,7 @@ pub(crate) fn render_ice(rng: &mut ChaCha8Rng, cv: &mut Canvas, px_nm: f32) {
     ];
     let wob = Wobble::random(rng, 0.3, 0.0, 1.0);
     let c = r * rng.gen_range(0.6..1.0);
-    let rho_ice = rng.gen_range(0.6..1.0);
+    let rho_ice = rng.gen_range(1.5..2.5);
     let rr = r * (1.0 + wob.max_amp()) + 1.0;
     if let Some((ri, rj)) = cv.span([cx[0] - rr, cx[1] - rr, cx[0] + rr, cx[1] + rr]) {
         for i in ri {
@@ -673,7 +675,7 @@ pub(crate) fn render_carbon(rng: &mut ChaCha8Rng, cv: &mut Canvas, px_nm: f32) {
             let f = cover(dist);
             if f > 0.0 {
                 let idx = i * cv.w + j;
-                cv.density[idx] += 1.5 * thick * f * (1.0 + 0.15 * tex[[i, j]]);
+                cv.density[idx] += RHO_CARBON * thick * f * (1.0 + 0.15 * tex[[i, j]]);
                 if f > 0.5 {
                     cv.set_region(idx, region::CARBON);
                 }
@@ -735,9 +737,9 @@ pub(crate) fn project_scene(cfg: &SynthConfig, rng: &mut ChaCha8Rng) -> (Canvas,
     }
     let area_um2 = (h as f32 * px / 1000.0) * (w as f32 * px / 1000.0);
     let place = |rng: &mut ChaCha8Rng| [rng.gen_range(0.0..w as f32), rng.gen_range(0.0..h as f32)];
-    // Dense-core granules: 0-4 per µm^2; clear vesicles 3-15 per µm^2.
+    // Dense-core granules: 0-2.5 per µm^2; clear vesicles 2-8 per µm^2.
     let n_dense = (rng.gen_range(0.0..2.5) * area_um2).round() as usize;
-    let n_clear = (rng.gen_range(3.0..15.0) * area_um2).round() as usize;
+    let n_clear = (rng.gen_range(2.0..8.0) * area_um2).round() as usize;
     for k in 0..n_dense + n_clear {
         let p = place(rng);
         let v = Vesicle::sample(rng, p, px, k < n_dense, c_max);

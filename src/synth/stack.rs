@@ -2,11 +2,13 @@
 //! so that the 3D linker (`crate::volume`) has real objects whose cross-sections change
 //! smoothly with z.
 //!
-//! Volume model (slices one pixel thick, isotropic voxels of `cfg.pixel_nm`):
+//! Volume model: the slices span a cell periphery [`STACK_THICKNESS_NM`] thick, so the slice
+//! spacing is [`slice_nm`] = `250 nm / nz` (at least `cfg.pixel_nm`); each slice is a section
+//! through its centre height (a thin tomogram slice):
 //! - mitochondria: the same tubes as the projections (bent spine in the xy plane, double
 //!   membrane, cristae as sheets spanning z), with an ellipsoidal cross-section of beam
-//!   semi-axis `c` (0.15-0.3 nz, at most `a`) centred at `zc` in `[0.35 nz, 0.65 nz]` (so it starts
-//!   and ends inside the volume). The slice at
+//!   semi-axis `c` (0.25-0.4 of the depth, at most `a`), centred at a height `zc` that keeps it
+//!   inside the volume with one slice to spare (it starts and ends inside the stack). The slice at
 //!   height `z` cuts the body at `dz = z + 0.5 - zc`: its outline shrinks as
 //!   `a sqrt(1 - (dz / c)^2)` and the membranes appear as rings (thicker near the poles, where
 //!   the cut is grazing), so an object appears, grows, shrinks and vanishes over z;
@@ -54,6 +56,16 @@ pub struct SynthStack {
     /// The same without noise (same mapping).
     pub clean: Array3<f32>,
     pub objects: Vec<StackObject>,
+    /// Slice spacing, nm ([`slice_nm`]); the xy pixel size is `cfg.pixel_nm`.
+    pub slice_nm: f32,
+}
+
+/// The cell thickness a stack spans (nm), whatever its number of slices.
+pub const STACK_THICKNESS_NM: f32 = 250.0;
+
+/// Slice spacing of an `nz`-slice stack: `STACK_THICKNESS_NM / nz`, at least one pixel.
+pub fn slice_nm(cfg: &SynthConfig, nz: usize) -> f32 {
+    (STACK_THICKNESS_NM / nz.max(1) as f32).max(cfg.pixel_nm)
 }
 
 /// Generate an `nz`-slice volume of `cfg.size` (module doc).
@@ -70,18 +82,24 @@ pub fn generate_stack(cfg: &SynthConfig, nz: usize) -> SynthStack {
     let nm = |x: f32| x / px;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     rng.set_stream(u64::MAX);
-    let nzf = nz as f32;
+    let slice_px = slice_nm(cfg, nz) / px;
+    let nzf = nz as f32 * slice_px; // volume depth in (xy) pixels
     let n = rng.gen_range(cfg.n_mito.0..=cfg.n_mito.1);
     let mut mitos = place_mitos(&mut rng, h, w, n, px, f32::MAX, cfg.p_incomplete);
     for m in &mut mitos {
-        m.c = m.a.min(nzf * rng.gen_range(0.15..0.3)).max(1.0);
-        m.zc = nzf * rng.gen_range(0.35..0.65);
+        m.c = m.a.min(nzf * rng.gen_range(0.25..0.4)).max(1.0);
+        let margin = m.c + slice_px;
+        m.zc = if nzf > 2.0 * margin {
+            rng.gen_range(margin..nzf - margin)
+        } else {
+            0.5 * nzf
+        };
     }
     let area_um2 = (h as f32 * px / 1000.0) * (w as f32 * px / 1000.0);
     let depth_um = nzf * px / 1000.0;
-    // Vesicles per µm^3: a 250 nm thick projection has 0-2.5 dense + 3-15 clear per µm^2.
+    // Vesicles per µm^3: a 250 nm thick projection has 0-2.5 dense + 2-8 clear per µm^2.
     let n_dense = (rng.gen_range(0.0..10.0) * area_um2 * depth_um).round() as usize;
-    let n_clear = (rng.gen_range(12.0..60.0) * area_um2 * depth_um).round() as usize;
+    let n_clear = (rng.gen_range(8.0..32.0) * area_um2 * depth_um).round() as usize;
     let vesicles: Vec<Vesicle> = (0..n_dense + n_clear)
         .map(|k| {
             let p = [rng.gen_range(0.0..w as f32), rng.gen_range(0.0..h as f32)];
@@ -107,7 +125,7 @@ pub fn generate_stack(cfg: &SynthConfig, nz: usize) -> SynthStack {
     let slices: Vec<(Array2<f32>, Vec<u8>)> = (0..nz)
         .into_par_iter()
         .map(|z| {
-            let zm = z as f32 + 0.5;
+            let zm = (z as f32 + 0.5) * slice_px;
             let (s, c) = (phi * zm).sin_cos();
             let tex = &tex_a * c + &tex_b * s;
             let tex_s = tex.as_slice().expect("standard layout");
@@ -201,6 +219,7 @@ pub fn generate_stack(cfg: &SynthConfig, nz: usize) -> SynthStack {
         volume,
         clean,
         objects,
+        slice_nm: slice_px * px,
     }
 }
 

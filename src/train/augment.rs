@@ -1,1 +1,196 @@
-//! augment
+//! Augmentation: the 8 symmetries of the square (flips and 90-degree rotations). Cryo-ET
+//! projections have no preferred orientation, so every one is as likely as the original.
+//!
+//! Images are `[C, N, H, W]`; boxes `[N, 4]` as (x1, y1, x2, y2) in continuous pixel
+//! coordinates, the image spanning `[0, W] x [0, H]` (pixel (r, c) covers `[c, c+1] x [r, r+1]`).
+//!
+//! ```text
+//! horizontal flip:  pixel (r, c) -> (r, W-1-c);   point (x, y) -> (W - x, y)
+//! vertical flip:    pixel (r, c) -> (H-1-r, c);   point (x, y) -> (x, H - y)
+//! rotate 90 (counter-clockwise, numpy.rot90): output is W x H,
+//!                   pixel (r, c) -> (W-1-c, r);   point (x, y) -> (y, W - x)
+//! ```
+//! Box corners are re-sorted after each map so that x1 <= x2 and y1 <= y2.
+
+use ndarray::{s, Array2, Array4, Axis};
+use rand::Rng;
+
+/// One of the 8 symmetries: `rot90` quarter turns after the optional flips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Dihedral {
+    pub hflip: bool,
+    pub vflip: bool,
+    /// Counter-clockwise quarter turns, 0..4.
+    pub rot90: u8,
+}
+
+impl Dihedral {
+    /// Each flip with probability 1/2, a uniform number of quarter turns.
+    pub fn random(rng: &mut impl Rng) -> Self {
+        Dihedral {
+            hflip: rng.gen_bool(0.5),
+            vflip: rng.gen_bool(0.5),
+            rot90: rng.gen_range(0..4),
+        }
+    }
+
+    /// Applies the symmetry to an image and its boxes.
+    pub fn apply(&self, x: &Array4<f32>, boxes: &Array2<f32>) -> (Array4<f32>, Array2<f32>) {
+        let (mut x, mut b) = (x.clone(), boxes.clone());
+        if self.hflip {
+            (x, b) = hflip(&x, &b);
+        }
+        if self.vflip {
+            (x, b) = vflip(&x, &b);
+        }
+        for _ in 0..self.rot90 % 4 {
+            (x, b) = rot90(&x, &b);
+        }
+        (x, b)
+    }
+}
+
+/// Point map for every box: each corner goes through `f(x, y, h, w)`, then corners are sorted.
+fn map_boxes(boxes: &Array2<f32>, f: impl Fn(f32, f32) -> (f32, f32)) -> Array2<f32> {
+    let mut out = boxes.clone();
+    for mut r in out.axis_iter_mut(Axis(0)) {
+        let (ax, ay) = f(r[0], r[1]);
+        let (bx, by) = f(r[2], r[3]);
+        r[0] = ax.min(bx);
+        r[1] = ay.min(by);
+        r[2] = ax.max(bx);
+        r[3] = ay.max(by);
+    }
+    out
+}
+
+/// Horizontal flip (mirror left-right).
+pub fn hflip(x: &Array4<f32>, boxes: &Array2<f32>) -> (Array4<f32>, Array2<f32>) {
+    let w = x.dim().3 as f32;
+    (
+        x.slice(s![.., .., .., ..;-1]).to_owned(),
+        map_boxes(boxes, |px, py| (w - px, py)),
+    )
+}
+
+/// Vertical flip (mirror top-bottom).
+pub fn vflip(x: &Array4<f32>, boxes: &Array2<f32>) -> (Array4<f32>, Array2<f32>) {
+    let h = x.dim().2 as f32;
+    (
+        x.slice(s![.., .., ..;-1, ..]).to_owned(),
+        map_boxes(boxes, |px, py| (px, h - py)),
+    )
+}
+
+/// Quarter turn counter-clockwise: `out[.., .., i, j] = x[.., .., j, W-1-i]`, shape `[C, N, W, H]`.
+pub fn rot90(x: &Array4<f32>, boxes: &Array2<f32>) -> (Array4<f32>, Array2<f32>) {
+    let w = x.dim().3 as f32;
+    // Transpose H and W, then flip the new rows: numpy.rot90(x, 1, axes=(2, 3)).
+    let t = x.view().permuted_axes([0, 1, 3, 2]);
+    let out = t
+        .slice(s![.., .., ..;-1, ..])
+        .as_standard_layout()
+        .into_owned();
+    (out, map_boxes(boxes, |px, py| (py, w - px)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{assert_close, EXACT};
+    use rand::SeedableRng;
+
+    /// A 2-channel 5 x 7 image (H != W, odd) with distinct values, and two boxes.
+    fn sample() -> (Array4<f32>, Array2<f32>) {
+        let x = Array4::from_shape_fn((2, 1, 5, 7), |(c, _, r, q)| (c * 100 + r * 10 + q) as f32);
+        let b = ndarray::arr2(&[[1.0f32, 2.0, 3.0, 5.0], [0.0, 0.5, 7.0, 1.5]]);
+        (x, b)
+    }
+
+    #[test]
+    fn four_quarter_turns_are_the_identity() {
+        let (x, b) = sample();
+        let (mut y, mut c) = (x.clone(), b.clone());
+        for k in 0..4 {
+            (y, c) = rot90(&y, &c);
+            let want = if k % 2 == 0 {
+                (2, 1, 7, 5)
+            } else {
+                (2, 1, 5, 7)
+            };
+            assert_eq!(y.dim(), want, "after {} turns", k + 1);
+        }
+        assert_close("image", y.view().into_dyn(), x.view().into_dyn(), EXACT);
+        assert_close("boxes", c.view().into_dyn(), b.view().into_dyn(), EXACT);
+    }
+
+    #[test]
+    fn flips_are_involutions() {
+        let (x, b) = sample();
+        for f in [hflip, vflip] {
+            let (y, c) = f(&x, &b);
+            assert_ne!(y, x);
+            let (z, d) = f(&y, &c);
+            assert_close("image", z.view().into_dyn(), x.view().into_dyn(), EXACT);
+            assert_close("boxes", d.view().into_dyn(), b.view().into_dyn(), EXACT);
+        }
+    }
+
+    /// The pixel just inside each corner of a box stays just inside the same corner of the
+    /// transformed box, for all 8 symmetries.
+    #[test]
+    fn pixels_at_box_corners_move_with_the_box() {
+        let (h, w) = (5usize, 7usize);
+        let bx = [1usize, 2, 4, 5]; // box covering pixel columns 1..4, rows 2..5
+        for hf in [false, true] {
+            for vf in [false, true] {
+                for r in 0..4u8 {
+                    let t = Dihedral {
+                        hflip: hf,
+                        vflip: vf,
+                        rot90: r,
+                    };
+                    // Mark the 4 corner pixels of the box with 1..=4.
+                    let mut x = Array4::<f32>::zeros((1, 1, h, w));
+                    let corners = [
+                        (bx[1], bx[0]),
+                        (bx[1], bx[2] - 1),
+                        (bx[3] - 1, bx[0]),
+                        (bx[3] - 1, bx[2] - 1),
+                    ];
+                    for (k, &(rr, cc)) in corners.iter().enumerate() {
+                        x[[0, 0, rr, cc]] = (k + 1) as f32;
+                    }
+                    let b =
+                        ndarray::arr2(&[[bx[0] as f32, bx[1] as f32, bx[2] as f32, bx[3] as f32]]);
+                    let (y, c) = t.apply(&x, &b);
+                    let (x1, y1, x2, y2) = (
+                        c[[0, 0]] as usize,
+                        c[[0, 1]] as usize,
+                        c[[0, 2]] as usize,
+                        c[[0, 3]] as usize,
+                    );
+                    let mut seen: Vec<f32> =
+                        [(y1, x1), (y1, x2 - 1), (y2 - 1, x1), (y2 - 1, x2 - 1)]
+                            .iter()
+                            .map(|&(rr, cc)| y[[0, 0, rr, cc]])
+                            .collect();
+                    seen.sort_by(f32::total_cmp);
+                    assert_eq!(seen, vec![1.0, 2.0, 3.0, 4.0], "{t:?}: box {c:?}");
+                    assert_eq!(y.sum(), 10.0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn random_covers_all_eight() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let d = Dihedral::random(&mut rng);
+            seen.insert((d.hflip, d.vflip, d.rot90));
+        }
+        assert_eq!(seen.len(), 16); // 2 x 2 x 4 parametrizations (8 distinct symmetries)
+    }
+}

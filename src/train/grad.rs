@@ -1,1 +1,312 @@
-//! grad
+//! Losses and gradients of the whole Faster R-CNN for one image: the training step's forward
+//! and backward pass (torchvision `GeneralizedRCNN` in training mode, "approximate joint
+//! training": the proposals are constants of the backward pass, as torchvision's `detach()`).
+//!
+//! ```text
+//! feat      = backbone(x)                                   (stages cached from the first trained one)
+//! rpn       = rpn_head(feat);  proposals = filter(rpn)       (cfg.proposals: 12000 / 2000 in training)
+//! RPN loss  on sampled anchors (targets.rs, losses.rs)        -> d_rpn -> dfeat
+//! rois      = cat(proposals, gt);  sampled RoIs -> roi_pool -> layer4 -> mean -> predictor
+//! head loss on sampled RoIs                                  -> d_head -> dfeat
+//! backbone backward(dfeat) down to the first trained stage
+//! ```
+//! Trained weights follow torchvision's `trainable_backbone_layers`: counted from the top
+//! (layer4, layer3, layer2, layer1, conv1), 3 = layer2..layer4; the RPN head and the predictor are
+//! always trained. FrozenBatchNorm tensors are buffers: never trained.
+
+use crate::backbone::{stage_trainable, Grads};
+use crate::detection::box_coder::BoxCoder;
+use crate::detection::proposals::{filter_proposals, ProposalConfig};
+use crate::model::FasterRcnn;
+use crate::train::losses::{head_loss, rpn_loss};
+use crate::train::targets::{assign_anchors, assign_rois, sample_labels};
+use ndarray::{Array2, Array4, ArrayView2, Axis};
+
+pub use crate::train::targets::Sampling;
+
+/// Which losses a step optimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// All four losses (approximate joint training; proposals are constants in the backward).
+    Joint,
+    /// RPN losses only (the head is not run); gradients reach the RPN head and the backbone.
+    RpnOnly,
+    /// RoI-head losses only (proposals from the current RPN); gradients reach the head and the
+    /// backbone, not the RPN head.
+    HeadOnly,
+}
+
+/// Training-time settings (torchvision's Faster R-CNN defaults).
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    pub rpn_batch: usize,
+    pub rpn_pos_fraction: f32,
+    pub rpn_fg_iou: f32,
+    pub rpn_bg_iou: f32,
+    pub roi_batch: usize,
+    pub roi_pos_fraction: f32,
+    pub roi_fg_iou: f32,
+    /// smooth-L1 beta of both box losses (torchvision 1/9; the study's Eq. 4: 1).
+    pub beta: f32,
+    pub sampling: Sampling,
+    /// torchvision's trainable_backbone_layers (0..=5): 3 trains layer2, layer3, layer4.
+    pub trainable_layers: usize,
+    pub proposals: ProposalConfig,
+    pub phase: Phase,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            rpn_batch: 256,
+            rpn_pos_fraction: 0.5,
+            rpn_fg_iou: 0.7,
+            rpn_bg_iou: 0.3,
+            roi_batch: 512,
+            roi_pos_fraction: 0.25,
+            roi_fg_iou: 0.5,
+            beta: 1.0 / 9.0,
+            sampling: Sampling::Random,
+            trainable_layers: 3,
+            proposals: ProposalConfig::training(),
+            phase: Phase::Joint,
+        }
+    }
+}
+
+/// The four losses of one image (torchvision's `loss_objectness`, `loss_rpn_box_reg`,
+/// `loss_classifier`, `loss_box_reg`); a phase's inactive losses are 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Losses {
+    pub objectness: f32,
+    pub rpn_box_reg: f32,
+    pub classifier: f32,
+    pub box_reg: f32,
+}
+
+impl Losses {
+    /// Sum with all weights lambda = 1.
+    pub fn total(&self) -> f32 {
+        self.objectness + self.rpn_box_reg + self.classifier + self.box_reg
+    }
+}
+
+/// Losses and gradients for one image `x` `[3, 1, H, W]` (normalized) with ground truth
+/// `gt_boxes` `[G, 4]` (x1, y1, x2, y2 in x's pixels) and `gt_labels` (1..K-1).
+/// Gradients are keyed by torchvision weight name (as `FasterRcnn::export`) and hold the
+/// trained weights the phase reaches (RpnOnly: no `head.*`; HeadOnly: no `rpn.*`).
+pub fn loss_and_grads(
+    model: &FasterRcnn,
+    x: &Array4<f32>,
+    gt_boxes: ArrayView2<f32>,
+    gt_labels: &[usize],
+    cfg: &TrainConfig,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) -> (
+    Losses,
+    std::collections::BTreeMap<String, ndarray::ArrayD<f32>>,
+) {
+    let (_, _, h, w) = x.dim();
+    let t = cfg.trainable_layers.min(5);
+    let train_layer4 = stage_trainable(t, 4);
+    let train_feat = stage_trainable(t, 3);
+    let mut grads = Grads::new();
+    let mut losses = Losses::default();
+
+    let (feat, bcache) = model.backbone.forward_train(x, t);
+    let (rpn, rpn_t) = model.rpn.forward_cached(&feat);
+    let (fh, fw) = (feat.dim().2, feat.dim().3);
+    let anchors = model.anchors((h, w), (fh, fw));
+    let proposals = filter_proposals(
+        &rpn.objectness,
+        rpn.deltas.view(),
+        anchors.view(),
+        (h, w),
+        &cfg.proposals,
+    )
+    .0;
+    let mut dfeat: Option<Array4<f32>> = None;
+    let mut add = |d: Option<Array4<f32>>| {
+        if let Some(d) = d {
+            match dfeat.as_mut() {
+                Some(acc) => *acc += &d,
+                None => dfeat = Some(d),
+            }
+        }
+    };
+
+    // RPN: anchor targets, sample, losses, backward.
+    if cfg.phase != Phase::HeadOnly {
+        let a = assign_anchors(anchors.view(), gt_boxes, cfg.rpn_fg_iou, cfg.rpn_bg_iou);
+        let sampled = sample_labels(
+            &a.labels,
+            cfg.rpn_batch,
+            cfg.rpn_pos_fraction,
+            cfg.sampling,
+            rng,
+        );
+        let labels: Vec<f32> = sampled.iter().map(|&i| a.labels[i] as f32).collect();
+        let targets = regression_targets(
+            &BoxCoder::rpn(),
+            &sampled,
+            &a.labels,
+            &a.matched,
+            gt_boxes,
+            anchors.view(),
+        );
+        let l = rpn_loss(
+            &rpn.objectness,
+            rpn.deltas.view(),
+            &sampled,
+            &labels,
+            targets.view(),
+            cfg.beta,
+        );
+        losses.objectness = l.objectness;
+        losses.rpn_box_reg = l.box_reg;
+        add(model.rpn.backward(
+            &feat,
+            rpn_t,
+            &l.d_objectness,
+            l.d_deltas.view(),
+            train_feat,
+            &mut grads,
+        ));
+    } else {
+        drop(rpn_t);
+    }
+
+    // RoI head: proposals + GT, targets, sample, forward on the sample, losses, backward.
+    if cfg.phase != Phase::RpnOnly {
+        let (rois, a) = assign_rois(proposals.view(), gt_boxes, gt_labels, cfg.roi_fg_iou);
+        let sampled = sample_labels(
+            &a.labels,
+            cfg.roi_batch,
+            cfg.roi_pos_fraction,
+            cfg.sampling,
+            rng,
+        );
+        if !sampled.is_empty() {
+            let rois_s = rois.select(Axis(0), &sampled);
+            let labels: Vec<usize> = sampled.iter().map(|&i| a.labels[i] as usize).collect();
+            let targets = regression_targets(
+                &BoxCoder::roi_head(),
+                &sampled,
+                &a.labels,
+                &a.matched,
+                gt_boxes,
+                rois.view(),
+            );
+            let (cls, bbox, hcache) = model.head_forward_train(&feat, rois_s.view(), train_layer4);
+            let l = head_loss(cls.view(), bbox.view(), &labels, targets.view(), cfg.beta);
+            losses.classifier = l.classifier;
+            losses.box_reg = l.box_reg;
+            drop((cls, bbox));
+            add(model.head_backward(
+                hcache,
+                l.d_cls.view(),
+                l.d_bbox.view(),
+                train_feat,
+                &mut grads,
+            ));
+        }
+    }
+
+    drop(feat);
+    if let Some(d) = dfeat {
+        model.backbone.backward(bcache, d, &mut grads);
+    }
+    // Weights the phase trains but no gradient reached (no sampled anchors or RoIs): zeros.
+    for (name, shape) in trained_weights(model, t, cfg.phase) {
+        grads
+            .entry(name)
+            .or_insert_with(|| ndarray::ArrayD::zeros(shape));
+    }
+    (losses, grads)
+}
+
+/// Names and shapes of the weights a step with `trainable_layers` and `phase` trains (the keys
+/// of [`loss_and_grads`]'s gradients).
+pub fn trained_weights(
+    model: &FasterRcnn,
+    trainable_layers: usize,
+    phase: Phase,
+) -> Vec<(String, Vec<usize>)> {
+    let mut out = Vec::new();
+    let conv = |out: &mut Vec<(String, Vec<usize>)>, name: &str, w: &ndarray::Array4<f32>| {
+        out.push((format!("{name}.weight"), w.shape().to_vec()));
+    };
+    let stage = |out: &mut Vec<(String, Vec<usize>)>, prefix: &str, st: &crate::backbone::Stage| {
+        for (i, b) in st.blocks.iter().enumerate() {
+            conv(out, &format!("{prefix}.{i}.conv1"), &b.conv1.conv.weight);
+            conv(out, &format!("{prefix}.{i}.conv2"), &b.conv2.conv.weight);
+            conv(out, &format!("{prefix}.{i}.conv3"), &b.conv3.conv.weight);
+            if let Some(d) = &b.downsample {
+                conv(out, &format!("{prefix}.{i}.downsample.0"), &d.conv.weight);
+            }
+        }
+    };
+    if stage_trainable(trainable_layers, 0) {
+        conv(
+            &mut out,
+            "backbone.conv1",
+            &model.backbone.conv1.conv.weight,
+        );
+    }
+    for (k, st) in model.backbone.layers.iter().enumerate() {
+        if stage_trainable(trainable_layers, k + 1) {
+            stage(&mut out, &format!("backbone.layer{}", k + 1), st);
+        }
+    }
+    if phase != Phase::HeadOnly {
+        for (name, c) in [
+            ("rpn.conv", &model.rpn.conv),
+            ("rpn.cls_logits", &model.rpn.cls_logits),
+            ("rpn.bbox_pred", &model.rpn.bbox_pred),
+        ] {
+            conv(&mut out, name, &c.weight);
+            out.push((format!("{name}.bias"), vec![c.out_channels()]));
+        }
+    }
+    if phase != Phase::RpnOnly {
+        if stage_trainable(trainable_layers, 4) {
+            stage(&mut out, "head.layer4", &model.head.layer4);
+        }
+        for (name, l) in [
+            ("head.cls_score", &model.head.cls_score),
+            ("head.bbox_pred", &model.head.bbox_pred),
+        ] {
+            out.push((format!("{name}.weight"), l.weight.shape().to_vec()));
+            out.push((format!("{name}.bias"), l.bias.shape().to_vec()));
+        }
+    }
+    out
+}
+
+/// Encoded targets `[S, 4]` of the sampled elements (rows of non-foreground ones are 0).
+fn regression_targets(
+    coder: &BoxCoder,
+    sampled: &[usize],
+    labels: &[i64],
+    matched: &[usize],
+    gt: ArrayView2<f32>,
+    reference: ArrayView2<f32>,
+) -> Array2<f32> {
+    let fg: Vec<usize> = (0..sampled.len())
+        .filter(|&k| labels[sampled[k]] >= 1)
+        .collect();
+    let mut out = Array2::zeros((sampled.len(), 4));
+    if fg.is_empty() {
+        return out;
+    }
+    let g: Vec<usize> = fg.iter().map(|&k| matched[sampled[k]]).collect();
+    let r: Vec<usize> = fg.iter().map(|&k| sampled[k]).collect();
+    let enc = coder.encode(
+        gt.select(Axis(0), &g).view(),
+        reference.select(Axis(0), &r).view(),
+    );
+    for (row, &k) in fg.iter().enumerate() {
+        out.row_mut(k).assign(&enc.row(row));
+    }
+    out
+}

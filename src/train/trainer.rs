@@ -1,1 +1,716 @@
-//! trainer
+//! The training loop with safe checkpoints (`cryodet train`).
+//!
+//! One iteration = one image (the study's and torchvision's reference batch of 1 per GPU):
+//! ```text
+//! example  = load (cached) -> random flip/rotation -> zero-pad to a multiple of 32
+//! losses, grads = loss_and_grads(model, x, boxes, labels)      (crate::train::grad)
+//! weights  = Adam(model.export(), grads)                         (crate::train::adam)
+//! model    = FasterRcnn::from_weights(weights)                   (refolds the frozen BN)
+//! ```
+//! Schedules: `joint` trains everything with the summed loss (torchvision's approximate joint
+//! training); `alternating` is the study's: the RPN and the shared layers first
+//! (`Phase::RpnOnly`, the first half of the epochs, rounded up), then the classifier on the RPN's
+//! proposals (`Phase::HeadOnly`).
+//!
+//! Files in the run directory RUN:
+//! - `options.json`: the options of the run (read back by `--resume`);
+//! - `split.json`: the train/test split ([`crate::train::data::Split`]); `train.txt` and
+//!   `test.txt`: the two sets as list files (`image_path annotation_path` lines, usable as
+//!   `--data` and easy to read from a shell script);
+//! - `train.csv`: one row per iteration: epoch, iteration, the four losses, total, lr, seconds;
+//! - `last.safetensors`: the weights after every epoch (and when `--max-iters` stops a run);
+//! - `best.safetensors`: the weights after an epoch whose mean total loss beat every earlier
+//!   epoch's (the study: "saved only if the loss after one epoch is less than the best loss");
+//! - `optimizer.safetensors`: Adam's state; `state.json`: epoch, position, image order, rng,
+//!   best loss ([`TrainState`]).
+//!
+//! Checkpoints are written in two phases so that a run killed at any moment leaves one
+//! consistent checkpoint: (1) every file is written completely to `NAME.new` (each itself
+//! through a tmp file + rename, `io::weights::save`), `state.json.new` last; (2) the `.new` files
+//! are renamed over the old ones, `state.json` last. On start, [`recover`] finishes an
+//! interrupted phase 2 (`state.json.new` exists: phase 1 had completed) or deletes the debris of
+//! an interrupted phase 1. **Test hook**: the environment variable `CRYODET_TEST_SLOW_SAVE_MS`
+//! makes the trainer sleep that many milliseconds between the two phases, so a test can kill it
+//! while it saves (tests/train_kill.rs).
+
+use crate::error::{Error, Result};
+use crate::io::weights::{save, write_atomic, Precision};
+use crate::model::FasterRcnn;
+use crate::train::adam::{Adam, AdamConfig};
+use crate::train::augment::Dihedral;
+use crate::train::data::{Dataset, LoadConfig, Loader, Split};
+use crate::train::init::{self, Arch};
+use crate::transform::{pad_to_multiple, SIZE_DIVISIBLE};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub use crate::train::grad::{loss_and_grads, Losses, Phase, Sampling, TrainConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// All losses at once (torchvision's approximate joint training).
+    Joint,
+    /// The study's: RPN + shared layers first, then the classifier.
+    Alternating,
+}
+
+/// Everything that defines a run (saved as RUN/options.json).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainOptions {
+    pub data: PathBuf,
+    pub out: PathBuf,
+    /// Converted ImageNet weights (backbone.* and head.layer4.*); None: He initialization.
+    pub init: Option<PathBuf>,
+    pub epochs: usize,
+    pub lr: f32,
+    /// Short side of the network input (the study's 600).
+    pub size: usize,
+    /// Upper bound of the long side (1000).
+    pub max_size: usize,
+    pub seed: u64,
+    /// Width divisor of a He-initialized network (1 = ResNet-50).
+    pub width_div: usize,
+    /// Blocks of layer1..layer4 of a He-initialized network (None = 3, 4, 6, 3).
+    pub blocks: Option<[usize; 4]>,
+    /// Smooth-L1 beta (torchvision 1/9; the study's Eq. 4: 1).
+    pub beta: f32,
+    pub schedule: Schedule,
+    /// Run the study's preprocessing (bilateral filter + histogram equalization).
+    pub preprocess: bool,
+    /// Stop after this many iterations in total (a checkpoint is saved).
+    pub max_iters: Option<u64>,
+    pub roi_batch: usize,
+    pub rpn_batch: usize,
+    /// Class names without the background (None: from the annotations).
+    pub classes: Option<Vec<String>>,
+    /// Group manifest (None: DATA/manifest.csv if present, else file-name prefixes).
+    pub manifest: Option<PathBuf>,
+    pub split_by_group: bool,
+    /// Random flips and quarter turns.
+    pub augment: bool,
+    /// Backbone stages trained, counted from the top (None: see [`TrainOptions::trainable_layers`]).
+    #[serde(default)]
+    pub trainable_layers: Option<usize>,
+}
+
+impl TrainOptions {
+    /// Defaults of the study (Adam lr 1e-5, short side 600) for a data set and a run directory.
+    pub fn new(data: PathBuf, out: PathBuf) -> Self {
+        TrainOptions {
+            data,
+            out,
+            init: None,
+            epochs: 10,
+            lr: 1e-5,
+            size: 600,
+            max_size: 1000,
+            seed: 0,
+            width_div: 1,
+            blocks: None,
+            beta: 1.0 / 9.0,
+            schedule: Schedule::Joint,
+            preprocess: true,
+            max_iters: None,
+            roi_batch: 512,
+            rpn_batch: 256,
+            classes: None,
+            manifest: None,
+            split_by_group: false,
+            augment: true,
+            trainable_layers: None,
+        }
+    }
+
+    /// The phase of epoch `epoch` (0-based).
+    pub fn phase(&self, epoch: usize) -> Phase {
+        match self.schedule {
+            Schedule::Joint => Phase::Joint,
+            Schedule::Alternating if epoch < self.epochs.div_ceil(2) => Phase::RpnOnly,
+            Schedule::Alternating => Phase::HeadOnly,
+        }
+    }
+
+    /// torchvision's `trainable_backbone_layers`: 3 (layer2..layer4) on ImageNet weights, all 5
+    /// from scratch (torchvision's rule when no pretrained backbone is given).
+    pub fn trainable_layers(&self) -> usize {
+        match (self.trainable_layers, &self.init) {
+            (Some(t), _) => t,
+            (None, Some(_)) => 3,
+            (None, None) => 5,
+        }
+    }
+
+    fn train_config(&self, epoch: usize) -> TrainConfig {
+        TrainConfig {
+            rpn_batch: self.rpn_batch,
+            roi_batch: self.roi_batch,
+            beta: self.beta,
+            phase: self.phase(epoch),
+            trainable_layers: self.trainable_layers(),
+            ..TrainConfig::default()
+        }
+    }
+}
+
+/// Where the run is (saved as RUN/state.json with every checkpoint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Epoch in progress, 0-based (= completed epochs when `pos == 0`).
+    pub epoch: usize,
+    /// Images of `order` done in this epoch.
+    pub pos: usize,
+    /// This epoch's image order (sample indices); empty before the epoch starts.
+    pub order: Vec<usize>,
+    /// Iterations done in total.
+    pub iteration: u64,
+    /// Sum and count of the total loss over this epoch's iterations so far.
+    pub epoch_loss_sum: f64,
+    pub epoch_loss_n: usize,
+    /// Best epoch-mean total loss so far and the phase it was measured in.
+    pub best_loss: Option<f64>,
+    pub best_phase: Option<String>,
+    /// Seed of the run; the rng is ChaCha8 seeded with it, at word position `rng_word_pos`.
+    pub seed: u64,
+    pub rng_word_pos: String,
+    /// Training seconds so far.
+    pub seconds: f64,
+}
+
+impl TrainState {
+    fn new(seed: u64) -> Self {
+        TrainState {
+            epoch: 0,
+            pos: 0,
+            order: Vec::new(),
+            iteration: 0,
+            epoch_loss_sum: 0.0,
+            epoch_loss_n: 0,
+            best_loss: None,
+            best_phase: None,
+            seed,
+            rng_word_pos: "0".into(),
+            seconds: 0.0,
+        }
+    }
+
+    fn rng(&self) -> Result<ChaCha8Rng> {
+        let pos: u128 = self.rng_word_pos.parse().map_err(|_| {
+            Error::invalid(format!(
+                "state.json: bad rng_word_pos {:?}",
+                self.rng_word_pos
+            ))
+        })?;
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        rng.set_word_pos(pos);
+        Ok(rng)
+    }
+}
+
+const CHECKPOINT_FILES: [&str; 3] = [
+    "optimizer.safetensors",
+    "last.safetensors",
+    "best.safetensors",
+];
+
+fn with_suffix(dir: &Path, name: &str, suffix: &str) -> PathBuf {
+    dir.join(format!("{name}{suffix}"))
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(|e| Error::io(to, e))
+}
+
+/// Phase 2 of a checkpoint: `.new` files over the old ones, `state.json` last.
+fn commit(dir: &Path) -> Result<()> {
+    for name in CHECKPOINT_FILES {
+        let new = with_suffix(dir, name, ".new");
+        if new.exists() {
+            rename(&new, &dir.join(name))?;
+        }
+    }
+    rename(
+        &with_suffix(dir, "state.json", ".new"),
+        &dir.join("state.json"),
+    )
+}
+
+/// Brings RUN to a consistent checkpoint after a crash: finishes an interrupted commit, or
+/// removes the files of an interrupted phase 1. Returns true when it had to do something.
+pub fn recover(dir: &Path) -> Result<bool> {
+    if with_suffix(dir, "state.json", ".new").exists() {
+        commit(dir)?;
+        return Ok(true);
+    }
+    let mut cleaned = false;
+    for name in CHECKPOINT_FILES.iter().chain(&["state.json"]) {
+        for suffix in [".new", ".new.tmp", ".tmp"] {
+            let p = with_suffix(dir, name, suffix);
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+                cleaned = true;
+            }
+        }
+    }
+    Ok(cleaned)
+}
+
+/// Writes a checkpoint in two phases (module doc). `best`: also replace best.safetensors.
+pub fn save_checkpoint(
+    dir: &Path,
+    model: &FasterRcnn,
+    adam: &Adam,
+    state: &TrainState,
+    best: bool,
+) -> Result<()> {
+    recover(dir)?;
+    let tensors = model.export();
+    let views: Vec<(String, ndarray::ArrayViewD<f32>)> =
+        tensors.iter().map(|(n, t)| (n.clone(), t.view())).collect();
+    let mut meta = model.metadata();
+    meta.insert("iteration".into(), state.iteration.to_string());
+    meta.insert("epoch".into(), state.epoch.to_string());
+    save(
+        with_suffix(dir, "last.safetensors", ".new"),
+        &views,
+        &meta,
+        Precision::F32,
+    )?;
+    if best {
+        save(
+            with_suffix(dir, "best.safetensors", ".new"),
+            &views,
+            &meta,
+            Precision::F32,
+        )?;
+    }
+    adam.save(with_suffix(dir, "optimizer.safetensors", ".new"))?;
+    let json = serde_json::to_string_pretty(state).map_err(|e| Error::invalid(e.to_string()))?;
+    write_atomic(&with_suffix(dir, "state.json", ".new"), json.as_bytes())?;
+    // Test hook (see the module doc): a window in which a kill finds phase 1 complete.
+    if let Some(ms) = std::env::var("CRYODET_TEST_SLOW_SAVE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    commit(dir)
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))
+}
+
+/// `h:mm:ss`.
+fn hms(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+const CSV_HEADER: &str =
+    "epoch,iteration,loss_objectness,loss_rpn_box_reg,loss_classifier,loss_box_reg,total,lr,seconds";
+
+/// Opens RUN/train.csv for appending, keeping only the header and rows up to `iteration`
+/// (rows written after the last checkpoint of a killed run are dropped).
+fn open_csv(path: &Path, iteration: u64) -> Result<std::fs::File> {
+    let mut kept = String::from(CSV_HEADER);
+    kept.push('\n');
+    if path.exists() {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        for line in text.lines().skip(1) {
+            let it = line.split(',').nth(1).and_then(|v| v.parse::<u64>().ok());
+            if it.is_some_and(|it| it <= iteration) {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+    }
+    write_atomic(path, kept.as_bytes())?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))
+}
+
+/// A new model for the options and classes.
+fn initial_model(o: &TrainOptions, classes: &[String]) -> Result<FasterRcnn> {
+    let (tensors, meta) = match &o.init {
+        Some(path) => init::with_imagenet(path, 512 / o.width_div.max(1), classes, o.seed)?,
+        None => init::he_init(&Arch::reduced(o.width_div, o.blocks)?, classes, o.seed)?,
+    };
+    init::build(tensors, meta)
+}
+
+/// Starts a new run in `o.out` (which must not hold one).
+pub fn train(o: TrainOptions) -> Result<()> {
+    let dir = &o.out;
+    if dir.join("state.json").exists() {
+        return Err(Error::invalid(format!(
+            "{} already holds a run; continue it with --resume {0} or choose another --out",
+            dir.display()
+        )));
+    }
+    if o.epochs == 0 {
+        return Err(Error::invalid("--epochs must be at least 1"));
+    }
+    let ds = Dataset::open(&o.data, o.classes.as_deref(), o.manifest.as_deref())?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let split = Split::new(&ds, o.seed, o.split_by_group);
+    if split.train.is_empty() {
+        return Err(Error::invalid("the training split is empty"));
+    }
+    split.save(&dir.join("split.json"))?;
+    for (name, idx) in [("train.txt", &split.train), ("test.txt", &split.test)] {
+        write_atomic(&dir.join(name), ds.list_file(idx).as_bytes())?;
+    }
+    let json = serde_json::to_string_pretty(&o).map_err(|e| Error::invalid(e.to_string()))?;
+    write_atomic(&dir.join("options.json"), json.as_bytes())?;
+    let mut model = initial_model(&o, &ds.classes)?;
+    // How the training images were prepared: `detect` and `eval` follow it by default.
+    model.info.insert("min_size".into(), o.size.to_string());
+    model.info.insert(
+        "preprocess".into(),
+        if o.preprocess {
+            "bilateral+equalize"
+        } else {
+            "none"
+        }
+        .into(),
+    );
+    let adam = Adam::new(AdamConfig {
+        lr: o.lr,
+        ..AdamConfig::default()
+    });
+    eprintln!(
+        "training on {} images ({} held out for testing), classes {:?}",
+        split.train.len(),
+        split.test.len(),
+        &ds.classes[1..]
+    );
+    run_loop(&o, &ds, &split, model, adam, TrainState::new(o.seed))
+}
+
+/// Continues the run in `dir` exactly where its last checkpoint left it. `epochs` and
+/// `max_iters` replace the saved ones when given (to extend a run).
+pub fn resume(dir: &Path, epochs: Option<usize>, max_iters: Option<u64>) -> Result<()> {
+    if recover(dir)? {
+        eprintln!(
+            "note: {}: completed an interrupted checkpoint",
+            dir.display()
+        );
+    }
+    let mut o: TrainOptions = read_json(&dir.join("options.json"))?;
+    o.out = dir.to_path_buf();
+    if let Some(e) = epochs {
+        o.epochs = e;
+    }
+    if max_iters.is_some() {
+        o.max_iters = max_iters;
+    }
+    let state: TrainState = read_json(&dir.join("state.json"))?;
+    let split = Split::load(&dir.join("split.json"))?;
+    let ds = Dataset::open(&o.data, o.classes.as_deref(), o.manifest.as_deref())?;
+    if split
+        .train
+        .iter()
+        .chain(&split.test)
+        .any(|&i| i >= ds.samples.len())
+        || split
+            .train
+            .iter()
+            .zip(&split.train_images)
+            .any(|(&i, n)| ds.samples[i].name() != *n)
+    {
+        return Err(Error::invalid(format!(
+            "{}: the data set changed since the run started (split.json no longer matches)",
+            o.data.display()
+        )));
+    }
+    let last = dir.join("last.safetensors");
+    let model = FasterRcnn::load(&last)?;
+    let adam = Adam::load(
+        dir.join("optimizer.safetensors"),
+        AdamConfig {
+            lr: o.lr,
+            ..AdamConfig::default()
+        },
+    )?;
+    let saved_iter = crate::io::weights::WeightFile::load(&last)?
+        .metadata
+        .get("iteration")
+        .and_then(|v| v.parse::<u64>().ok());
+    if saved_iter != Some(state.iteration) || adam.step != state.iteration {
+        return Err(Error::invalid(format!(
+            "{}: inconsistent checkpoint (state at iteration {}, weights at {saved_iter:?}, optimizer at {})",
+            dir.display(),
+            state.iteration,
+            adam.step
+        )));
+    }
+    eprintln!(
+        "resuming {} at epoch {}, iteration {}",
+        dir.display(),
+        state.epoch + 1,
+        state.iteration
+    );
+    run_loop(&o, &ds, &split, model, adam, state)
+}
+
+/// The loop over epochs and images, from `state` on.
+fn run_loop(
+    o: &TrainOptions,
+    ds: &Dataset,
+    split: &Split,
+    mut model: FasterRcnn,
+    mut adam: Adam,
+    mut state: TrainState,
+) -> Result<()> {
+    let dir = &o.out;
+    let mut rng = state.rng()?;
+    let mut loader = Loader::new(
+        ds,
+        &split.train,
+        LoadConfig {
+            size: o.size,
+            max_size: o.max_size,
+            preprocess: o.preprocess.then(Default::default),
+        },
+    );
+    let mut csv = open_csv(&dir.join("train.csv"), state.iteration)?;
+    let n = split.train.len();
+    let total_iters = (o.epochs as u64 * n as u64).min(o.max_iters.unwrap_or(u64::MAX));
+    let started = Instant::now();
+    let mut ema: Option<f64> = None;
+    let start_seconds = state.seconds;
+    while state.epoch < o.epochs {
+        if state.order.is_empty() {
+            state.order = split.train.clone();
+            state.order.shuffle(&mut rng);
+        }
+        let phase = o.phase(state.epoch);
+        let phase_name = format!("{phase:?}");
+        if state.best_phase.as_deref() != Some(phase_name.as_str()) {
+            // A new phase optimizes another loss: its epochs are compared among themselves.
+            state.best_loss = None;
+            state.best_phase = Some(phase_name);
+        }
+        let tcfg = o.train_config(state.epoch);
+        while state.pos < state.order.len() {
+            if o.max_iters.is_some_and(|m| state.iteration >= m) {
+                state.rng_word_pos = rng.get_word_pos().to_string();
+                save_checkpoint(dir, &model, &adam, &state, false)?;
+                eprintln!(
+                    "stopped at --max-iters {}; checkpoint saved",
+                    state.iteration
+                );
+                return Ok(());
+            }
+            let t0 = Instant::now();
+            let i = state.order[state.pos];
+            let ex = loader.get(ds, i)?;
+            let (x, boxes) = if o.augment {
+                Dihedral::random(&mut rng).apply(&ex.x, &ex.boxes)
+            } else {
+                (ex.x, ex.boxes)
+            };
+            let x = pad_to_multiple(&x, SIZE_DIVISIBLE);
+            let (losses, grads) =
+                loss_and_grads(&model, &x, boxes.view(), &ex.labels, &tcfg, &mut rng);
+            let total = losses.total();
+            if !total.is_finite() {
+                return Err(Error::invalid(format!(
+                    "loss is not finite ({losses:?}) at iteration {} on {}; lower --lr",
+                    state.iteration + 1,
+                    ds.samples[i].image.display()
+                )));
+            }
+            let mut weights = model.export();
+            adam.step(&mut weights, &grads)?;
+            model = init::build(weights, model.metadata())?;
+            state.pos += 1;
+            state.iteration += 1;
+            state.epoch_loss_sum += total as f64;
+            state.epoch_loss_n += 1;
+            let dt = t0.elapsed().as_secs_f64();
+            state.seconds = start_seconds + started.elapsed().as_secs_f64();
+            writeln!(
+                csv,
+                "{},{},{},{},{},{},{},{:e},{:.4}",
+                state.epoch + 1,
+                state.iteration,
+                losses.objectness,
+                losses.rpn_box_reg,
+                losses.classifier,
+                losses.box_reg,
+                total,
+                o.lr,
+                dt
+            )
+            .map_err(|e| Error::io(dir.join("train.csv"), e))?;
+            // Seconds per iteration: exponential moving average (the first iterations also
+            // load and preprocess images).
+            let per_iter = ema.map_or(dt, |p| 0.9 * p + 0.1 * dt);
+            ema = Some(per_iter);
+            eprintln!(
+                "epoch {}/{} iter {}/{} ({}) | obj {:.4} rpn_box {:.4} cls {:.4} box {:.4} total {:.4} | {:.2} img/s ETA {}",
+                state.epoch + 1,
+                o.epochs,
+                state.pos,
+                n,
+                state.iteration,
+                losses.objectness,
+                losses.rpn_box_reg,
+                losses.classifier,
+                losses.box_reg,
+                total,
+                1.0 / per_iter,
+                hms(per_iter * total_iters.saturating_sub(state.iteration) as f64)
+            );
+        }
+        let mean = state.epoch_loss_sum / state.epoch_loss_n.max(1) as f64;
+        let is_best = state.best_loss.is_none_or(|b| mean < b);
+        if is_best {
+            state.best_loss = Some(mean);
+        }
+        eprintln!(
+            "epoch {} done: mean loss {mean:.4}{}",
+            state.epoch + 1,
+            if is_best {
+                " (best so far, saved best.safetensors)"
+            } else {
+                ""
+            }
+        );
+        state.epoch += 1;
+        state.pos = 0;
+        state.order.clear();
+        state.epoch_loss_sum = 0.0;
+        state.epoch_loss_n = 0;
+        state.rng_word_pos = rng.get_word_pos().to_string();
+        save_checkpoint(dir, &model, &adam, &state, is_best)?;
+    }
+    eprintln!(
+        "done: {} epochs, {} iterations, {}",
+        state.epoch,
+        state.iteration,
+        hms(state.seconds)
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_model() -> FasterRcnn {
+        let classes = vec!["__background__".to_string(), "a".to_string()];
+        let (t, m) =
+            init::he_init(&Arch::reduced(32, Some([1, 1, 1, 1])).unwrap(), &classes, 1).unwrap();
+        init::build(t, m).unwrap()
+    }
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("cryodet-trainer-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// A kill after phase 1 (all `.new` files complete) rolls forward to the new checkpoint; a
+    /// kill during phase 1 (no `state.json.new`) rolls back to the old one.
+    #[test]
+    fn recovery_rolls_forward_or_back() {
+        let dir = tmpdir("recover");
+        let model = tiny_model();
+        let adam = Adam::new(AdamConfig::default());
+        let mut state = TrainState::new(3);
+        save_checkpoint(&dir, &model, &adam, &state, true).unwrap();
+        assert!(
+            !recover(&dir).unwrap(),
+            "a clean checkpoint needs no recovery"
+        );
+
+        // Interrupted commit: phase 1 complete, one rename done.
+        state.iteration = 0;
+        state.epoch = 1;
+        let json = serde_json::to_string(&state).unwrap();
+        std::fs::copy(
+            dir.join("last.safetensors"),
+            dir.join("last.safetensors.new"),
+        )
+        .unwrap();
+        std::fs::copy(
+            dir.join("optimizer.safetensors"),
+            dir.join("optimizer.safetensors.new"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("state.json.new"), &json).unwrap();
+        rename(
+            &dir.join("optimizer.safetensors.new"),
+            &dir.join("optimizer.safetensors"),
+        )
+        .unwrap();
+        assert!(recover(&dir).unwrap());
+        let back: TrainState = read_json(&dir.join("state.json")).unwrap();
+        assert_eq!(back.epoch, 1);
+        assert!(!dir.join("last.safetensors.new").exists());
+
+        // Interrupted phase 1: debris removed, old state kept.
+        std::fs::write(dir.join("last.safetensors.new"), b"partial").unwrap();
+        std::fs::write(dir.join("best.safetensors.new.tmp"), b"partial").unwrap();
+        assert!(recover(&dir).unwrap());
+        assert!(!dir.join("last.safetensors.new").exists());
+        assert!(!dir.join("best.safetensors.new.tmp").exists());
+        let back: TrainState = read_json(&dir.join("state.json")).unwrap();
+        assert_eq!(back.epoch, 1);
+        FasterRcnn::load(dir.join("last.safetensors")).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn rng_state_roundtrips_through_json() {
+        let mut s = TrainState::new(42);
+        let mut rng = s.rng().unwrap();
+        let _: u64 = rand::Rng::gen(&mut rng);
+        s.rng_word_pos = rng.get_word_pos().to_string();
+        let t: TrainState = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        let a: u64 = rand::Rng::gen(&mut rng);
+        let b: u64 = rand::Rng::gen(&mut t.rng().unwrap());
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn csv_drops_rows_after_the_checkpoint() {
+        let dir = tmpdir("csv");
+        let p = dir.join("train.csv");
+        std::fs::write(&p, format!("{CSV_HEADER}\n1,1,0,0,0,0,0,1e-5,0.1\n1,2,0,0,0,0,0,1e-5,0.1\n1,3,0,0,0,0,0,1e-5,0.1\n")).unwrap();
+        drop(open_csv(&p, 2).unwrap());
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn alternating_schedule_halves_the_epochs() {
+        let mut o = TrainOptions::new("d".into(), "o".into());
+        o.schedule = Schedule::Alternating;
+        o.epochs = 5;
+        let phases: Vec<Phase> = (0..5).map(|e| o.phase(e)).collect();
+        assert_eq!(
+            phases,
+            [
+                Phase::RpnOnly,
+                Phase::RpnOnly,
+                Phase::RpnOnly,
+                Phase::HeadOnly,
+                Phase::HeadOnly
+            ]
+        );
+    }
+}

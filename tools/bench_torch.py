@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Side-by-side detection benchmark: torchvision vs cryodet, same weights, input and threads.
+
+    python3 tools/bench_torch.py --threads 2 --runs 5
+    python3 tools/bench_torch.py --weights /tmp/perf_full.safetensors --input /tmp/perf_x600x800.safetensors
+
+Each side runs in its own subprocess (one warm-up detection, then --runs timed detections; the
+median is reported); the parent reads each child's peak RSS from os.wait4's rusage (ru_maxrss,
+KiB on Linux). The torchvision model is tools/torch_reference.py's build (load_weights) in eval
+mode under torch.no_grad(), torch.set_num_threads(T). cryodet runs `benches/detect.rs --mode
+detect` (built with `cargo bench --bench detect --no-run`), whose timed region is the same:
+backbone, RPN, proposals, RoI head, postprocess (no file I/O, no weight loading).
+GFLOP/s for both = cryodet's analytic FLOP count (convolutions and linear layers) / median time.
+The 1-minute load average is printed before and after: the machine may be shared.
+
+Missing weight/input files are made with tools/torch_reference.py random-weights / random-input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def torch_child(args) -> None:
+    """Runs in the child process: time the torchvision detection."""
+    import torch
+
+    sys.path.insert(0, HERE)
+    import torch_reference as tr
+
+    torch.set_num_threads(args.threads)
+    model, _ = tr.load_weights(args.weights)
+    x = tr.load_input(args.input)[0].contiguous()
+    times = []
+    with torch.no_grad():
+        for i in range(args.runs + 1):
+            t0 = time.perf_counter()
+            det = model([x])[0]
+            t = time.perf_counter() - t0
+            if i > 0:
+                times.append(t)
+    times.sort()
+    print(json.dumps({"median_s": times[len(times) // 2], "times": times, "detections": int(det["boxes"].shape[0])}))
+
+
+def run_child(cmd, env=None):
+    """(parsed JSON of the last stdout line, peak RSS in MiB, wall seconds)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, cwd=ROOT)
+    out = p.stdout.read().decode()
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed with exit code {p.returncode}")
+    line = [l for l in out.splitlines() if l.strip().startswith("{")][-1]
+    return json.loads(line), ru.ru_maxrss / 1024.0, time.perf_counter() - t0
+
+
+def cryodet_binary() -> str:
+    out = subprocess.run(
+        ["cargo", "bench", "--bench", "detect", "--no-run", "--message-format=json"],
+        cwd=ROOT, check=True, stdout=subprocess.PIPE,
+    ).stdout.decode()
+    exe = None
+    for line in out.splitlines():
+        try:
+            msg = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if msg.get("reason") == "compiler-artifact" and msg.get("target", {}).get("name") == "detect" and msg.get("executable"):
+            exe = msg["executable"]
+    if exe is None:
+        sys.exit("could not find the benches/detect.rs executable")
+    return exe
+
+
+def ensure_files(args) -> None:
+    ref = [sys.executable, os.path.join(HERE, "torch_reference.py")]
+    if not os.path.isfile(args.weights):
+        subprocess.run(ref + ["random-weights", "--config", "full", "--out", args.weights], check=True)
+    if not os.path.isfile(args.input):
+        subprocess.run(ref + ["random-input", "--size", args.size, "--out", args.input], check=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", default="/tmp/perf_full.safetensors")
+    ap.add_argument("--input", default="/tmp/perf_x600x800.safetensors")
+    ap.add_argument("--size", default="600x800", help="input size if --input must be made")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--cryodet-bin", help="benches/detect.rs executable (default: build it)")
+    ap.add_argument("--only", choices=["torch", "cryodet"], help="run one side only")
+    ap.add_argument("--child", choices=["torch"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child == "torch":
+        torch_child(args)
+        return 0
+
+    ensure_files(args)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    env.pop("MATMUL_NUM_THREADS", None)
+    load0 = os.getloadavg()
+    res = {}
+    if args.only != "cryodet":
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", "torch", "--weights", args.weights,
+               "--input", args.input, "--threads", str(args.threads), "--runs", str(args.runs)]
+        res["torch"] = run_child(cmd, env)
+    if args.only != "torch":
+        exe = args.cryodet_bin or cryodet_binary()
+        cmd = [exe, "--mode", "detect", "--json", "--weights", args.weights, "--input", args.input,
+               "--threads", str(args.threads), "--runs", str(args.runs)]
+        res["cryodet"] = run_child(cmd, env)
+    load1 = os.getloadavg()
+
+    flops = res["cryodet"][0]["flops"] if "cryodet" in res else None
+    print(f"detection, input {args.input}, {args.threads} threads, median of {args.runs} runs (+1 warm-up)")
+    print(f"load average (1 min) before {load0[0]:.2f}, after {load1[0]:.2f}")
+    for name, (r, rss, _) in res.items():
+        g = f"{flops / r['median_s'] / 1e9:7.1f} GFLOP/s" if flops else ""
+        print(f"{name:8s} {r['median_s']:8.3f} s  {g}  peak RSS {rss:8.1f} MiB  "
+              f"({r.get('detections', '?')} detections; runs {', '.join(f'{t:.3f}' for t in r['times'])})")
+    if flops:
+        print(f"analytic work: {flops / 1e9:.1f} GFLOP ({res['cryodet'][0]['proposals']} proposals)")
+    if len(res) == 2:
+        ratio = res["torch"][0]["median_s"] / res["cryodet"][0]["median_s"]
+        print(f"torch_time / cryodet_time = {ratio:.2f}")
+        print(f"peak RSS cryodet / torch = {res['cryodet'][1] / res['torch'][1]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
