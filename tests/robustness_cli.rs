@@ -755,3 +755,39 @@ fn eval_malformed_detection_json() {
         &["not an image detection file"],
     );
 }
+
+#[test]
+fn train_refuses_an_unknown_class() {
+    let d = tmpdir("train");
+    std::fs::create_dir_all(d.join("images")).unwrap();
+    std::fs::create_dir_all(d.join("annotations")).unwrap();
+    std::fs::write(d.join("images/cell.png"), valid_png(&d)).unwrap();
+    std::fs::write(d.join("annotations/cell.xml"), GOOD_XML).unwrap();
+    let out = d.join("run");
+    // 55. an object whose class is not in --classes (refused while loading, before training)
+    expect_failure(
+        &[
+            "train",
+            "--data",
+            s(&d),
+            "--out",
+            s(&out),
+            "--classes",
+            "ribosome,vesicle",
+            "--max-iters",
+            "1",
+            "--size",
+            "64",
+            "--width-div",
+            "16",
+            "--blocks",
+            "1,1,1,1",
+            "--threads",
+            "1",
+        ],
+        &[
+            "cell.xml",
+            "unknown class \"mitochondria\"; the known classes (--classes) are: ribosome, vesicle",
+        ],
+    );
+}
