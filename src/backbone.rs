@@ -47,9 +47,21 @@ impl ConvBn {
         stride: usize,
         eps: f32,
     ) -> Result<Self> {
-        let w = take4(wf, &format!("{conv}.weight"))?;
-        let co = w.dim().0;
-        let pad = w.dim().2 / 2;
+        let name = format!("{conv}.weight");
+        let w = take4(wf, &name)?;
+        let (co, _, kh, kw) = w.dim();
+        // Padding k / 2 keeps the size `floor((H - 1) / s) + 1` only for square odd kernels;
+        // any other kernel would give the main path and the residual different sizes.
+        if kh != kw || kh % 2 == 0 {
+            return Err(Error::weights(
+                &wf.path,
+                format!(
+                    "tensor `{name}` has shape {:?}: the kernel must be square with an odd size",
+                    w.shape()
+                ),
+            ));
+        }
+        let pad = kh / 2;
         let mut vec = |suffix: &str| -> Result<Array1<f32>> {
             let t = wf.take_shaped(&format!("{bn}.{suffix}"), &[co])?;
             Ok(t.into_dimensionality::<Ix1>().expect("checked"))
@@ -61,7 +73,20 @@ impl ConvBn {
             running_var: vec("running_var")?,
             eps,
         };
-        Ok(ConvBn::new(Conv2d::new(w, None, stride, pad), bn))
+        let cb = ConvBn::new(Conv2d::new(w, None, stride, pad), bn);
+        // scale = weight / sqrt(running_var + eps): a negative variance gives NaN weights.
+        let finite = |c: &Conv2d| {
+            c.weight.iter().all(|v| v.is_finite()) && c.bias.iter().flatten().all(|v| v.is_finite())
+        };
+        if !finite(&cb.fused) {
+            return Err(Error::weights(
+                &wf.path,
+                format!(
+                    "the batch norm after `{conv}` folds into non-finite weights (running_var + eps <= 0?)"
+                ),
+            ));
+        }
+        Ok(cb)
     }
 
     /// Recomputes the folded convolution after `conv` or `bn` changed (training).
@@ -118,12 +143,19 @@ impl ConvBn {
     }
 }
 
-/// Takes a 4-D tensor.
+/// Takes a 4-D tensor with no zero dimension (a layer without channels or kernel is no layer).
 pub fn take4(wf: &mut WeightFile, name: &str) -> Result<Array4<f32>> {
-    Ok(wf
-        .take(name, 4)?
-        .into_dimensionality::<Ix4>()
-        .expect("checked"))
+    let t = wf.take(name, 4)?;
+    if t.shape().contains(&0) {
+        return Err(Error::weights(
+            &wf.path,
+            format!(
+                "tensor `{name}` has shape {:?} with a zero dimension",
+                t.shape()
+            ),
+        ));
+    }
+    Ok(t.into_dimensionality::<Ix4>().expect("checked"))
 }
 
 #[derive(Debug, Clone)]

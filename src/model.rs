@@ -277,12 +277,17 @@ impl FasterRcnn {
 
     pub fn from_weights(mut wf: WeightFile) -> Result<Self> {
         let bn_eps = match wf.metadata.get("bn_eps") {
-            Some(s) => s.trim().parse::<f32>().map_err(|_| {
-                Error::weights(
-                    &wf.path,
-                    format!("metadata `bn_eps` = {s:?} is not a number"),
-                )
-            })?,
+            Some(s) => s
+                .trim()
+                .parse::<f32>()
+                .ok()
+                .filter(|e| e.is_finite() && *e >= 0.0)
+                .ok_or_else(|| {
+                    Error::weights(
+                        &wf.path,
+                        format!("metadata `bn_eps` = {s:?} is not a number >= 0"),
+                    )
+                })?,
             None => 1e-5,
         };
         let backbone = Backbone::load(&mut wf, bn_eps)?;
@@ -307,10 +312,24 @@ impl FasterRcnn {
             ));
         }
         let c4 = layer4.out_channels();
-        let k = wf
-            .get("head.cls_score.weight")
-            .map(|t| t.shape()[0])
-            .ok_or_else(|| Error::weights(&wf.path, "missing tensor `head.cls_score.weight`"))?;
+        let k = match wf.get("head.cls_score.weight") {
+            None => {
+                return Err(Error::weights(
+                    &wf.path,
+                    "missing tensor `head.cls_score.weight`",
+                ))
+            }
+            Some(t) if t.ndim() == 2 && t.shape()[0] > 0 => t.shape()[0],
+            Some(t) => {
+                return Err(Error::weights(
+                    &wf.path,
+                    format!(
+                    "tensor `head.cls_score.weight` has shape {:?}, expected [num_classes, {c4}]",
+                    t.shape()
+                ),
+                ))
+            }
+        };
         let head = RoiHead {
             layer4,
             cls_score: take_linear(&mut wf, "head.cls_score", c4, k)?,

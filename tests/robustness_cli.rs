@@ -337,6 +337,47 @@ fn image_malformed_files() {
         &detect_args(s(&t), s(&w), s(&out), &[]),
         &["huge.tif", "TIFF"],
     );
+    // 24b. a 1.2 KB JPEG whose header claims 46352 x 19464 pixels (900 MB; found by
+    // cryodet-fuzz): refused by the decode budget, not allocated
+    let bomb = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/image/alloc-400e56a3395ee758"),
+    )
+    .unwrap();
+    info_fails(
+        &d,
+        "bomb.jpg",
+        &bomb,
+        &["cannot decode image", "Memory limit exceeded"],
+    );
+    // 23b. a 16-bit TIFF whose ImageWidth/ImageLength tags (LONG) are patched to 60000 x 60000
+    // (7.2 GB of samples, under MAX_SIDE on each axis): refused before allocating
+    let mut tif = std::fs::read(fixture_path("io/gray16.tif")).unwrap();
+    let ifd = u32::from_le_bytes(tif[4..8].try_into().unwrap()) as usize;
+    let n = u16::from_le_bytes(tif[ifd..ifd + 2].try_into().unwrap()) as usize;
+    let mut patched = 0;
+    for i in 0..n {
+        let e = ifd + 2 + 12 * i;
+        let tag = u16::from_le_bytes(tif[e..e + 2].try_into().unwrap());
+        if tag == 256 || tag == 257 {
+            tif[e + 8..e + 12].copy_from_slice(&60_000u32.to_le_bytes());
+            patched += 1;
+        }
+    }
+    assert_eq!(patched, 2, "ImageWidth/ImageLength tags not found");
+    let p = d.join("huge_claim.tif");
+    std::fs::write(&p, &tif).unwrap();
+    let cmd = format!(
+        "ulimit -v {HUGE_CLAIM_MAX_VMEM_KB}; exec '{}' info '{}'",
+        bin(),
+        s(&p)
+    );
+    let out = Command::new("sh").args(["-c", &cmd]).output().unwrap();
+    check_failure(
+        out.status.code().unwrap_or(-1),
+        &String::from_utf8_lossy(&out.stderr),
+        &["info", s(&p)],
+        &["huge_claim.tif", "cannot decode TIFF"],
+    );
     // 24. TIFF cut after its header
     let tif = std::fs::read(fixture_path("io/gray16.tif")).unwrap();
     info_fails(&d, "cut.tif", &tif[..12], &["cannot decode TIFF"]);
@@ -594,7 +635,7 @@ fn weights_malformed_files() {
     save_variant(&d.join("bneps.safetensors"), &tensors, &m);
     detect_with(
         "bneps.safetensors",
-        &["metadata `bn_eps` = \"tiny\" is not a number"],
+        &["metadata `bn_eps` = \"tiny\" is not a number >= 0"],
     );
 }
 
@@ -712,5 +753,41 @@ fn eval_malformed_detection_json() {
     eval(
         &good.replace("[9, 11, 30, 40]", "[9, 11, 30]"),
         &["not an image detection file"],
+    );
+}
+
+#[test]
+fn train_refuses_an_unknown_class() {
+    let d = tmpdir("train");
+    std::fs::create_dir_all(d.join("images")).unwrap();
+    std::fs::create_dir_all(d.join("annotations")).unwrap();
+    std::fs::write(d.join("images/cell.png"), valid_png(&d)).unwrap();
+    std::fs::write(d.join("annotations/cell.xml"), GOOD_XML).unwrap();
+    let out = d.join("run");
+    // 55. an object whose class is not in --classes (refused while loading, before training)
+    expect_failure(
+        &[
+            "train",
+            "--data",
+            s(&d),
+            "--out",
+            s(&out),
+            "--classes",
+            "ribosome,vesicle",
+            "--max-iters",
+            "1",
+            "--size",
+            "64",
+            "--width-div",
+            "16",
+            "--blocks",
+            "1,1,1,1",
+            "--threads",
+            "1",
+        ],
+        &[
+            "cell.xml",
+            "unknown class \"mitochondria\"; the known classes (--classes) are: ribosome, vesicle",
+        ],
     );
 }

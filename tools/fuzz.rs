@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --bin cryodet-fuzz -- --target mrc --iters 1000000 --seed 1
-//! targets: mrc voc weights detections tilt image
+//! targets: mrc voc weights weights-struct detections tilt image
 //! ```
 //!
 //! Loop: pick an input from the pool (seeds = small valid files built here + the files of
@@ -115,6 +115,10 @@ enum Target {
     Mrc,
     Voc,
     Weights,
+    /// Weights mutated as tensors (shapes, names, values, metadata) and re-serialized, so the
+    /// loader's checks behind a valid safetensors header are reached; an accepted network also
+    /// runs one forward pass on a 40x36 image.
+    WeightsStruct,
     Detections,
     Tilt,
     Image,
@@ -126,6 +130,7 @@ impl Target {
             "mrc" => Target::Mrc,
             "voc" => Target::Voc,
             "weights" => Target::Weights,
+            "weights-struct" => Target::WeightsStruct,
             "detections" | "json" => Target::Detections,
             "tilt" => Target::Tilt,
             "image" => Target::Image,
@@ -137,6 +142,7 @@ impl Target {
             Target::Mrc => "mrc",
             Target::Voc => "voc",
             Target::Weights => "weights",
+            Target::WeightsStruct => "weights-struct",
             Target::Detections => "detections",
             Target::Tilt => "tilt",
             Target::Image => "image",
@@ -219,7 +225,7 @@ impl Target {
             // nx ny nz mode mx my mz nsymbt machst nlabl ...
             Target::Mrc => &[0, 4, 8, 12, 28, 32, 36, 88, 92, 108, 208, 212, 220],
             // safetensors: u64 header length at 0.
-            Target::Weights => &[0, 4],
+            Target::Weights | Target::WeightsStruct => &[0, 4],
             // PNG IHDR width/height; TIFF IFD offset at 4.
             Target::Image => &[4, 8, 16, 20, 24],
             _ => &[],
@@ -261,6 +267,16 @@ fn run_target(t: Target, data: &[u8]) -> Result<(), String> {
             cryodet::model::FasterRcnn::from_weights(wf)
                 .map(|_| ())
                 .map_err(e)
+        }
+        Target::WeightsStruct => {
+            let wf =
+                weights::WeightFile::from_bytes(Path::new("fuzz.safetensors"), data).map_err(e)?;
+            let model = cryodet::model::FasterRcnn::from_weights(wf).map_err(e)?;
+            let x = ndarray::Array4::from_shape_fn((3, 1, 36, 40), |(c, _, y, x)| {
+                ((c + y * 3 + x) % 7) as f32 * 0.3 - 1.0
+            });
+            let _ = model.detect(&x);
+            Ok(())
         }
         Target::Detections => {
             let p = Path::new("fuzz.json");
@@ -334,6 +350,7 @@ fn seeds(t: Target, corpus: &Path) -> Vec<Vec<u8>> {
             v.push(v[0].clone());
             v
         }
+        Target::WeightsStruct => vec![tiny_weights(&tmp)],
         Target::Detections => {
             let d = detections::Detection {
                 bbox: [1.0, 2.0, 30.5, 40.0],
@@ -551,6 +568,134 @@ fn mutate(rng: &mut ChaCha8Rng, t: Target, data: &mut Vec<u8>, pool: &[Vec<u8>])
     data.truncate(1 << 18);
 }
 
+/// Tensor-level mutation of a safetensors file (for `weights-struct`): 1..=3 edits of shapes,
+/// names, values or metadata, then re-serialized (a file the parser cannot read is left as is).
+fn mutate_tensors(rng: &mut ChaCha8Rng, data: &mut Vec<u8>) {
+    let Ok(st) = safetensors::SafeTensors::deserialize(data) else {
+        return;
+    };
+    let Ok((_, meta)) = safetensors::SafeTensors::read_metadata(data) else {
+        return;
+    };
+    let mut meta = meta.metadata().clone().unwrap_or_default();
+    let mut t: Vec<(String, Vec<usize>, Vec<f32>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| {
+            let vals = v
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            (n, v.shape().to_vec(), vals)
+        })
+        .collect();
+    if t.is_empty() {
+        return;
+    }
+    const DIMS: [usize; 9] = [0, 1, 2, 3, 4, 5, 7, 9, 36];
+    for _ in 0..rng.gen_range(1..=3) {
+        let i = rng.gen_range(0..t.len());
+        match rng.gen_range(0..9) {
+            // one dimension to a small value
+            0 | 1 if !t[i].1.is_empty() => {
+                let k = rng.gen_range(0..t[i].1.len());
+                t[i].1[k] = DIMS[rng.gen_range(0..DIMS.len())];
+            }
+            // drop or add a dimension
+            2 => {
+                if rng.gen_bool(0.5) {
+                    t[i].1.pop();
+                } else {
+                    t[i].1.push(DIMS[rng.gen_range(0..DIMS.len())]);
+                }
+            }
+            // remove the tensor
+            3 if t.len() > 1 => {
+                t.remove(i);
+                continue;
+            }
+            // copy under another tensor's name, or under a renumbered name
+            4 => {
+                let j = rng.gen_range(0..t.len());
+                let name = if rng.gen_bool(0.5) {
+                    t[j].0.clone()
+                } else {
+                    t[i].0
+                        .replacen(".0.", &format!(".{}.", rng.gen_range(1..3)), 1)
+                };
+                let (_, shape, vals) = t[i].clone();
+                t.retain(|x| x.0 != name);
+                t.push((name, shape, vals));
+                continue;
+            }
+            // a special value
+            5 => {
+                if let Some(v) = t[i].2.first_mut() {
+                    *v = [f32::NAN, f32::INFINITY, 1e38, -1e38, 0.0, -1.0][rng.gen_range(0..6)];
+                }
+            }
+            // metadata
+            _ => {
+                let (key, vals): (&str, &[&str]) = if rng.gen_bool(0.5) {
+                    (
+                        "classes",
+                        &[
+                            "",
+                            ",",
+                            "a",
+                            "__background__,a,b",
+                            "bg,mito",
+                            "x,x,x,x,x,x,x,x",
+                        ],
+                    )
+                } else {
+                    (
+                        "bn_eps",
+                        &[
+                            "0", "-1", "-1e-5", "nan", "inf", "1e-40", "abc", "1e30", " 1e-5 ",
+                        ],
+                    )
+                };
+                if rng.gen_bool(0.2) {
+                    meta.remove(key);
+                } else {
+                    meta.insert(key.into(), vals[rng.gen_range(0..vals.len())].into());
+                }
+            }
+        }
+        // Keep data consistent with the (possibly new) shape; cap the element count.
+        let n: usize = t[i].1.iter().product();
+        if n > 1 << 16 {
+            t[i].1 = vec![1];
+        }
+        let n: usize = t[i].1.iter().product();
+        t[i].2.resize(n, 0.05);
+    }
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = t
+        .iter()
+        .map(|(n, s, v)| {
+            (
+                n.clone(),
+                s.clone(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
+        .iter()
+        .filter_map(|(n, s, b)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                .ok()
+                .map(|v| (n.clone(), v))
+        })
+        .collect();
+    let meta = if meta.is_empty() { None } else { Some(meta) };
+    if let Ok(b) = safetensors::serialize(views, &meta) {
+        *data = b;
+    }
+}
+
 /// The error message with digits removed: a cheap "which check fired" signature.
 fn signature(r: &Result<(), String>) -> String {
     match r {
@@ -579,7 +724,7 @@ fn main() {
     };
     let Some(target) = get("--target").as_deref().and_then(Target::parse) else {
         eprintln!(
-            "usage: cryodet-fuzz --target mrc|voc|weights|detections|tilt|image \
+            "usage: cryodet-fuzz --target mrc|voc|weights|weights-struct|detections|tilt|image \
              [--iters N] [--seed S] [--max-alloc MB] [--corpus DIR]"
         );
         std::process::exit(2);
@@ -636,7 +781,11 @@ fn main() {
         } else {
             pool[rng.gen_range(0..pool.len())].clone()
         };
-        mutate(&mut rng, target, &mut data, &pool);
+        if target == Target::WeightsStruct && rng.gen_bool(0.9) {
+            mutate_tensors(&mut rng, &mut data);
+        } else {
+            mutate(&mut rng, target, &mut data, &pool);
+        }
         CURRENT.store(data.as_ptr() as *mut u8, Relaxed);
         CURRENT_LEN.store(data.len(), Relaxed);
         let r = std::panic::catch_unwind(|| run_target(target, &data));

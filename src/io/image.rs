@@ -23,6 +23,24 @@ use std::path::Path;
 pub const MAX_DECODE_BYTES: u64 = 2 << 30;
 /// Largest image side we accept, in pixels.
 pub const MAX_SIDE: u32 = 65_536;
+/// Largest ratio of decoded bytes to file bytes for PNG and JPEG. Deflate cannot expand more
+/// than 1032:1 (PNG adds one filter byte per row); a baseline JPEG needs at least ~2 bits per
+/// 8x8 block and component (256 gray pixels per byte). A header claiming more than this (plus
+/// [`DECODE_SLACK`]) cannot be backed by the file's data and is refused before the decoder
+/// allocates its output (found by `cryodet-fuzz --target image`: a 1.2 KB JPEG asked for 900 MB).
+pub const MAX_RATIO: u64 = 1100;
+/// The same bound for TIFF: LZW strings reach 4096 bytes per 12-bit code (ratio < 2731:1).
+pub const MAX_RATIO_TIFF: u64 = 4096;
+/// Decoded bytes always allowed, whatever the file size (small test images, headers).
+pub const DECODE_SLACK: u64 = 1 << 20;
+
+/// Bytes a decoder may allocate for a file of `file_len` bytes compressed at most `ratio`:1.
+fn decode_budget(file_len: usize, ratio: u64) -> u64 {
+    (file_len as u64)
+        .saturating_mul(ratio)
+        .saturating_add(DECODE_SLACK)
+        .min(MAX_DECODE_BYTES)
+}
 
 /// Rec.601 luma weights (R, G, B).
 pub const LUMA_601: [f32; 3] = [0.299, 0.587, 0.114];
@@ -70,7 +88,7 @@ pub fn decode_gray(path: &Path, bytes: &[u8]) -> Result<Array2<f32>> {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    limits.max_alloc = Some(decode_budget(bytes.len(), MAX_RATIO));
     reader.limits(limits);
     let img = reader
         .decode()
@@ -126,7 +144,7 @@ fn decode_tiff_gray(path: &Path, bytes: &[u8]) -> Result<Array2<f32>> {
     use tiff::ColorType;
     let bad = |e: tiff::TiffError| Error::format(path, format!("cannot decode TIFF: {e}"));
     let mut limits = Limits::default();
-    limits.decoding_buffer_size = MAX_DECODE_BYTES as usize;
+    limits.decoding_buffer_size = decode_budget(bytes.len(), MAX_RATIO_TIFF) as usize;
     let mut dec = Decoder::new(std::io::Cursor::new(bytes))
         .map_err(bad)?
         .with_limits(limits);
