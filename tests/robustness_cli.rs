@@ -670,9 +670,10 @@ fn bad_arguments_and_inputs() {
     std::fs::create_dir_all(&empty).unwrap();
     std::fs::write(empty.join("notes.txt"), "not an image").unwrap();
     let (code, err) = run(&detect_args(s(&empty), s(&w), s(&out), &[]));
-    assert!(code != 101 && !err.contains("panicked"), "{err}");
+    assert!(code == 1 && !err.contains("panicked"), "{err}");
     assert!(
-        err.contains("no_images: no images or MRC files in this directory"),
+        err.contains("no_images: no images or MRC files in this directory")
+            && err.contains("error: no input files"),
         "{err}"
     );
     // 49. a missing weight file

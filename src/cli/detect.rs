@@ -189,6 +189,11 @@ pub fn run(args: Args) -> Result<()> {
     };
     let model = FasterRcnn::load(&weights)?;
     let mut inputs = expand_inputs(&args.inputs)?;
+    if inputs.is_empty() {
+        return Err(Error::invalid(
+            "no input files: the given directories hold no images or MRC files",
+        ));
+    }
     if let Some((i, n)) = shard {
         inputs = inputs.into_iter().skip(i).step_by(n).collect();
     }
