@@ -53,16 +53,7 @@ pub struct RpnOutput {
 
 impl RpnHead {
     pub fn forward(&self, feat: &Array4<f32>) -> RpnOutput {
-        let t = self.conv.forward_fused(feat, None, true);
-        let cls_logits = self.cls_logits.forward(&t);
-        let bbox_pred = self.bbox_pred.forward(&t);
-        let (objectness, deltas) = flatten_rpn(&cls_logits, &bbox_pred);
-        RpnOutput {
-            cls_logits,
-            bbox_pred,
-            objectness,
-            deltas,
-        }
+        self.forward_cached(feat).0
     }
 }
 

@@ -61,24 +61,31 @@ pub fn gemm(alpha: f32, a: Mat, b: Mat, beta: f32, c: &mut [f32]) {
     // SAFETY: the asserts above and the `Mat` constructors guarantee that every index
     // `i*rs + j*cs` that sgemm reads (i < rows, j < cols) lies inside `data`, and that `c` holds
     // m*n elements written with row stride n; `c` does not alias `a` or `b` (&mut borrow).
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            alpha,
-            a.data.as_ptr(),
-            a.rs,
-            a.cs,
-            b.data.as_ptr(),
-            b.rs,
-            b.cs,
-            beta,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-    }
+    unsafe { sgemm_raw(alpha, a, b, beta, c.as_mut_ptr(), n, 1) }
+}
+
+/// The one call into matrixmultiply: `c[i*rsc + j*csc] = alpha * (a · b)[i, j] + beta * c[..]`.
+///
+/// # Safety
+/// Every `i*rsc + j*csc` (i < a.rows, j < b.cols) must be inside the allocation behind `c`,
+/// `c` must not alias `a` or `b`, and with `beta != 0` those elements must be initialized.
+unsafe fn sgemm_raw(alpha: f32, a: Mat, b: Mat, beta: f32, c: *mut f32, rsc: usize, csc: usize) {
+    matrixmultiply::sgemm(
+        a.rows,
+        a.cols,
+        b.cols,
+        alpha,
+        a.data.as_ptr(),
+        a.rs,
+        a.cs,
+        b.data.as_ptr(),
+        b.rs,
+        b.cs,
+        beta,
+        c,
+        rsc as isize,
+        csc as isize,
+    );
 }
 
 /// `c = alpha * a[m, k] · b[k, n]` written into an uninitialized `c` with element `(i, j)` at
@@ -117,24 +124,7 @@ pub fn gemm_uninit(
     // SAFETY: as in `gemm` for a and b; every output index i*rsc + j*csc (i < m, j < n) is
     // < c.len() by the assert above (strides are positive); with beta = 0 sgemm only writes c
     // (never reads it), so uninitialized memory is fine; `c` is a unique borrow.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            alpha,
-            a.data.as_ptr(),
-            a.rs,
-            a.cs,
-            b.data.as_ptr(),
-            b.rs,
-            b.cs,
-            0.0,
-            cp,
-            rsc as isize,
-            csc as isize,
-        );
-    }
+    unsafe { sgemm_raw(alpha, a, b, 0.0, cp, rsc, csc) }
 }
 
 /// Sets the number of threads the GEMM kernels use. Must be called before the first product
