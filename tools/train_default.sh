@@ -8,29 +8,32 @@
 # Choices (and why):
 # - He initialization (no ImageNet weights can be downloaded here; with converted weights,
 #   add  --init imagenet.safetensors  and WIDTH_DIV=1, see tools/convert_torchvision.py);
-# - ResNet-50 C4 with every width divided by 4 (all 3-4-6-3 blocks). Measured seconds per
-#   iteration on 2 cores shared with ~12 other busy processes (RUN/train.csv, column seconds):
-#   this network at 512 px with 128 RoIs 1.2-2.1 s; full width at 600 px 14-20 s (128 RoIs),
-#   33-43 s (512 RoIs). On 2 idle cores expect roughly a third of that;
-# - 512 px images used at their size (--size 512, detect --size 512);
-# - 128 sampled RoIs per image (torchvision samples 512; the study's keras-frcnn 32): the RoI
-#   head's layer4 runs forward and backward on every sampled RoI;
-# - Adam lr 1e-4 (the study's 1e-5 is for fine-tuning ImageNet weights; from scratch it is too
+# - ResNet-50 C4 with every width divided by 8 and 2 blocks per stage (stem 8, layer3 128
+#   channels, layer4 256): on 2 shared cores this trains at ~5 images/s on one thread, so the
+#   60 epochs (15,000 iterations) take ~45 min. Wider networks were 10-100x slower per iteration
+#   (RUN/train.csv, column seconds: width/4 all blocks at 512 px 1.2-2.1 s; full width at 600 px
+#   14-20 s with 128 RoIs, 33-43 s with 512 RoIs, on 2 cores shared with other jobs);
+# - 384 px images used at their size (--size 384; recorded in the weights' metadata, which
+#   detect and eval follow);
+# - 128 sampled RoIs per image (torchvision samples 512; the study's keras-frcnn 32);
+# - Adam lr 2e-4 (the study's 1e-5 is for fine-tuning ImageNet weights; from scratch it is too
 #   slow); joint schedule; the study's preprocessing (bilateral filter + equalization);
-# - split by group (synthetic "tomograms" of 10 images), 5:1, seed 1.
-# Expect N * 5/6 * EPOCHS iterations (default 100 * 20 = 2000: ~40-70 min at the loaded speed above).
+# - split by group (synthetic "tomograms" of 10 images), 5:1, seed 1;
+# - one thread: with small matrices, two threads spent half their time spinning (sched_yield)
+#   on the shared machine; one thread was 4x faster there.
 set -euo pipefail
 
 CRYODET=${CRYODET:-${CARGO_TARGET_DIR:-target}/release/cryodet}
 WORK=${WORK:-runs/default}
-N=${N:-120}
-IMAGE_SIZE=${IMAGE_SIZE:-512}
+N=${N:-300}
+IMAGE_SIZE=${IMAGE_SIZE:-384}
 SNR=${SNR:-0.1}
-EPOCHS=${EPOCHS:-20}
-LR=${LR:-1e-4}
-WIDTH_DIV=${WIDTH_DIV:-4}
+EPOCHS=${EPOCHS:-60}
+LR=${LR:-2e-4}
+WIDTH_DIV=${WIDTH_DIV:-8}
+BLOCKS=${BLOCKS:-2,2,2,2}
 ROI_BATCH=${ROI_BATCH:-128}
-THREADS=${THREADS:-$(nproc)}
+THREADS=${THREADS:-1}
 SEED=${SEED:-1}
 
 cargo build --release
@@ -46,7 +49,7 @@ if [ -f "$WORK/run/state.json" ]; then
   "$CRYODET" train --resume "$WORK/run" --threads "$THREADS"
 else
   "$CRYODET" train --data "$WORK/data" --out "$WORK/run" --epochs "$EPOCHS" --lr "$LR" \
-    --size "$IMAGE_SIZE" --width-div "$WIDTH_DIV" --roi-batch "$ROI_BATCH" --seed "$SEED" \
+    --size "$IMAGE_SIZE" --width-div "$WIDTH_DIV" --blocks "$BLOCKS" --roi-batch "$ROI_BATCH" --seed "$SEED" \
     --split-by-group --threads "$THREADS"
 fi
 
