@@ -3,6 +3,14 @@
 
     python3 tools/bench_torch.py --threads 2 --runs 5
     python3 tools/bench_torch.py --weights /tmp/perf_full.safetensors --input /tmp/perf_x600x800.safetensors
+    python3 tools/bench_torch.py --mode train --threads 2 --runs 3      # one training step
+
+--mode train times one training step on each side: forward in training mode, the four losses
+and the backward pass of their sum to every trainable weight (torchvision's default training
+configuration on both sides: 12000/2000 proposals before/after NMS, 256 sampled anchors, 512
+sampled RoIs, trainable_backbone_layers = 3), on the same two ground-truth boxes as
+benches/detect.rs --mode train. torch: model.train(), loss.backward(); cryodet:
+train::grad::loss_and_grads. The optimizer update is not timed on either side.
 
 Each side runs in its own subprocess (one warm-up detection, then --runs timed detections; the
 median is reported); the parent reads each child's peak RSS from os.wait4's rusage (ru_maxrss,
@@ -41,6 +49,9 @@ def torch_child(args) -> None:
     torch.set_num_threads(args.threads)
     model, _ = tr.load_weights(args.weights)
     x = tr.load_input(args.input)[0].contiguous()
+    if args.mode == "train":
+        torch_train_child(args, model, x)
+        return
     times, cpu = [], []
     with torch.no_grad():
         for i in range(args.runs + 1):
@@ -55,6 +66,41 @@ def torch_child(args) -> None:
     cpu.sort()
     print(json.dumps({"median_s": times[len(times) // 2], "cpu_s": cpu[len(cpu) // 2], "times": times,
                       "detections": int(det["boxes"].shape[0])}))
+
+
+# The two ground-truth boxes of benches/detect.rs --mode train (x1, y1, x2, y2 in input pixels).
+TRAIN_GT = [[100.0, 120.0, 300.0, 260.0], [420.0, 200.0, 560.0, 410.0]]
+
+
+def torch_train_child(args, model, x) -> None:
+    """Times one torchvision training step (forward + losses + backward), as cryodet's
+    train::grad::loss_and_grads: trainable_backbone_layers = 3, default samplers."""
+    import torch
+
+    model.train()
+    model.rpn._pre_nms_top_n["training"] = 12000
+    model.rpn._post_nms_top_n["training"] = 2000
+    import torch_grad as tg  # trainable(): torchvision's trainable_backbone_layers rule on cryodet names
+    import torch_reference as tr
+
+    for n, p in model.named_parameters():
+        p.requires_grad_(tg.trainable(tr.to_cryodet_name(n), 3))
+    target = {"boxes": torch.tensor(TRAIN_GT), "labels": torch.tensor([1, 1])}
+    times, cpu = [], []
+    for i in range(args.runs + 1):
+        torch.manual_seed(i)
+        model.zero_grad(set_to_none=True)
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        losses = model([x], [target])
+        sum(losses.values()).backward()
+        t = time.perf_counter() - t0
+        if i > 0:
+            times.append(t)
+            cpu.append(time.process_time() - c0)
+    times.sort()
+    cpu.sort()
+    print(json.dumps({"median_s": times[len(times) // 2], "cpu_s": cpu[len(cpu) // 2], "times": times}))
 
 
 def run_child(cmd, env=None):
@@ -105,6 +151,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--cryodet-bin", help="benches/detect.rs executable (default: build it)")
     ap.add_argument("--only", choices=["torch", "cryodet"], help="run one side only")
+    ap.add_argument("--mode", choices=["detect", "train"], default="detect",
+                    help="whole detection (default) or one training step")
     ap.add_argument("--child", choices=["torch"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child == "torch":
@@ -118,29 +166,31 @@ def main() -> int:
     res = {}
     if args.only != "cryodet":
         cmd = [sys.executable, os.path.abspath(__file__), "--child", "torch", "--weights", args.weights,
-               "--input", args.input, "--threads", str(args.threads), "--runs", str(args.runs)]
+               "--input", args.input, "--threads", str(args.threads), "--runs", str(args.runs),
+               "--mode", args.mode]
         res["torch"] = run_child(cmd, env)
     if args.only != "torch":
         exe = args.cryodet_bin or cryodet_binary()
-        cmd = [exe, "--mode", "detect", "--json", "--weights", args.weights, "--input", args.input,
+        cmd = [exe, "--mode", args.mode, "--json", "--weights", args.weights, "--input", args.input,
                "--threads", str(args.threads), "--runs", str(args.runs)]
         res["cryodet"] = run_child(cmd, env)
     load1 = os.getloadavg()
 
-    flops = res["cryodet"][0]["flops"] if "cryodet" in res else None
-    print(f"detection, input {args.input}, {args.threads} threads, median of {args.runs} runs (+1 warm-up)")
+    flops = res["cryodet"][0].get("flops") if "cryodet" in res else None
+    what = "detection" if args.mode == "detect" else "training step (forward + losses + backward)"
+    print(f"{what}, input {args.input}, {args.threads} threads, median of {args.runs} runs (+1 warm-up)")
     print(f"load average (1 min) before {load0[0]:.2f}, after {load1[0]:.2f}")
     for name, (r, rss, _) in res.items():
         g = f"{flops / r['median_s'] / 1e9:7.1f} GFLOP/s" if flops else ""
-        print(f"{name:8s} {r['median_s']:8.3f} s  {g}  CPU {r['cpu_s']:7.3f} s/detection  peak RSS {rss:8.1f} MiB  "
-              f"({r.get('detections', '?')} detections; runs {', '.join(f'{t:.3f}' for t in r['times'])})")
+        print(f"{name:8s} {r['median_s']:8.3f} s  {g}  CPU {r['cpu_s']:7.3f} s/{args.mode}  peak RSS {rss:8.1f} MiB  "
+              f"({r.get('detections', '-')} detections; runs {', '.join(f'{t:.3f}' for t in r['times'])})")
     if flops:
         print(f"analytic work: {flops / 1e9:.1f} GFLOP ({res['cryodet'][0]['proposals']} proposals)")
     if len(res) == 2:
         ratio = res["torch"][0]["median_s"] / res["cryodet"][0]["median_s"]
         print(f"torch_time / cryodet_time = {ratio:.2f}")
         cratio = res["torch"][0]["cpu_s"] / res["cryodet"][0]["cpu_s"]
-        print(f"torch_cpu / cryodet_cpu = {cratio:.2f}  (CPU seconds per detection, user + system, all threads;"
+        print(f"torch_cpu / cryodet_cpu = {cratio:.2f}  (CPU seconds per {args.mode}, user + system, all threads;"
               " less sensitive to other load than wall time, but counts spin-waiting)")
         print(f"peak RSS cryodet / torch = {res['cryodet'][1] / res['torch'][1]:.2f}")
     return 0

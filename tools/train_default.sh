@@ -9,31 +9,39 @@
 # - He initialization (no ImageNet weights can be downloaded here; with converted weights,
 #   add  --init imagenet.safetensors  and WIDTH_DIV=1, see tools/convert_torchvision.py);
 # - ResNet-50 C4 with every width divided by 8 and 2 blocks per stage (stem 8, layer3 128
-#   channels, layer4 256): on 2 shared cores this trains at ~5 images/s on one thread, so the
-#   60 epochs (15,000 iterations) take ~45 min. Wider networks were 10-100x slower per iteration
+#   channels, layer4 256): on 2 idle cores this trains at ~9-10 images/s (--threads 2), so the
+#   80 epochs (20,000 iterations) take ~40 min. Wider networks were 10-100x slower per iteration
 #   (RUN/train.csv, column seconds: width/4 all blocks at 512 px 1.2-2.1 s; full width at 600 px
 #   14-20 s with 128 RoIs, 33-43 s with 512 RoIs, on 2 cores shared with other jobs);
-# - 384 px images used at their size (--size 384; recorded in the weights' metadata, which
-#   detect and eval follow);
+# - synthetic projections of 1536 x 1536 px at SNR 0.1 *at that resolution* (the study measured
+#   SNR 0.06-0.12 on its full 3708 x 3838 projections), seen by the network at 384 px (--size 384,
+#   4x smaller; recorded in the weights' metadata, which detect and eval follow). The study's
+#   detector (keras-frcnn) likewise resized its 3708 x 3838 images to a 600 px short side, 6.2x
+#   smaller: averaging over 4x4 pixels raises the per-pixel SNR of white noise 16x, so images
+#   made at 384 px with SNR 0.1 would be far harder than what the study's network saw;
 # - 128 sampled RoIs per image (torchvision samples 512; the study's keras-frcnn 32);
 # - Adam lr 2e-4 (the study's 1e-5 is for fine-tuning ImageNet weights; from scratch it is too
-#   slow); joint schedule; the study's preprocessing (bilateral filter + equalization);
+#   slow), divided by 10 after epoch 60 of 80 (--lr-steps 60, as torchvision's detection
+#   reference drops its lr late in training); joint schedule; the study's preprocessing (bilateral filter + equalization);
 # - split by group (synthetic "tomograms" of 10 images), 5:1, seed 1;
-# - one thread: with small matrices, two threads spent half their time spinning (sched_yield)
-#   on the shared machine; one thread was 4x faster there.
+# - threads: all cores by default. On an idle 2-core machine 2 threads gave 9-10 images/s against
+#   5-6 on one; on a machine shared with other busy jobs, two threads spent half their time
+#   spinning (sched_yield) and one thread (THREADS=1) was 4x faster.
 set -euo pipefail
 
 CRYODET=${CRYODET:-${CARGO_TARGET_DIR:-target}/release/cryodet}
 WORK=${WORK:-runs/default}
 N=${N:-300}
+GEN_SIZE=${GEN_SIZE:-1536}
 IMAGE_SIZE=${IMAGE_SIZE:-384}
 SNR=${SNR:-0.1}
-EPOCHS=${EPOCHS:-60}
+EPOCHS=${EPOCHS:-80}
+LR_STEPS=${LR_STEPS:-60}
 LR=${LR:-2e-4}
 WIDTH_DIV=${WIDTH_DIV:-8}
 BLOCKS=${BLOCKS:-2,2,2,2}
 ROI_BATCH=${ROI_BATCH:-128}
-THREADS=${THREADS:-1}
+THREADS=${THREADS:-$(nproc)}
 SEED=${SEED:-1}
 
 cargo build --release
@@ -41,7 +49,7 @@ mkdir -p "$WORK"
 
 # 1. Synthetic images with LabelImg annotations and a group manifest.
 if [ ! -d "$WORK/data/images" ]; then
-  "$CRYODET" synth "$WORK/data" --n "$N" --size "$IMAGE_SIZE" --snr "$SNR" --seed "$SEED" --groups 10
+  "$CRYODET" synth "$WORK/data" --n "$N" --size "$GEN_SIZE" --snr "$SNR" --seed "$SEED" --groups 10
 fi
 
 # 2. Training (resumes if a previous run was interrupted).
@@ -50,7 +58,7 @@ if [ -f "$WORK/run/state.json" ]; then
 else
   "$CRYODET" train --data "$WORK/data" --out "$WORK/run" --epochs "$EPOCHS" --lr "$LR" \
     --size "$IMAGE_SIZE" --width-div "$WIDTH_DIV" --blocks "$BLOCKS" --roi-batch "$ROI_BATCH" --seed "$SEED" \
-    --split-by-group --threads "$THREADS"
+    --lr-steps "$LR_STEPS" --split-by-group --threads "$THREADS"
 fi
 
 # 3. Detection on the held-out images (RUN/test.txt: "image annotation" lines).

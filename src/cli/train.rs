@@ -81,6 +81,14 @@ pub struct Args {
     /// Default: 3 with --init (torchvision's), 5 from scratch.
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=5))]
     pub trainable_layers: Option<u8>,
+    /// Learning-rate drops, as torchvision's detection reference (`--lr-steps 16 22`, MultiStepLR,
+    /// gamma 0.1): `--lr-steps 40,55` trains epochs 1-40 at --lr, 41-55 at lr x gamma and the
+    /// rest at lr x gamma^2 (milestones are 0-based epoch indices, as torch's).
+    #[arg(long, value_delimiter = ',')]
+    pub lr_steps: Option<Vec<usize>>,
+    /// Factor of each --lr-steps drop.
+    #[arg(long, default_value_t = 0.1)]
+    pub lr_gamma: f32,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -130,5 +138,15 @@ pub fn run(args: Args) -> Result<()> {
     o.manifest = args.manifest;
     o.split_by_group = args.split_by_group;
     o.trainable_layers = args.trainable_layers.map(usize::from);
+    if !(args.lr_gamma > 0.0 && args.lr_gamma.is_finite()) {
+        return Err(Error::invalid(format!(
+            "--lr-gamma {} must be positive",
+            args.lr_gamma
+        )));
+    }
+    let mut steps = args.lr_steps.unwrap_or_default();
+    steps.sort_unstable();
+    o.lr_steps = steps;
+    o.lr_gamma = args.lr_gamma;
     trainer::train(o)
 }

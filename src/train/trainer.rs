@@ -97,6 +97,17 @@ pub struct TrainOptions {
     /// Backbone stages trained, counted from the top (None: see [`TrainOptions::trainable_layers`]).
     #[serde(default)]
     pub trainable_layers: Option<usize>,
+    /// Epochs (0-based, sorted) at which the learning rate is multiplied by `lr_gamma`, as
+    /// torchvision's detection reference (`--lr-steps`, MultiStepLR). Empty: constant lr.
+    #[serde(default)]
+    pub lr_steps: Vec<usize>,
+    /// Factor applied at each of `lr_steps` (torchvision's reference: 0.1).
+    #[serde(default = "default_lr_gamma")]
+    pub lr_gamma: f32,
+}
+
+fn default_lr_gamma() -> f32 {
+    0.1
 }
 
 impl TrainOptions {
@@ -124,7 +135,15 @@ impl TrainOptions {
             split_by_group: false,
             augment: true,
             trainable_layers: None,
+            lr_steps: Vec::new(),
+            lr_gamma: default_lr_gamma(),
         }
+    }
+
+    /// Learning rate of epoch `epoch` (0-based): `lr * lr_gamma^(number of steps <= epoch)`.
+    pub fn lr_at(&self, epoch: usize) -> f32 {
+        let drops = self.lr_steps.iter().filter(|&&s| s <= epoch).count();
+        self.lr * self.lr_gamma.powi(drops as i32)
     }
 
     /// The phase of epoch `epoch` (0-based).
@@ -501,6 +520,7 @@ fn run_loop(
             state.best_phase = Some(phase_name);
         }
         let tcfg = o.train_config(state.epoch);
+        adam.config.lr = o.lr_at(state.epoch);
         while state.pos < state.order.len() {
             if o.max_iters.is_some_and(|m| state.iteration >= m) {
                 state.rng_word_pos = rng.get_word_pos().to_string();
@@ -549,7 +569,7 @@ fn run_loop(
                 losses.classifier,
                 losses.box_reg,
                 total,
-                o.lr,
+                adam.config.lr,
                 dt
             )
             .map_err(|e| Error::io(dir.join("train.csv"), e))?;
@@ -712,5 +732,27 @@ mod tests {
                 Phase::HeadOnly
             ]
         );
+    }
+
+    #[test]
+    fn lr_steps_follow_torch_multistep_milestones() {
+        // torch: MultiStepLR(opt, milestones=[2, 4], gamma=0.1), scheduler.step() after each
+        // epoch -> epochs 0,1 at lr; 2,3 at 0.1 lr; 4.. at 0.01 lr.
+        let mut o = TrainOptions::new("d".into(), "o".into());
+        o.lr = 1e-3;
+        o.lr_steps = vec![2, 4];
+        let lrs: Vec<f32> = (0..6).map(|e| o.lr_at(e)).collect();
+        let want = [1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5];
+        for (e, (a, b)) in lrs.iter().zip(want).enumerate() {
+            assert!((a - b).abs() <= 1e-6 * b, "epoch {e}: lr {a}, want {b}");
+        }
+        // An options.json written before lr_steps existed still loads (constant lr).
+        let mut v = serde_json::to_value(&o).unwrap();
+        let m = v.as_object_mut().unwrap();
+        m.remove("lr_steps");
+        m.remove("lr_gamma");
+        let old: TrainOptions = serde_json::from_value(v).unwrap();
+        assert_eq!(old.lr_at(5), 1e-3);
+        assert_eq!(old.lr_gamma, 0.1);
     }
 }
