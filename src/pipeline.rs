@@ -45,16 +45,20 @@ impl Default for PipelineConfig {
 }
 
 impl PipelineConfig {
-    /// Settings for `model`: the short side and the preprocessing it was trained with
-    /// (weight-file metadata `min_size`, `preprocess`), unless overridden. Without metadata:
-    /// 600 px and the study's preprocessing.
+    /// Settings for `model`: the short side and the preprocessing it was trained with and its
+    /// recommended score threshold (weight-file metadata `min_size`, `preprocess`,
+    /// `score_thresh`), unless overridden. Without metadata: 600 px, the study's preprocessing
+    /// and a score threshold of 0.5.
     pub fn for_model(
         model: &FasterRcnn,
         size: Option<usize>,
         max_size: Option<usize>,
         no_preprocess: bool,
-        score_thresh: f32,
+        score_thresh: Option<f32>,
     ) -> Self {
+        let score_thresh = score_thresh
+            .or_else(|| recommended_score_thresh(model))
+            .unwrap_or(0.5);
         let trained_size = model
             .info
             .get("min_size")
@@ -76,6 +80,16 @@ impl PipelineConfig {
             ..Default::default()
         }
     }
+}
+
+/// The score threshold recorded with the model (metadata `score_thresh`, e.g. the F1-optimal
+/// threshold on its held-out split), if it is a number in [0, 1].
+pub fn recommended_score_thresh(model: &FasterRcnn) -> Option<f32> {
+    model
+        .info
+        .get("score_thresh")
+        .and_then(|v| v.trim().parse::<f32>().ok())
+        .filter(|t| (0.0..=1.0).contains(t))
 }
 
 /// A prepared image: the [0, 1] (preprocessed) image at its original size, for overlays,
@@ -166,4 +180,26 @@ pub fn default_weights() -> Result<std::path::PathBuf> {
     candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
         Error::invalid("no --weights given and the default weights/default.safetensors was not found (set CRYODET_WEIGHTS or pass --weights)")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::fixture_path;
+
+    #[test]
+    fn score_threshold_explicit_then_metadata_then_default() {
+        let mut m = FasterRcnn::load(fixture_path("model/weights_small.safetensors")).unwrap();
+        m.info.remove("score_thresh");
+        let cfg = |m: &FasterRcnn, t| PipelineConfig::for_model(m, None, None, false, t);
+        assert_eq!(cfg(&m, None).score_thresh, 0.5);
+        m.info.insert("score_thresh".into(), "0.93".into());
+        assert_eq!(cfg(&m, None).score_thresh, 0.93);
+        assert_eq!(cfg(&m, Some(0.2)).score_thresh, 0.2);
+        // A value that is not a probability is ignored.
+        for bad in ["1.5", "-0.1", "NaN", "high"] {
+            m.info.insert("score_thresh".into(), bad.into());
+            assert_eq!(cfg(&m, None).score_thresh, 0.5, "metadata {bad:?}");
+        }
+    }
 }

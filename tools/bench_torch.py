@@ -103,6 +103,26 @@ def torch_train_child(args, model, x) -> None:
     print(json.dumps({"median_s": times[len(times) // 2], "cpu_s": cpu[len(cpu) // 2], "times": times}))
 
 
+def torch_sgemm_rate(threads: int, n: int = 2048, runs: int = 5) -> float:
+    """GFLOP/s of torch.mm on n x n x n float32 (its BLAS: oneDNN/MKL) with `threads` threads:
+    what the framework's GEMM reaches on this CPU, to compare with the matrixmultiply sgemm rate
+    that benches/detect.rs prints."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(2):
+        a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(runs))
+    return 2.0 * n**3 / best / 1e9
+
+
+def _timed(f) -> float:
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
 def run_child(cmd, env=None):
     """(parsed JSON of the last stdout line, peak RSS in MiB, wall seconds)."""
     t0 = time.perf_counter()
@@ -153,10 +173,13 @@ def main() -> int:
     ap.add_argument("--only", choices=["torch", "cryodet"], help="run one side only")
     ap.add_argument("--mode", choices=["detect", "train"], default="detect",
                     help="whole detection (default) or one training step")
-    ap.add_argument("--child", choices=["torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["torch", "gemm"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child == "torch":
         torch_child(args)
+        return 0
+    if args.child == "gemm":
+        print(json.dumps({"gflops": torch_sgemm_rate(args.threads)}))
         return 0
 
     ensure_files(args)
@@ -174,6 +197,7 @@ def main() -> int:
         cmd = [exe, "--mode", args.mode, "--json", "--weights", args.weights, "--input", args.input,
                "--threads", str(args.threads), "--runs", str(args.runs)]
         res["cryodet"] = run_child(cmd, env)
+    gemm = run_child([sys.executable, os.path.abspath(__file__), "--child", "gemm", "--threads", str(args.threads)], env)
     load1 = os.getloadavg()
 
     flops = res["cryodet"][0].get("flops") if "cryodet" in res else None
@@ -184,6 +208,8 @@ def main() -> int:
         g = f"{flops / r['median_s'] / 1e9:7.1f} GFLOP/s" if flops else ""
         print(f"{name:8s} {r['median_s']:8.3f} s  {g}  CPU {r['cpu_s']:7.3f} s/{args.mode}  peak RSS {rss:8.1f} MiB  "
               f"({r.get('detections', '-')} detections; runs {', '.join(f'{t:.3f}' for t in r['times'])})")
+    print(f"torch.mm 2048^3 (torch's BLAS) on {args.threads} threads: {gemm[0]['gflops']:.1f} GFLOP/s"
+          " (compare: 'sgemm 2048^3' of cargo bench --bench detect, matrixmultiply)")
     if flops:
         print(f"analytic work: {flops / 1e9:.1f} GFLOP ({res['cryodet'][0]['proposals']} proposals)")
     if len(res) == 2:

@@ -15,9 +15,11 @@ set -euo pipefail
 OUT=${OUT:-runs/reproduce}
 N_TRAIN=${N_TRAIN:-300}
 N_TEST=${N_TEST:-60}
-SIZE=${SIZE:-384}
+GEN_SIZE=${GEN_SIZE:-1536}   # synthetic projections, SNR measured at this resolution (as the study's)
+SIZE=${SIZE:-384}           # network input (short side), as tools/train_default.sh
 SNR=${SNR:-0.1}
-EPOCHS=${EPOCHS:-60}
+EPOCHS=${EPOCHS:-80}
+LR_STEPS=${LR_STEPS:-60}
 LR=${LR:-2e-4}
 WIDTH_DIV=${WIDTH_DIV:-8}
 BLOCKS=${BLOCKS:-2,2,2,2}
@@ -28,8 +30,8 @@ cargo build --release
 CRYODET=${CRYODET:-${CARGO_TARGET_DIR:-target}/release/cryodet}
 mkdir -p "$OUT"
 
-[ -d "$OUT/train_data/images" ] || "$CRYODET" synth "$OUT/train_data" --n "$N_TRAIN" --size "$SIZE" --snr "$SNR" --seed 1 --groups 10
-[ -d "$OUT/test_data/images" ] || "$CRYODET" synth "$OUT/test_data" --n "$N_TEST" --size "$SIZE" --snr "$SNR" --seed 2 --groups 10
+[ -d "$OUT/train_data/images" ] || "$CRYODET" synth "$OUT/train_data" --n "$N_TRAIN" --size "$GEN_SIZE" --snr "$SNR" --seed 1 --groups 10
+[ -d "$OUT/test_data/images" ] || "$CRYODET" synth "$OUT/test_data" --n "$N_TEST" --size "$GEN_SIZE" --snr "$SNR" --seed 2 --groups 10
 
 for variant in preprocessed raw; do
   flags=()
@@ -40,7 +42,7 @@ for variant in preprocessed raw; do
   else
     "$CRYODET" train --data "$OUT/train_data" --out "$run" --epochs "$EPOCHS" --lr "$LR" \
       --size "$SIZE" --width-div "$WIDTH_DIV" --blocks "$BLOCKS" --roi-batch "$ROI_BATCH" \
-      --seed 1 --split-by-group --threads "$THREADS" "${flags[@]}"
+      --lr-steps "$LR_STEPS" --seed 1 --split-by-group --threads "$THREADS" "${flags[@]}"
   fi
   "$CRYODET" eval --gt "$OUT/test_data/annotations" --weights "$run/best.safetensors" \
     --images "$OUT/test_data/images" --groups "$OUT/test_data/manifest.csv" \
@@ -50,7 +52,7 @@ done
 {
   echo "# Synthetic reproduction of the study's Fig. 6a: AP at each IoU threshold"
   echo
-  echo "test set: $N_TEST images (seed 2, SNR $SNR, ${SIZE}px); training: $N_TRAIN images (seed 1)"
+  echo "test set: $N_TEST images (seed 2, SNR $SNR at ${GEN_SIZE}px, network input ${SIZE}px); training: $N_TRAIN images (seed 1)"
   echo
   for variant in preprocessed raw; do
     echo "## $variant"

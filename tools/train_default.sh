@@ -61,22 +61,26 @@ else
     --lr-steps "$LR_STEPS" --split-by-group --threads "$THREADS"
 fi
 
-# 3. Detection on the held-out images (RUN/test.txt: "image annotation" lines).
-rm -rf "$WORK/test_gt" "$WORK/test_pred"
+# 3. Evaluation on the held-out split (RUN/test.txt: "image annotation" lines): AP at IoU
+#    0.5..0.9, F1, mIoU, per-group tables, plots. Its F1-optimal score threshold at IoU 0.5 is
+#    recorded in the weights (metadata score_thresh), and detect uses it by default.
+rm -rf "$WORK/test_gt"
 mkdir -p "$WORK/test_gt"
-images=()
 while read -r img ann; do
-  images+=("$img")
   cp "$ann" "$WORK/test_gt/"
 done < "$WORK/run/test.txt"
-"$CRYODET" detect "${images[@]}" --weights "$WORK/run/best.safetensors" --out "$WORK/test_pred" \
-  --size "$IMAGE_SIZE" --threads "$THREADS"
+"$CRYODET" eval --gt "$WORK/test_gt" --weights "$WORK/run/best.safetensors" --images "$WORK/data/images" \
+  --groups "$WORK/data/manifest.csv" --out "$WORK/eval_heldout"
+THRESH=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(round([o for o in m["overall"] if abs(o["iou_threshold"]-0.5)<1e-9][0]["pooled"]["best_f1_threshold"], 3))' "$WORK/eval_heldout/metrics.json")
 
-# 4. Evaluation (AP at IoU 0.5..0.9, F1, mIoU, per-group tables, plots).
-"$CRYODET" eval --gt "$WORK/test_gt" --pred "$WORK/test_pred" --groups "$WORK/data/manifest.csv" \
-  --images "$WORK/data/images" --out "$WORK/eval"
-
-# 5. Ship it.
+# 4. Ship it, with that threshold.
 mkdir -p weights
 cp "$WORK/run/best.safetensors" weights/default.safetensors
-echo "weights/default.safetensors <- $WORK/run/best.safetensors; report: $WORK/eval"
+python3 tools/set_metadata.py weights/default.safetensors "score_thresh=$THRESH"
+
+# 5. The acceptance test: a fresh synthetic test set (seed 2, never seen), P/R/F1 at that threshold.
+[ -d "$WORK/fresh_test/images" ] || "$CRYODET" synth "$WORK/fresh_test" --n 60 --size "$GEN_SIZE" --snr "$SNR" --seed 2 --groups 10
+"$CRYODET" eval --gt "$WORK/fresh_test/annotations" --weights weights/default.safetensors \
+  --images "$WORK/fresh_test/images" --groups "$WORK/fresh_test/manifest.csv" --score-thresh "$THRESH" \
+  --out "$WORK/eval_fresh"
+echo "weights/default.safetensors <- $WORK/run/best.safetensors (score_thresh $THRESH); reports: $WORK/eval_heldout, $WORK/eval_fresh"

@@ -32,9 +32,10 @@ pub struct Args {
     /// Output directory.
     #[arg(long, default_value = "detections")]
     pub out: PathBuf,
-    /// Report detections with at least this score.
-    #[arg(long, default_value_t = 0.5)]
-    pub score_thresh: f32,
+    /// Report detections with at least this score (default: the threshold recorded in the
+    /// weights' metadata `score_thresh`, e.g. the shipped model's F1-optimal one, else 0.5).
+    #[arg(long)]
+    pub score_thresh: Option<f32>,
     /// Short side of the network input in pixels (default: the size the model was trained at,
     /// from its metadata, else 600).
     #[arg(long)]
@@ -183,6 +184,11 @@ pub fn run(args: Args) -> Result<()> {
     crate::nn::gemm::set_threads(args.threads.unwrap_or_else(super::trace::num_threads));
     let formats = parse_formats(&args.format)?;
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    if let Some(t) = args.score_thresh.filter(|t| !t.is_finite()) {
+        return Err(Error::invalid(format!(
+            "--score-thresh {t} must be a finite number"
+        )));
+    }
     let weights = match &args.weights {
         Some(w) => w.clone(),
         None => default_weights()?,

@@ -114,7 +114,7 @@ fn detect_all(weights: &Path, args: &Args, img_dir: &Path, det_dir: &Path) -> Re
         args.size,
         args.max_size,
         args.no_preprocess,
-        args.keep_thresh,
+        Some(args.keep_thresh),
     );
     std::fs::create_dir_all(det_dir).map_err(|e| Error::io(det_dir, e))?;
     let stems = dataset::gt_stems(&args.gt)?;
