@@ -443,6 +443,7 @@ fn cli_writes_a_readable_dataset() {
         p_incomplete: 0.3,
         pixel_nm: None,
         preview: false,
+        slice_images: true,
     };
     run(args).expect("synth run");
     let mut cfg = SynthConfig::new((96, 96), 0.1, 5);
@@ -470,6 +471,23 @@ fn cli_writes_a_readable_dataset() {
     let gt: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("stack_gt.json")).unwrap()).unwrap();
     assert_eq!(gt["shape"], serde_json::json!([8, 96, 96]));
-    assert!(gt["objects"].as_array().is_some());
+    let objects = gt["objects"].as_array().unwrap();
+    // --slice-images: slice z's annotation holds exactly the objects' boxes at z in stack_gt.json.
+    let mut n_boxes = 0;
+    for z in 0..8 {
+        let name = format!("stack_z{z:03}");
+        assert!(out.join("slices/images").join(format!("{name}.png")).is_file());
+        let ann = read_voc(&out.join("slices/annotations").join(format!("{name}.xml"))).unwrap();
+        let want: Vec<[f32; 4]> = objects
+            .iter()
+            .flat_map(|o| o["slices"].as_array().unwrap().iter())
+            .filter(|s| s["z"] == z)
+            .map(|s| std::array::from_fn(|k| s["bbox"][k].as_f64().unwrap() as f32))
+            .collect();
+        let got: Vec<[f32; 4]> = ann.objects.iter().map(|o| o.bbox).collect();
+        assert_eq!(got, want, "slice {z}");
+        n_boxes += got.len();
+    }
+    assert!(n_boxes > 0, "no object in any slice");
     let _ = std::fs::remove_dir_all(&out);
 }

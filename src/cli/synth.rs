@@ -61,6 +61,12 @@ pub struct Args {
     /// Also write clean images and ground-truth overlays to OUT/preview/.
     #[arg(long)]
     pub preview: bool,
+    /// With --mrc-slices: also write every slice of the stack as a training image,
+    /// OUT/slices/images/stack_zNNN.png with LabelImg OUT/slices/annotations/stack_zNNN.xml
+    /// (boxes of the objects' outer membranes in that slice), to train or evaluate on
+    /// tomogram slices.
+    #[arg(long, requires = "mrc_slices")]
+    pub slice_images: bool,
 }
 
 /// The file stem of image `index` in group `group`.
@@ -138,7 +144,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     wr.flush().map_err(|e| Error::io(&manifest, e))?;
     if let Some(z) = args.mrc_slices {
-        write_stack(&args.out, &cfg, z, args.preview)?;
+        write_stack(&args.out, &cfg, z, args.preview, args.slice_images.then_some(args.bit_depth))?;
     }
     Ok(())
 }
@@ -146,15 +152,24 @@ pub fn run(args: Args) -> Result<()> {
 /// The LabelImg (VOC) annotation of one image: one `mitochondria` object per box,
 /// `truncated` = cut by the border.
 fn write_annotation(path: &Path, filename: &str, image_path: &Path, s: &SynthImage) -> Result<()> {
-    let (h, w) = s.image.dim();
+    write_voc_boxes(path, filename, image_path, s.image.dim(), &s.boxes)
+}
+
+/// LabelImg (VOC) XML for an image of size `(h, w)` with `boxes`.
+fn write_voc_boxes(
+    path: &Path,
+    filename: &str,
+    image_path: &Path,
+    (h, w): (usize, usize),
+    boxes: &[SynthBox],
+) -> Result<()> {
     let ann = VocAnnotation {
         filename: filename.to_string(),
         path: Some(image_path.display().to_string()),
         width: w as u32,
         height: h as u32,
         depth: 1,
-        objects: s
-            .boxes
+        objects: boxes
             .iter()
             .map(|b| VocObject {
                 name: b.class.clone(),
@@ -231,8 +246,15 @@ struct StackGtSlice {
 }
 
 /// `stack.mrc` (float32 slices in [0, 1]) and `stack_gt.json`; with `preview`, overlays of a
-/// few slices in `OUT/preview/stack_zNNN.png`.
-fn write_stack(out: &Path, cfg: &SynthConfig, nz: usize, preview: bool) -> Result<()> {
+/// few slices in `OUT/preview/stack_zNNN.png`; with `slice_bits`, every slice as a PNG of that
+/// bit depth with its LabelImg annotation in `OUT/slices/`.
+fn write_stack(
+    out: &Path,
+    cfg: &SynthConfig,
+    nz: usize,
+    preview: bool,
+    slice_bits: Option<u8>,
+) -> Result<()> {
     check_stack_size(nz, cfg.size.0.max(cfg.size.1))?;
     let st = synth::generate_stack(cfg, nz);
     let mrc = out.join("stack.mrc");
@@ -267,23 +289,43 @@ fn write_stack(out: &Path, cfg: &SynthConfig, nz: usize, preview: bool) -> Resul
     let text =
         serde_json::to_string_pretty(&gt).map_err(|e| Error::format(&path, e.to_string()))?;
     std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    let boxes_at = |z: usize| -> Vec<SynthBox> {
+        st.objects
+            .iter()
+            .filter_map(|o| {
+                o.slices
+                    .iter()
+                    .find(|(zz, _)| *zz == z)
+                    .map(|(_, b)| b.clone())
+            })
+            .collect()
+    };
+    if let Some(bits) = slice_bits {
+        let (images, anns) = (out.join("slices/images"), out.join("slices/annotations"));
+        for d in [&images, &anns] {
+            std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+        }
+        for z in 0..nz {
+            let name = format!("stack_z{z:03}");
+            let png = images.join(format!("{name}.png"));
+            let slice = st.volume.index_axis(ndarray::Axis(0), z).to_owned();
+            write_png(&png, &slice, bits)?;
+            write_voc_boxes(
+                &anns.join(format!("{name}.xml")),
+                &format!("{name}.png"),
+                &png,
+                slice.dim(),
+                &boxes_at(z),
+            )?;
+        }
+    }
     if preview {
         let step = (nz / 8).max(1);
         for z in (0..nz).step_by(step) {
-            let boxes: Vec<SynthBox> = st
-                .objects
-                .iter()
-                .filter_map(|o| {
-                    o.slices
-                        .iter()
-                        .find(|(zz, _)| *zz == z)
-                        .map(|(_, b)| b.clone())
-                })
-                .collect();
             write_overlay(
                 &out.join("preview").join(format!("stack_z{z:03}.png")),
                 st.volume.index_axis(ndarray::Axis(0), z),
-                &boxes,
+                &boxes_at(z),
             )?;
         }
     }

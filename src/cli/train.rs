@@ -19,7 +19,9 @@ pub struct Args {
     /// Run directory (created): checkpoints, train.csv, split.json.
     #[arg(long, required_unless_present = "resume")]
     pub out: Option<PathBuf>,
-    /// Converted ImageNet weights (backbone.* and head.layer4.*); default: He initialization.
+    /// Initial weights: converted ImageNet weights (backbone.* and head.layer4.*; fresh RPN and
+    /// predictor), or a complete cryodet model such as weights/default.safetensors to fine-tune
+    /// (its predictor is kept when the classes match). Default: He initialization.
     #[arg(long)]
     pub init: Option<PathBuf>,
     /// Epochs (default 10; with --resume: the saved value unless given).

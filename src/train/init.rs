@@ -266,8 +266,15 @@ pub fn he_init(
     Ok((out, metadata(classes)))
 }
 
-/// Converted ImageNet weights (`backbone.*` and `head.layer4.*`, any other tensor is an error)
-/// plus a fresh RPN of width `rpn` and predictor for `classes`. The file's `bn_eps` is kept.
+/// Initial weights from a file (`--init`), either
+/// - converted ImageNet weights (`backbone.*` and `head.layer4.*` only): a fresh RPN of width
+///   `rpn` and a fresh predictor for `classes` are added; or
+/// - a complete cryodet model (also `rpn.*`, `head.cls_score.*`, `head.bbox_pred.*`, e.g. the
+///   shipped `weights/default.safetensors`): fine-tuning. Its RPN (class-agnostic) is kept; its
+///   predictor is kept when its `classes` metadata equals `classes`, else a fresh one is made.
+///
+/// Any other tensor is an error. The file's `bn_eps` metadata is kept (its `score_thresh` is not:
+/// it belongs to the weights before fine-tuning).
 pub fn with_imagenet(
     path: &Path,
     rpn: usize,
@@ -276,15 +283,26 @@ pub fn with_imagenet(
 ) -> Result<(Tensors, HashMap<String, String>)> {
     check_classes(classes)?;
     let wf = WeightFile::load(path)?;
+    let is_head = |n: &str| n.starts_with("head.cls_score.") || n.starts_with("head.bbox_pred.");
+    let complete = wf.contains("rpn.conv.weight");
+    let same_classes = complete
+        && wf.metadata.get("classes").map(|c| c.split(',').map(str::trim).eq(classes.iter().map(String::as_str)))
+            == Some(true);
     let mut out: Tensors = Vec::new();
     for name in wf.names() {
-        if !(name.starts_with("backbone.") || name.starts_with("head.layer4.")) {
+        let keep = name.starts_with("backbone.")
+            || name.starts_with("head.layer4.")
+            || (complete && name.starts_with("rpn."))
+            || (same_classes && is_head(name));
+        if !keep && !(complete && is_head(name)) {
             return Err(Error::weights(
                 path,
-                format!("unexpected tensor `{name}`: an --init file holds only backbone.* and head.layer4.*"),
+                format!("unexpected tensor `{name}`: an --init file holds backbone.* and head.layer4.* (ImageNet weights), or a complete cryodet model"),
             ));
         }
-        out.push((name.clone(), wf.get(name).expect("listed").clone()));
+        if keep {
+            out.push((name.clone(), wf.get(name).expect("listed").clone()));
+        }
     }
     let width = |name: &str| -> Result<usize> {
         wf.get(name)
@@ -306,7 +324,14 @@ pub fn with_imagenet(
     let mut init = Init {
         rng: ChaCha8Rng::seed_from_u64(seed),
     };
-    heads(&mut init, &mut out, c3, rpn, c4, classes.len());
+    let mut fresh = Vec::new();
+    heads(&mut init, &mut fresh, c3, rpn, c4, classes.len());
+    // Fresh tensors only where the file gave none (the RPN of a complete model is kept).
+    for (name, t) in fresh {
+        if !out.iter().any(|(n, _)| *n == name) {
+            out.push((name, t));
+        }
+    }
     let mut meta = metadata(classes);
     if let Some(eps) = wf.metadata.get("bn_eps") {
         meta.insert("bn_eps".into(), eps.clone());
@@ -414,6 +439,35 @@ mod tests {
         assert_eq!(get(&u, "head.cls_score.weight").shape(), &[3, 128]);
         let m = build(u, meta).unwrap();
         assert_eq!(m.num_classes(), 3);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// --init with a complete model: fine-tuning keeps the RPN, and the predictor when the
+    /// classes are the same; other classes get a fresh predictor.
+    #[test]
+    fn complete_model_init_fine_tunes() {
+        let arch = Arch::reduced(16, Some([1, 1, 1, 1])).unwrap();
+        let (t, meta) = he_init(&arch, &classes(), 3).unwrap();
+        let dir = std::env::temp_dir().join(format!("cryodet-finetune-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("model.safetensors");
+        let views: Vec<(String, ndarray::ArrayViewD<f32>)> =
+            t.iter().map(|(n, a)| (n.clone(), a.view())).collect();
+        crate::io::weights::save(&path, &views, &meta, crate::io::weights::Precision::F32)
+            .unwrap();
+        let get = |v: &Tensors, n: &str| v.iter().find(|(m, _)| m == n).unwrap().1.clone();
+        // Same classes: every tensor is the file's.
+        let (u, _) = with_imagenet(&path, 999, &classes(), 9).unwrap();
+        assert_eq!(u.len(), t.len());
+        for name in ["rpn.conv.weight", "head.cls_score.weight", "head.bbox_pred.bias", "backbone.conv1.weight"] {
+            assert_eq!(get(&u, name), get(&t, name), "{name}");
+        }
+        // Other classes: RPN kept (its width is the file's, not 999), fresh 3-class predictor.
+        let three: Vec<String> = vec!["__background__".into(), "a".into(), "b".into()];
+        let (v, meta3) = with_imagenet(&path, 999, &three, 9).unwrap();
+        assert_eq!(get(&v, "rpn.conv.weight"), get(&t, "rpn.conv.weight"));
+        assert_eq!(get(&v, "head.cls_score.weight").shape()[0], 3);
+        assert_eq!(build(v, meta3).unwrap().num_classes(), 3);
         std::fs::remove_dir_all(&dir).ok();
     }
 }
