@@ -52,20 +52,27 @@ def torch_child(args) -> None:
     if args.mode == "train":
         torch_train_child(args, model, x)
         return
-    times, cpu = [], []
     with torch.no_grad():
-        for i in range(args.runs + 1):
-            c0 = time.process_time()
-            t0 = time.perf_counter()
-            det = model([x])[0]
-            t = time.perf_counter() - t0
-            if i > 0:
-                times.append(t)
-                cpu.append(time.process_time() - c0)
+        res = time_runs(args.runs, lambda i: model([x])[0])
+    det = res.pop("last")
+    print(json.dumps(dict(res, detections=int(det["boxes"].shape[0]))))
+
+
+def time_runs(runs: int, step) -> dict:
+    """Calls step(i) for i = 0..runs (0 is the warm-up): median wall and CPU seconds of the
+    timed calls, every wall time, and the last call's result ("last")."""
+    times, cpu, out = [], [], None
+    for i in range(runs + 1):
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        out = step(i)
+        t = time.perf_counter() - t0
+        if i > 0:
+            times.append(t)
+            cpu.append(time.process_time() - c0)
     times.sort()
     cpu.sort()
-    print(json.dumps({"median_s": times[len(times) // 2], "cpu_s": cpu[len(cpu) // 2], "times": times,
-                      "detections": int(det["boxes"].shape[0])}))
+    return {"median_s": times[len(times) // 2], "cpu_s": cpu[len(cpu) // 2], "times": times, "last": out}
 
 
 # The two ground-truth boxes of benches/detect.rs --mode train (x1, y1, x2, y2 in input pixels).
@@ -86,21 +93,16 @@ def torch_train_child(args, model, x) -> None:
     for n, p in model.named_parameters():
         p.requires_grad_(tg.trainable(tr.to_cryodet_name(n), 3))
     target = {"boxes": torch.tensor(TRAIN_GT), "labels": torch.tensor([1, 1])}
-    times, cpu = [], []
-    for i in range(args.runs + 1):
+
+    def step(i):
         torch.manual_seed(i)
         model.zero_grad(set_to_none=True)
-        c0 = time.process_time()
-        t0 = time.perf_counter()
         losses = model([x], [target])
         sum(losses.values()).backward()
-        t = time.perf_counter() - t0
-        if i > 0:
-            times.append(t)
-            cpu.append(time.process_time() - c0)
-    times.sort()
-    cpu.sort()
-    print(json.dumps({"median_s": times[len(times) // 2], "cpu_s": cpu[len(cpu) // 2], "times": times}))
+
+    res = time_runs(args.runs, step)
+    res.pop("last")
+    print(json.dumps(res))
 
 
 def torch_sgemm_rate(threads: int, n: int = 2048, runs: int = 5) -> float:
