@@ -11,9 +11,18 @@ fn root() -> &'static Path {
 
 #[test]
 fn default_model_loads_with_its_training_metadata() {
-    let m = cryodet::model::FasterRcnn::load(root().join("weights/default.safetensors")).expect("shipped weights load");
-    assert_eq!(m.classes, vec!["__background__".to_string(), "mitochondria".to_string()]);
-    let size: usize = m.info.get("min_size").expect("min_size recorded").parse().unwrap();
+    let m = cryodet::model::FasterRcnn::load(root().join("weights/default.safetensors"))
+        .expect("shipped weights load");
+    assert_eq!(
+        m.classes,
+        vec!["__background__".to_string(), "mitochondria".to_string()]
+    );
+    let size: usize = m
+        .info
+        .get("min_size")
+        .expect("min_size recorded")
+        .parse()
+        .unwrap();
     assert!((128..=1000).contains(&size));
     assert!(m.info.contains_key("preprocess"));
     let t = cryodet::pipeline::recommended_score_thresh(&m).expect("score_thresh recorded");
@@ -26,17 +35,31 @@ fn readme_detect_command_runs_on_the_shipped_example() {
     let _ = std::fs::remove_dir_all(&out);
     let status = Command::new(env!("CARGO_BIN_EXE_cryodet"))
         .current_dir(root())
-        .args(["detect", "weights/example.png", "--overlay", "--gt", "weights", "--out"])
+        .args([
+            "detect",
+            "weights/example.png",
+            "--overlay",
+            "--gt",
+            "weights",
+            "--out",
+        ])
         .arg(&out)
         .env_remove("CRYODET_WEIGHTS")
         .output()
         .expect("run cryodet");
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let d = cryodet::io::detections::read_image_detections(out.join("example.json")).unwrap();
     assert_eq!((d.width, d.height), (1536, 1536));
     let m = cryodet::model::FasterRcnn::load(root().join("weights/default.safetensors")).unwrap();
     let t = cryodet::pipeline::recommended_score_thresh(&m).unwrap();
-    assert!(!d.detections.is_empty(), "no detection on the shipped example");
+    assert!(
+        !d.detections.is_empty(),
+        "no detection on the shipped example"
+    );
     for det in &d.detections {
         assert!(det.score >= t && det.label == "mitochondria", "{det:?}");
     }

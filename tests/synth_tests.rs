@@ -476,7 +476,10 @@ fn cli_writes_a_readable_dataset() {
     let mut n_boxes = 0;
     for z in 0..8 {
         let name = format!("stack_z{z:03}");
-        assert!(out.join("slices/images").join(format!("{name}.png")).is_file());
+        assert!(out
+            .join("slices/images")
+            .join(format!("{name}.png"))
+            .is_file());
         let ann = read_voc(&out.join("slices/annotations").join(format!("{name}.xml"))).unwrap();
         let want: Vec<[f32; 4]> = objects
             .iter()

@@ -144,7 +144,13 @@ pub fn run(args: Args) -> Result<()> {
     }
     wr.flush().map_err(|e| Error::io(&manifest, e))?;
     if let Some(z) = args.mrc_slices {
-        write_stack(&args.out, &cfg, z, args.preview, args.slice_images.then_some(args.bit_depth))?;
+        write_stack(
+            &args.out,
+            &cfg,
+            z,
+            args.preview,
+            args.slice_images.then_some(args.bit_depth),
+        )?;
     }
     Ok(())
 }

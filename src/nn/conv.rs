@@ -593,7 +593,7 @@ mod tests {
                 "im2col_into k{k} s{s} p{p} differs from im2col"
             );
             assert!(
-                p == 0 || want.iter().any(|&v| v == 0.0),
+                p == 0 || want.contains(&0.0),
                 "k{k} s{s} p{p}: no padding tap tested"
             );
         }

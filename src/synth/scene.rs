@@ -334,7 +334,7 @@ pub(crate) fn place_mitos(
     let mut tries = 0usize;
     while out.len() < n && tries < 2000 {
         tries += 1;
-        if tries % 40 == 0 {
+        if tries.is_multiple_of(40) {
             scale *= 0.9;
         }
         let want_cut = rng.gen_bool(p_incomplete as f64);

@@ -286,15 +286,20 @@ pub fn with_imagenet(
     let is_head = |n: &str| n.starts_with("head.cls_score.") || n.starts_with("head.bbox_pred.");
     let complete = wf.contains("rpn.conv.weight");
     let same_classes = complete
-        && wf.metadata.get("classes").map(|c| c.split(',').map(str::trim).eq(classes.iter().map(String::as_str)))
-            == Some(true);
+        && wf.metadata.get("classes").map(|c| {
+            c.split(',')
+                .map(str::trim)
+                .eq(classes.iter().map(String::as_str))
+        }) == Some(true);
     let mut out: Tensors = Vec::new();
     for name in wf.names() {
         let keep = name.starts_with("backbone.")
             || name.starts_with("head.layer4.")
             || (complete && name.starts_with("rpn."))
             || (same_classes && is_head(name));
-        if !keep && !(complete && is_head(name)) {
+        // A complete model's predictor for other classes is replaced, not an error.
+        let replaced = complete && is_head(name);
+        if !(keep || replaced) {
             return Err(Error::weights(
                 path,
                 format!("unexpected tensor `{name}`: an --init file holds backbone.* and head.layer4.* (ImageNet weights), or a complete cryodet model"),
@@ -453,13 +458,17 @@ mod tests {
         let path = dir.join("model.safetensors");
         let views: Vec<(String, ndarray::ArrayViewD<f32>)> =
             t.iter().map(|(n, a)| (n.clone(), a.view())).collect();
-        crate::io::weights::save(&path, &views, &meta, crate::io::weights::Precision::F32)
-            .unwrap();
+        crate::io::weights::save(&path, &views, &meta, crate::io::weights::Precision::F32).unwrap();
         let get = |v: &Tensors, n: &str| v.iter().find(|(m, _)| m == n).unwrap().1.clone();
         // Same classes: every tensor is the file's.
         let (u, _) = with_imagenet(&path, 999, &classes(), 9).unwrap();
         assert_eq!(u.len(), t.len());
-        for name in ["rpn.conv.weight", "head.cls_score.weight", "head.bbox_pred.bias", "backbone.conv1.weight"] {
+        for name in [
+            "rpn.conv.weight",
+            "head.cls_score.weight",
+            "head.bbox_pred.bias",
+            "backbone.conv1.weight",
+        ] {
             assert_eq!(get(&u, name), get(&t, name), "{name}");
         }
         // Other classes: RPN kept (its width is the file's, not 999), fresh 3-class predictor.
