@@ -113,16 +113,8 @@ def torch_sgemm_rate(threads: int, n: int = 2048, runs: int = 5) -> float:
 
     torch.set_num_threads(threads)
     a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(2):
-        a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(runs))
+    best = time_runs(runs, lambda i: a @ b)["times"][0]  # sorted: the fastest run
     return 2.0 * n**3 / best / 1e9
-
-
-def _timed(f) -> float:
-    t0 = time.perf_counter()
-    f()
-    return time.perf_counter() - t0
 
 
 def run_child(cmd, env=None):

@@ -22,7 +22,8 @@
 # - 128 sampled RoIs per image (torchvision samples 512; the study's keras-frcnn 32);
 # - Adam lr 2e-4 (the study's 1e-5 is for fine-tuning ImageNet weights; from scratch it is too
 #   slow), divided by 10 after epoch 60 of 80 (--lr-steps 60, as torchvision's detection
-#   reference drops its lr late in training); joint schedule; the study's preprocessing (bilateral filter + equalization);
+#   reference drops its lr late in training); joint schedule; the study's preprocessing
+#   (bilateral filter + equalization);
 # - split by group (synthetic "tomograms" of 10 images), 5:1, seed 1;
 # - threads: all cores by default. On an idle 2-core machine 2 threads gave 9-10 images/s against
 #   5-6 on one; on a machine shared with other busy jobs, two threads spent half their time

@@ -13,9 +13,10 @@
 //!
 //! [`Arch`] describes the network: the full ResNet-50 C4 (stem 64; planes 64/128/256/512 times
 //! expansion 4; blocks 3, 4, 6, 3; RPN width 512) or a reduced one (every width divided by a
-//! divisor, optional block counts) for tests and small CPUs. [`with_imagenet`] instead takes
+//! divisor, optional block counts) for tests and small CPUs. [`from_file`] instead takes
 //! `backbone.*` and `head.layer4.*` from converted ImageNet weights and adds fresh RPN and
-//! predictor tensors for the data set's classes.
+//! predictor tensors for the data set's classes, or starts from a complete cryodet model
+//! (fine-tuning).
 //!
 //! Weights are produced as `(name, tensor)` pairs + metadata and built with
 //! [`build`] = `FasterRcnn::from_weights(WeightFile::from_tensors(..))`.
@@ -180,6 +181,12 @@ fn stage(
 /// Fresh RPN (`rpn.*`, width `rpn` on `c3` input channels) and predictor (`head.cls_score`,
 /// `head.bbox_pred` on `c4` features, `k` classes incl. background).
 fn heads(init: &mut Init, out: &mut Tensors, c3: usize, rpn: usize, c4: usize, k: usize) {
+    rpn_head(init, out, c3, rpn);
+    predictor(init, out, c4, k);
+}
+
+/// Fresh RPN head of width `rpn` on `c3` input channels (`rpn.*`).
+fn rpn_head(init: &mut Init, out: &mut Tensors, c3: usize, rpn: usize) {
     let zeros = |n: usize| ArrayD::<f32>::zeros(IxDyn(&[n]));
     out.push((
         "rpn.conv.weight".into(),
@@ -196,6 +203,11 @@ fn heads(init: &mut Init, out: &mut Tensors, c3: usize, rpn: usize, c4: usize, k
         init.normal(&[4 * NUM_ANCHORS, rpn, 1, 1], 0.01),
     ));
     out.push(("rpn.bbox_pred.bias".into(), zeros(4 * NUM_ANCHORS)));
+}
+
+/// Fresh predictor for `k` classes on `c4` pooled features (`head.cls_score.*`, `head.bbox_pred.*`).
+fn predictor(init: &mut Init, out: &mut Tensors, c4: usize, k: usize) {
+    let zeros = |n: usize| ArrayD::<f32>::zeros(IxDyn(&[n]));
     out.push(("head.cls_score.weight".into(), init.normal(&[k, c4], 0.01)));
     out.push(("head.cls_score.bias".into(), zeros(k)));
     out.push((
@@ -275,7 +287,7 @@ pub fn he_init(
 ///
 /// Any other tensor is an error. The file's `bn_eps` metadata is kept (its `score_thresh` is not:
 /// it belongs to the weights before fine-tuning).
-pub fn with_imagenet(
+pub fn from_file(
     path: &Path,
     rpn: usize,
     classes: &[String],
@@ -329,13 +341,11 @@ pub fn with_imagenet(
     let mut init = Init {
         rng: ChaCha8Rng::seed_from_u64(seed),
     };
-    let mut fresh = Vec::new();
-    heads(&mut init, &mut fresh, c3, rpn, c4, classes.len());
-    // Fresh tensors only where the file gave none (the RPN of a complete model is kept).
-    for (name, t) in fresh {
-        if !out.iter().any(|(n, _)| *n == name) {
-            out.push((name, t));
-        }
+    if !complete {
+        rpn_head(&mut init, &mut out, c3, rpn);
+    }
+    if !same_classes {
+        predictor(&mut init, &mut out, c4, classes.len());
     }
     let mut meta = metadata(classes);
     if let Some(eps) = wf.metadata.get("bn_eps") {
@@ -435,7 +445,7 @@ mod tests {
         )
         .unwrap();
         let three: Vec<String> = vec!["__background__".into(), "a".into(), "b".into()];
-        let (u, meta) = with_imagenet(&path, arch.rpn, &three, 9).unwrap();
+        let (u, meta) = from_file(&path, arch.rpn, &three, 9).unwrap();
         let get = |v: &Tensors, n: &str| v.iter().find(|(m, _)| m == n).unwrap().1.clone();
         assert_eq!(
             get(&u, "backbone.layer2.0.conv2.weight"),
@@ -461,7 +471,7 @@ mod tests {
         crate::io::weights::save(&path, &views, &meta, crate::io::weights::Precision::F32).unwrap();
         let get = |v: &Tensors, n: &str| v.iter().find(|(m, _)| m == n).unwrap().1.clone();
         // Same classes: every tensor is the file's.
-        let (u, _) = with_imagenet(&path, 999, &classes(), 9).unwrap();
+        let (u, _) = from_file(&path, 999, &classes(), 9).unwrap();
         assert_eq!(u.len(), t.len());
         for name in [
             "rpn.conv.weight",
@@ -473,7 +483,7 @@ mod tests {
         }
         // Other classes: RPN kept (its width is the file's, not 999), fresh 3-class predictor.
         let three: Vec<String> = vec!["__background__".into(), "a".into(), "b".into()];
-        let (v, meta3) = with_imagenet(&path, 999, &three, 9).unwrap();
+        let (v, meta3) = from_file(&path, 999, &three, 9).unwrap();
         assert_eq!(get(&v, "rpn.conv.weight"), get(&t, "rpn.conv.weight"));
         assert_eq!(get(&v, "head.cls_score.weight").shape()[0], 3);
         assert_eq!(build(v, meta3).unwrap().num_classes(), 3);

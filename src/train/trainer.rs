@@ -360,7 +360,7 @@ fn open_csv(path: &Path, iteration: u64) -> Result<std::fs::File> {
 /// A new model for the options and classes.
 fn initial_model(o: &TrainOptions, classes: &[String]) -> Result<FasterRcnn> {
     let (tensors, meta) = match &o.init {
-        Some(path) => init::with_imagenet(path, 512 / o.width_div.max(1), classes, o.seed)?,
+        Some(path) => init::from_file(path, 512 / o.width_div.max(1), classes, o.seed)?,
         None => init::he_init(&Arch::reduced(o.width_div, o.blocks)?, classes, o.seed)?,
     };
     init::build(tensors, meta)
