@@ -32,6 +32,8 @@ enum Command {
     Eval(cli::eval::Args),
     /// Generate synthetic cryo-ET images with ground truth.
     Synth(cli::synth::Args),
+    /// Link a stack's per-slice detections (NAME.json from detect) into 3D objects again.
+    Link(cli::link::Args),
 }
 
 fn main() {
@@ -45,6 +47,7 @@ fn main() {
         Command::Grad(a) => cli::grad::run(a),
         Command::Eval(a) => cli::eval::run(a),
         Command::Synth(a) => cli::synth::run(a),
+        Command::Link(a) => cli::link::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use cryodet::testutil::{assert_close, FORWARD};
 use cryodet::volume::{
-    iou3d, label_volume, link_slices, montage, object_color, read_tilt_angles, tilt_file_for,
-    write_imod_points, write_objects_csv, write_objects_json, LinkConfig, Object3d, SliceBox,
+    iou3d, label_volume, link_slices, montage, object_color, read_tilt_angles, smooth_track,
+    suppress_fragments, tilt_file_for, write_imod_points, write_objects_csv, write_objects_json,
+    LinkConfig, Object3d, SliceBox,
 };
 use cryodet::Error;
 use ndarray::{arr1, Array2};
@@ -409,6 +410,131 @@ fn non_finite_boxes_are_ignored_and_empty_input_gives_nothing() {
     let objs = link_slices(&stack, &LinkConfig::default());
     assert_eq!(objs.len(), 1, "{objs:?}");
     assert_eq!(objs[0].n_slices(), 3);
+}
+
+#[test]
+fn fragments_inside_a_larger_box_are_dropped_whatever_their_score() {
+    let whole = sbc([0.0, 0.0, 40.0, 20.0], 1, 0.7);
+    let half = sbc([0.0, 0.0, 20.0, 20.0], 1, 0.99); // all inside `whole`, scored higher
+    let poking = sbc([30.0, 0.0, 50.0, 20.0], 1, 0.9); // half inside: 0.5 < 0.8, kept
+    let other_class = sbc([5.0, 5.0, 15.0, 15.0], 2, 0.9); // inside, but another class: kept
+    let kept = suppress_fragments(&[half, poking, whole, other_class], 0.8);
+    assert_eq!(kept, vec![whole, poking, other_class], "canonical order");
+    // exactly at the threshold counts as a fragment: 16 of 20 columns inside
+    let edge = sbc([24.0, 0.0, 44.0, 20.0], 1, 0.5);
+    assert_eq!(suppress_fragments(&[whole, edge], 0.8), vec![whole]);
+    assert_eq!(suppress_fragments(&[whole, edge], 0.81), vec![whole, edge]);
+    // above 1 turns the rule off; a zero-area box is kept (it never links anyway)
+    assert_eq!(suppress_fragments(&[whole, half], 1.01), vec![half, whole]);
+    let flat = sbc([5.0, 5.0, 5.0, 15.0], 1, 0.9);
+    assert_eq!(suppress_fragments(&[flat, whole], 0.8), vec![whole, flat]);
+    // two equal boxes: one survives (the canonical first: same box, higher score)
+    let twin = sbc([0.0, 0.0, 40.0, 20.0], 1, 0.9);
+    assert_eq!(suppress_fragments(&[whole, twin], 0.8), vec![twin]);
+}
+
+#[test]
+fn a_fragment_no_longer_breaks_the_object() {
+    // One organelle on z 0..10; on z 4 the detector adds a box on its left half, which overlaps
+    // the previous box better (IoU 0.5 vs 0.41) than the slightly shifted whole box does.
+    // Without the fragment rule the track takes the half and the whole box starts a new object.
+    let mut stack = empty_stack(10);
+    put(&mut stack, (0..4).chain(5..10), sb([0.0, 0.0, 40.0, 20.0]));
+    put(&mut stack, [4], sb([12.0, 0.0, 52.0, 20.0]));
+    put(&mut stack, [4], sb([12.0, 0.0, 32.0, 20.0]));
+    let off = LinkConfig {
+        fragment_overlap: 2.0,
+        smooth_window: 1,
+        ..LinkConfig::default()
+    };
+    assert!(link_slices(&stack, &off).len() > 1);
+    let objs = link_slices(&stack, &LinkConfig::default());
+    assert_eq!(objs.len(), 1, "{objs:?}");
+    assert_eq!(zs_of(&objs[0]), (0..10).collect::<Vec<_>>());
+    assert_eq!(objs[0].slices[4].1.bbox, [12.0, 0.0, 52.0, 20.0]);
+}
+
+#[test]
+fn running_median_removes_single_slice_outliers() {
+    // x2 grows 10, 11, ..., 16 with one outlier (40) on box 3; the other coordinates are fixed.
+    let raw: Vec<[f32; 4]> = (0..7)
+        .map(|i| [0.0, 0.0, if i == 3 { 40.0 } else { 10.0 + i as f32 }, 5.0])
+        .collect();
+    let x2 = |b: &[[f32; 4]]| b.iter().map(|b| b[2]).collect::<Vec<_>>();
+    // window 5: ends keep their value (window shrinks to 1), boxes 1 and 5 use 3 boxes, the
+    // rest 5; box 3 = median(11, 12, 40, 14, 15) = 14, box 4 = median(12, 40, 14, 15, 16) = 15
+    assert_eq!(
+        x2(&smooth_track(&raw, 5)),
+        vec![10.0, 11.0, 12.0, 14.0, 15.0, 15.0, 16.0]
+    );
+    assert_eq!(
+        x2(&smooth_track(&raw, 3)),
+        vec![10.0, 11.0, 12.0, 14.0, 15.0, 15.0, 16.0]
+    );
+    // an even window is rounded up: 4 behaves as 5
+    assert_eq!(smooth_track(&raw, 4), smooth_track(&raw, 5));
+    assert_eq!(smooth_track(&raw, 1), raw);
+    assert_eq!(smooth_track(&raw, 0), raw);
+    assert!(smooth_track(&[], 5).is_empty());
+    // the 3D box ignores the outlier with smoothing and keeps it without
+    let mut stack = empty_stack(7);
+    for (z, b) in raw.iter().enumerate() {
+        put(&mut stack, [z], sb(*b));
+    }
+    let with = link_slices(&stack, &LinkConfig::default());
+    assert_eq!(with[0].bbox3d, [0.0, 0.0, 0.0, 16.0, 5.0, 7.0]);
+    assert_eq!(
+        with[0].slices[3].1.bbox[2], 40.0,
+        "slices keep the raw boxes"
+    );
+    let without = LinkConfig {
+        smooth_window: 1,
+        ..LinkConfig::default()
+    };
+    assert_eq!(link_slices(&stack, &without)[0].bbox3d[3], 40.0);
+}
+
+#[test]
+fn a_track_broken_by_a_double_box_is_stitched() {
+    // One organelle on z 0..12. On z 6 it has two boxes: the track continues with the one it
+    // overlaps more (`bad`, IoU 20/30 = 0.67 against `good`'s 22/38 = 0.58) and `good` starts a
+    // new track; from z 7 the organelle's boxes overlap `good` (IoU 1) more than `bad`
+    // (12/38 = 0.32), so the first track is ended by the merge rule. Stitching joins the two
+    // pieces: z 0..6 of the first, then the second (its box on the shared slice z 6).
+    let (whole, bad, good) = (
+        [0.0, 0.0, 30.0, 20.0],
+        [0.0, 0.0, 20.0, 20.0],
+        [8.0, 0.0, 38.0, 20.0],
+    );
+    let mut stack = empty_stack(12);
+    put(&mut stack, 0..6, sb(whole));
+    put(&mut stack, [6], sb(bad));
+    put(&mut stack, 6..12, sb(good));
+    let cfg = LinkConfig {
+        fragment_overlap: 2.0,
+        smooth_window: 1,
+        ..LinkConfig::default()
+    };
+    let objs = link_slices(&stack, &cfg);
+    assert_eq!(objs.len(), 1, "{objs:?}");
+    assert_eq!(zs_of(&objs[0]), (0..12).collect::<Vec<_>>());
+    assert_eq!(objs[0].slices[6].1.bbox, good);
+    assert_eq!(objs[0].bbox3d, [0.0, 0.0, 0.0, 38.0, 20.0, 12.0]);
+    // a lone box is no continuation: with `good` on z 6 only, it stays apart
+    let mut lone = empty_stack(7);
+    put(&mut lone, 0..6, sb(whole));
+    put(&mut lone, [6], sb(bad));
+    put(&mut lone, [6], sb(good));
+    assert_eq!(link_slices(&lone, &cfg).len(), 2);
+    // two organelles side by side (IoU 12/28 = 0.43) that coexist on z 3..8, longer than
+    // max_gap (2) slices, are not stitched
+    let mut side = empty_stack(12);
+    put(&mut side, 0..8, sb([0.0, 0.0, 20.0, 20.0]));
+    put(&mut side, 3..12, sb([8.0, 0.0, 28.0, 20.0]));
+    assert_eq!(link_slices(&side, &cfg).len(), 2);
+    // ... but with max_gap 5 they count as one organelle's double box
+    let wide = LinkConfig { max_gap: 5, ..cfg };
+    assert_eq!(link_slices(&side, &wide).len(), 1);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ use crate::io::detections::{
 use crate::io::{image, mrc, voc};
 use crate::model::FasterRcnn;
 use crate::pipeline::{default_weights, detect_raw, PipelineConfig};
-use crate::volume::{self, LinkConfig, SliceBox};
+use crate::volume;
 use ndarray::Array2;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -65,12 +65,8 @@ pub struct Args {
     /// MRC: detect on every K-th slice.
     #[arg(long, default_value_t = 1)]
     pub stride: usize,
-    /// 3D linking: minimum IoU between boxes of consecutive detected slices.
-    #[arg(long, default_value_t = 0.3)]
-    pub link_iou: f32,
-    /// 3D linking: detected slices a track may skip.
-    #[arg(long, default_value_t = 2)]
-    pub max_gap: usize,
+    #[command(flatten)]
+    pub link: super::link::LinkArgs,
     /// 3D: also write NAME.labels.mrc, a label volume of the objects.
     #[arg(long)]
     pub label_volume: bool,
@@ -494,30 +490,8 @@ fn detect_stack(
             stack.slices.len()
         ));
     }
-    let per_slice: Vec<(usize, Vec<SliceBox>)> = stack
-        .slices
-        .iter()
-        .map(|s| {
-            (
-                s.z,
-                s.detections
-                    .iter()
-                    .map(|d| SliceBox {
-                        bbox: d.bbox,
-                        score: d.score,
-                        class_id: d.class_id,
-                    })
-                    .collect(),
-            )
-        })
-        .collect();
-    let link = LinkConfig {
-        iou_threshold: args.link_iou,
-        max_gap: args.max_gap,
-        min_slices: 1,
-        stride: args.stride.max(1),
-    };
-    let objects = volume::link_slices(&per_slice, &link);
+    let link = args.link.config(args.stride)?;
+    let objects = volume::link_slices(&super::link::slice_boxes(&stack), &link);
     volume::write_objects_json(
         &out.join(format!("{name}.objects.json")),
         &objects,

@@ -4,6 +4,7 @@ pub mod detect;
 pub mod eval;
 pub mod grad;
 pub mod info;
+pub mod link;
 pub mod preprocess;
 pub mod synth;
 pub mod trace;

@@ -7,6 +7,11 @@
 //! Slices are visited in increasing `z`. A *track* is an object under construction; it remembers
 //! its last box and the slice that box is on. On slice `z`:
 //!
+//! 0. **Fragments** are dropped ([`suppress_fragments`]): a box lying mostly inside a larger box
+//!    of the same class on the same slice (`area(A ∩ B) >= fragment_overlap * area(B)`). A 2D
+//!    detector at low SNR often adds boxes on parts of a large organelle next to the box on the
+//!    whole; NMS at IoU 0.5 keeps them (a box on half an organelle has IoU ~0.5 with the whole),
+//!    and a track that picks up a fragment breaks the column of boxes in two.
 //! 1. Tracks whose last box is too far back are closed. "Too far" is measured in **detected**
 //!    slices: with detection on every `stride`-th slice, a track whose last box is on `z_last` may
 //!    continue on `z` when `z - z_last <= (max_gap + 1) * stride`, i.e. when at most `max_gap`
@@ -30,8 +35,21 @@
 //!    detected slices.
 //! 5. Boxes that continue no track start new tracks.
 //!
+//! After the last slice, **broken tracks are stitched** ([`stitch`]): where one organelle got two
+//! boxes on a slice, the greedy step may continue it with the wrong one and start it anew a slice
+//! later. A track `B` that starts while a track `A` of the same class ends (`B`'s first box is on
+//! `A`'s last slice or at most `max_gap` detected slices before it, so that the two coexisted, and
+//! `B` ends after `A`) and whose first box overlaps `A`'s last box before `B` began at
+//! `IoU >= iou_threshold` continues `A`, provided `B` has at least `max(2, min_slices)` boxes (a
+//! lone box is no continuation): `A`'s boxes before `B`'s first slice, then `B`'s.
+//! Candidates are accepted greedily by that IoU, each track ending and starting at most one join.
+//! A track that ended *before* another began is left alone: bridging gaps is step 1's job, and a
+//! track ended by a merge stays ended.
+//!
 //! Finally tracks with fewer than `min_slices` boxes are dropped, each remaining track becomes an
-//! [`Object3d`], objects are sorted by `z1`, then `x1` (then `y1`, class, `z2`, `x2`, `y2`, score,
+//! [`Object3d`] whose 3D box is the union of its **smoothed** slice boxes ([`smooth_track`]: a
+//! running median of each coordinate over `smooth_window` consecutive linked boxes, so that one
+//! badly placed box does not widen the whole object), objects are sorted by `z1`, then `x1` (then `y1`, class, `z2`, `x2`, `y2`, score,
 //! all with `f32::total_cmp`, so the order is total) and numbered `id = 1, 2, ...` in that order
 //! (0 is left free for "background" in a label volume and IMOD numbers from 1).
 //!
@@ -66,6 +84,14 @@ pub struct LinkConfig {
     /// Detection ran on every `stride`-th slice (z = 0, K, 2K, ...); gaps are counted in detected
     /// slices, so a track may skip `(max_gap + 1) * stride` in z. Default 1; 0 is treated as 1.
     pub stride: usize,
+    /// A box of which at least this fraction lies inside a larger box of the same class on the
+    /// same slice is dropped before linking ([`suppress_fragments`]). Default **0.8**; a value
+    /// above 1 turns the rule off.
+    pub fragment_overlap: f32,
+    /// Window (in linked boxes, odd; even values are rounded up) of the running median that
+    /// smooths each box coordinate along a track before the union gives the 3D box
+    /// ([`smooth_track`]). Default **5**; 0 or 1 use the raw boxes.
+    pub smooth_window: usize,
 }
 
 impl Default for LinkConfig {
@@ -75,6 +101,8 @@ impl Default for LinkConfig {
             max_gap: 2,
             min_slices: 1,
             stride: 1,
+            fragment_overlap: 0.8,
+            smooth_window: 5,
         }
     }
 }
@@ -85,7 +113,8 @@ pub struct Object3d {
     /// 1-based number in the sorted output of [`link_slices`] (0 means background elsewhere).
     pub id: usize,
     pub class_id: usize,
-    /// `(x1, y1, z1, x2, y2, z2)`: x/y are the union (min/max) of the linked slice boxes;
+    /// `(x1, y1, z1, x2, y2, z2)`: x/y are the union (min/max) of the linked slice boxes after
+    /// [`smooth_track`] (with `smooth_window <= 1`, of the raw boxes);
     /// `z1` is the first linked slice and `z2` is **exclusive**: last linked slice + 1.
     /// With `stride > 1` the true extent may reach up to `stride - 1` slices further each way.
     pub bbox3d: [f32; 6],
@@ -188,6 +217,9 @@ pub fn link_slices(slices: &[(usize, Vec<SliceBox>)], cfg: &LinkConfig) -> Vec<O
     let (Some(&z_first), Some(&z_last)) = (by_z.keys().next(), by_z.keys().next_back()) else {
         return Vec::new();
     };
+    for boxes in by_z.values_mut() {
+        *boxes = suppress_fragments(boxes, cfg.fragment_overlap);
+    }
     let reach = cfg
         .max_gap
         .saturating_add(1)
@@ -249,10 +281,10 @@ pub fn link_slices(slices: &[(usize, Vec<SliceBox>)], cfg: &LinkConfig) -> Vec<O
         }
     }
 
-    let mut objects: Vec<Object3d> = tracks
+    let mut objects: Vec<Object3d> = stitch(tracks, cfg)
         .into_iter()
         .filter(|t| t.boxes.len() >= cfg.min_slices)
-        .map(|t| to_object(t, z_first, z_last))
+        .map(|t| to_object(t, z_first, z_last, cfg.smooth_window))
         .collect();
     objects.sort_by(|a, b| {
         let (p, q) = (&a.bbox3d, &b.bbox3d);
@@ -271,23 +303,141 @@ pub fn link_slices(slices: &[(usize, Vec<SliceBox>)], cfg: &LinkConfig) -> Vec<O
     objects
 }
 
-fn to_object(t: Track, z_first: usize, z_last: usize) -> Object3d {
+/// Joins broken tracks (module documentation, "broken tracks are stitched"). Tracks come in
+/// creation order and leave in the order of their first (earliest) piece.
+fn stitch(tracks: Vec<Track>, cfg: &LinkConfig) -> Vec<Track> {
+    let stride = cfg.stride.max(1);
+    let overlap = cfg.max_gap.saturating_mul(stride);
+    let min_len = cfg.min_slices.max(2);
+    // Candidate joins (iou, a, b): a's end continues into b's start.
+    let mut cands: Vec<(f32, usize, usize)> = Vec::new();
+    for (ia, a) in tracks.iter().enumerate() {
+        let (a_first, a_last) = (a.boxes[0].0, a.last().0);
+        for (ib, b) in tracks.iter().enumerate() {
+            let (b_first, b_last) = (b.boxes[0].0, b.last().0);
+            if ia == ib
+                || b.boxes.len() < min_len
+                || a.class_id != b.class_id
+                || b_first <= a_first
+                || b_last <= a_last
+                || b_first > a_last
+                || b_first + overlap < a_last
+            {
+                continue;
+            }
+            // a's last box before b begins (exists: a starts before b)
+            let before = a.boxes.iter().rev().find(|(z, _)| *z < b_first);
+            let Some((_, pa)) = before else { continue };
+            let iou = nms::iou(&pa.bbox, &b.boxes[0].1.bbox);
+            if iou > 0.0 && iou >= cfg.iou_threshold {
+                cands.push((iou, ia, ib));
+            }
+        }
+    }
+    cands.sort_by(|p, q| q.0.total_cmp(&p.0).then(p.1.cmp(&q.1)).then(p.2.cmp(&q.2)));
+    let n = tracks.len();
+    let (mut next, mut has_prev) = (vec![None; n], vec![false; n]);
+    for &(_, a, b) in &cands {
+        if next[a].is_none() && !has_prev[b] {
+            next[a] = Some(b);
+            has_prev[b] = true;
+        }
+    }
+    // Follow every chain from its head; b always starts after a, so chains cannot cycle.
+    let mut slots: Vec<Option<Track>> = tracks.into_iter().map(Some).collect();
+    let mut out = Vec::new();
+    for head in 0..n {
+        if has_prev[head] {
+            continue;
+        }
+        let mut t = slots[head].take().expect("each track is in one chain");
+        let mut cur = head;
+        while let Some(b) = next[cur] {
+            let tb = slots[b].take().expect("each track is in one chain");
+            let b_first = tb.boxes[0].0;
+            t.boxes.retain(|(z, _)| *z < b_first);
+            t.boxes.extend(tb.boxes);
+            cur = b;
+        }
+        out.push(t);
+    }
+    out
+}
+
+/// Drops the fragments among one slice's boxes: visiting boxes from the largest area down (ties
+/// in the canonical order), a box is kept unless `area(A ∩ B) >= min_overlap * area(B)` for a
+/// kept box `A` of the same class. Boxes of zero area are kept (they never link). Returns the kept
+/// boxes in the canonical order (class, x1, y1, x2, y2, score descending).
+///
+/// Larger wins over higher-scoring on purpose: of a box on a whole organelle and one on its
+/// half, the detector may score the half higher, but the whole is what the 3D object needs.
+/// Two distinct organelles are dropped this way only when one lies almost entirely inside the
+/// other's box.
+pub fn suppress_fragments(boxes: &[SliceBox], min_overlap: f32) -> Vec<SliceBox> {
+    let area = |b: &[f32; 4]| (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0);
+    let mut order: Vec<&SliceBox> = boxes.iter().collect();
+    order.sort_by(|a, b| {
+        area(&b.bbox)
+            .total_cmp(&area(&a.bbox))
+            .then_with(|| canonical_cmp(a, b))
+    });
+    let mut kept: Vec<SliceBox> = Vec::with_capacity(boxes.len());
+    for b in order {
+        let own = area(&b.bbox);
+        let fragment = own > 0.0
+            && kept.iter().any(|k| {
+                let iw = (k.bbox[2].min(b.bbox[2]) - k.bbox[0].max(b.bbox[0])).max(0.0);
+                let ih = (k.bbox[3].min(b.bbox[3]) - k.bbox[1].max(b.bbox[1])).max(0.0);
+                k.class_id == b.class_id && iw * ih >= min_overlap * own
+            });
+        if !fragment {
+            kept.push(*b);
+        }
+    }
+    kept.sort_by(canonical_cmp);
+    kept
+}
+
+/// Running median of each coordinate along a track: box `i` becomes, coordinate by coordinate,
+/// the median of boxes `i - r ..= i + r` (`r = window / 2`, the window shrunk symmetrically to
+/// fit at the track's ends, so the first and last boxes stay as they are). `boxes` are in
+/// increasing `z`; a window of 0 or 1 returns them unchanged.
+///
+/// Why a median: linked boxes of one organelle change smoothly with z, while the detector's
+/// errors are mostly single-slice outliers (a box reaching into the neighbour, a box cut short);
+/// the median removes those and keeps the monotone growth and shrinking of the cross-section.
+pub fn smooth_track(boxes: &[[f32; 4]], window: usize) -> Vec<[f32; 4]> {
+    let r = window / 2;
+    let n = boxes.len();
+    (0..n)
+        .map(|i| {
+            let h = r.min(i).min(n - 1 - i);
+            std::array::from_fn(|k| {
+                let mut v: Vec<f32> = boxes[i - h..=i + h].iter().map(|b| b[k]).collect();
+                v.sort_by(f32::total_cmp);
+                v[h]
+            })
+        })
+        .collect()
+}
+
+fn to_object(t: Track, z_first: usize, z_last: usize, smooth_window: usize) -> Object3d {
     let first_z = t.boxes[0].0;
     let last_z = t.last().0;
+    let raw: Vec<[f32; 4]> = t.boxes.iter().map(|(_, b)| b.bbox).collect();
     let mut xy = [
         f32::INFINITY,
         f32::INFINITY,
         f32::NEG_INFINITY,
         f32::NEG_INFINITY,
     ];
-    let mut score_sum = 0.0f64;
-    for (_, b) in &t.boxes {
-        xy[0] = xy[0].min(b.bbox[0]);
-        xy[1] = xy[1].min(b.bbox[1]);
-        xy[2] = xy[2].max(b.bbox[2]);
-        xy[3] = xy[3].max(b.bbox[3]);
-        score_sum += b.score as f64;
+    for b in smooth_track(&raw, smooth_window) {
+        xy[0] = xy[0].min(b[0]);
+        xy[1] = xy[1].min(b[1]);
+        xy[2] = xy[2].max(b[2]);
+        xy[3] = xy[3].max(b[3]);
     }
+    let score_sum: f64 = t.boxes.iter().map(|(_, b)| b.score as f64).sum();
     Object3d {
         id: 0,
         class_id: t.class_id,

@@ -1,0 +1,160 @@
+//! `cryodet link`: link the per-slice detections of a stack (`NAME.json` written by
+//! `cryodet detect STACK.mrc`) into 3D objects again, with other linking parameters and without
+//! running the detector: `NAME.objects.json`, `NAME.objects.csv`, `NAME.objects.txt` in `--out`.
+//!
+//! [`LinkArgs`] are the linking options shared with `cryodet detect --3d`.
+
+use crate::error::{Error, Result};
+use crate::io::detections::{read_stack_detections, StackDetections};
+use crate::volume::{self, LinkConfig, SliceBox};
+use std::path::PathBuf;
+
+/// The 3D linking options (`crate::volume::link` documents each rule).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LinkArgs {
+    /// 3D linking: minimum IoU between boxes of consecutive detected slices.
+    #[arg(long, default_value_t = 0.3)]
+    pub link_iou: f32,
+    /// 3D linking: detected slices a track may skip.
+    #[arg(long, default_value_t = 2)]
+    pub max_gap: usize,
+    /// 3D linking: objects on fewer detected slices are dropped.
+    #[arg(long, default_value_t = 3)]
+    pub min_slices: usize,
+    /// 3D linking: a box lying this much inside a larger box of its class on the same slice is a
+    /// fragment and is dropped (above 1: keep all).
+    #[arg(long, default_value_t = 0.8)]
+    pub fragment_overlap: f32,
+    /// 3D linking: running-median window along an object before its 3D box is taken (0/1: raw).
+    #[arg(long, default_value_t = 5)]
+    pub smooth: usize,
+}
+
+impl LinkArgs {
+    /// The checked configuration for detection on every `stride`-th slice.
+    pub fn config(&self, stride: usize) -> Result<LinkConfig> {
+        if !(self.link_iou > 0.0 && self.link_iou <= 1.0) {
+            return Err(Error::invalid(format!(
+                "--link-iou {} must be in (0, 1]",
+                self.link_iou
+            )));
+        }
+        if !(self.fragment_overlap > 0.0) || !self.fragment_overlap.is_finite() {
+            return Err(Error::invalid(format!(
+                "--fragment-overlap {} must be a positive number",
+                self.fragment_overlap
+            )));
+        }
+        Ok(LinkConfig {
+            iou_threshold: self.link_iou,
+            max_gap: self.max_gap,
+            min_slices: self.min_slices.max(1),
+            stride: stride.max(1),
+            fragment_overlap: self.fragment_overlap,
+            smooth_window: self.smooth,
+        })
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A stack's per-slice detections, NAME.json from `cryodet detect STACK.mrc`.
+    pub detections: PathBuf,
+    /// Output directory.
+    #[arg(long, default_value = "objects")]
+    pub out: PathBuf,
+    /// Detection ran on every K-th slice (default: the greatest common divisor of the
+    /// differences between the file's slice numbers, i.e. what `detect --stride` used).
+    #[arg(long)]
+    pub stride: Option<usize>,
+    #[command(flatten)]
+    pub link: LinkArgs,
+}
+
+/// Per-slice boxes of a stack detection file, in the linker's form.
+pub fn slice_boxes(stack: &StackDetections) -> Vec<(usize, Vec<SliceBox>)> {
+    stack
+        .slices
+        .iter()
+        .map(|s| {
+            let boxes = s
+                .detections
+                .iter()
+                .map(|d| SliceBox {
+                    bbox: d.bbox,
+                    score: d.score,
+                    class_id: d.class_id,
+                })
+                .collect();
+            (s.z, boxes)
+        })
+        .collect()
+}
+
+/// The stride `detect --stride` used: gcd of the differences between sorted slice numbers (1 when
+/// there are fewer than two slices).
+pub fn infer_stride(zs: &[usize]) -> usize {
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    let mut zs = zs.to_vec();
+    zs.sort_unstable();
+    zs.dedup();
+    zs.windows(2).fold(0, |g, w| gcd(g, w[1] - w[0])).max(1)
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let stack = read_stack_detections(&args.detections)?;
+    let stride = match args.stride {
+        Some(s) => s,
+        None => infer_stride(&stack.slices.iter().map(|s| s.z).collect::<Vec<_>>()),
+    };
+    let cfg = args.link.config(stride)?;
+    // Class names as the detections name them (index = class_id; 0 is background).
+    let mut classes: Vec<String> = vec!["__background__".into()];
+    for d in stack.slices.iter().flat_map(|s| &s.detections) {
+        if d.class_id >= classes.len() {
+            classes.resize(d.class_id + 1, String::new());
+        }
+        if classes[d.class_id].is_empty() {
+            classes[d.class_id] = d.label.clone();
+        }
+    }
+    let objects = volume::link_slices(&slice_boxes(&stack), &cfg);
+    std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
+    let name = args
+        .detections
+        .file_stem()
+        .map_or_else(|| "stack".into(), |s| s.to_string_lossy().into_owned());
+    let out = |ext: &str| args.out.join(format!("{name}.{ext}"));
+    volume::write_objects_json(&out("objects.json"), &objects, &classes)?;
+    volume::write_objects_csv(&out("objects.csv"), &objects, &classes)?;
+    volume::write_imod_points(&out("objects.txt"), &objects)?;
+    println!(
+        "{}: {} slice(s) (stride {stride}), {} 3D object(s) -> {}",
+        args.detections.display(),
+        stack.slices.len(),
+        objects.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::infer_stride;
+
+    #[test]
+    fn stride_is_the_gcd_of_slice_steps() {
+        assert_eq!(infer_stride(&[]), 1);
+        assert_eq!(infer_stride(&[7]), 1);
+        assert_eq!(infer_stride(&[0, 1, 2]), 1);
+        assert_eq!(infer_stride(&[12, 0, 4, 8]), 4);
+        assert_eq!(infer_stride(&[3, 9, 15, 27]), 6);
+        assert_eq!(infer_stride(&[5, 5, 8]), 3);
+    }
+}
