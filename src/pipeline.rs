@@ -166,10 +166,21 @@ pub fn to_records(d: &Detections, classes: &[String], score_thresh: f32) -> Vec<
 /// The shipped default weights: `$CRYODET_WEIGHTS`, else `weights/default.safetensors` in the
 /// current directory, beside the executable's project, or in the source tree it was built from.
 pub fn default_weights() -> Result<std::path::PathBuf> {
-    if let Some(p) = std::env::var_os("CRYODET_WEIGHTS") {
+    shipped_weights("CRYODET_WEIGHTS", "default.safetensors")
+}
+
+/// The shipped tomogram-slice weights that `detect --3d` uses by default:
+/// `$CRYODET_SLICE_WEIGHTS`, else `weights/slices.safetensors`, searched like [`default_weights`].
+/// (The projection model finds almost nothing on tomogram slices; weights/README.md.)
+pub fn default_slice_weights() -> Result<std::path::PathBuf> {
+    shipped_weights("CRYODET_SLICE_WEIGHTS", "slices.safetensors")
+}
+
+fn shipped_weights(var: &str, file: &str) -> Result<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os(var) {
         return Ok(p.into());
     }
-    let rel = std::path::Path::new("weights").join("default.safetensors");
+    let rel = std::path::Path::new("weights").join(file);
     let mut candidates = vec![rel.clone()];
     if let Ok(exe) = std::env::current_exe() {
         for anc in exe.ancestors().skip(1).take(4) {
@@ -178,7 +189,9 @@ pub fn default_weights() -> Result<std::path::PathBuf> {
     }
     candidates.push(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(&rel));
     candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
-        Error::invalid("no --weights given and the default weights/default.safetensors was not found (set CRYODET_WEIGHTS or pass --weights)")
+        Error::invalid(format!(
+            "no --weights given and the shipped weights/{file} was not found (set {var} or pass --weights)"
+        ))
     })
 }
 

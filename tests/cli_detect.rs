@@ -200,3 +200,113 @@ fn detect_shard_takes_every_nth_input() {
     assert_ne!(code, 0);
     assert!(err.contains("--shard"), "{err}");
 }
+
+/// `cryodet link` on a hand-written stack file detected with stride 3 (z = 0, 3, ..., 27):
+/// one organelle on z 0..=15 with a fragment on z 9 and a box missing on z 12 (bridged), one on
+/// z 18..=27 of another class, and a lone box on z 24 (dropped by --min-slices 3).
+#[test]
+fn link_relinks_a_stack_file_with_inferred_stride() {
+    use cryodet::io::detections::{write_json, Detection, SliceDetections, StackDetections};
+    let dir = tmpdir("link");
+    let det = |b: [f32; 4], class_id: usize| Detection {
+        bbox: b,
+        score: 0.9,
+        label: if class_id == 1 {
+            "mitochondria"
+        } else {
+            "vesicle"
+        }
+        .into(),
+        class_id,
+    };
+    let slices = (0..30)
+        .step_by(3)
+        .map(|z| {
+            let mut d = Vec::new();
+            if z <= 15 && z != 12 {
+                d.push(det([10.0, 10.0, 50.0, 40.0], 1));
+            }
+            if z == 9 {
+                d.push(det([12.0, 12.0, 30.0, 38.0], 1)); // fragment, inside the whole
+            }
+            if z >= 18 {
+                d.push(det([60.0, 5.0, 80.0, 25.0], 2));
+            }
+            if z == 24 {
+                d.push(det([100.0, 100.0, 110.0, 110.0], 1));
+            }
+            SliceDetections { z, detections: d }
+        })
+        .collect();
+    let stack = StackDetections {
+        image: "tomo.mrc".into(),
+        width: 128,
+        height: 120,
+        depth: 30,
+        slices,
+    };
+    let file = dir.join("tomo.json");
+    write_json(&file, &stack).unwrap();
+    let out = dir.join("objects");
+    let (code, err) = cryodet(&[
+        "link",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let objs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("tomo.objects.json")).unwrap())
+            .unwrap();
+    let objs = objs["objects"].as_array().unwrap();
+    assert_eq!(objs.len(), 2, "{objs:?}");
+    let (a, b) = (&objs[0], &objs[1]);
+    assert_eq!(a["class"], "mitochondria");
+    assert_eq!(
+        a["bbox3d"],
+        serde_json::json!([10.0, 10.0, 0.0, 50.0, 40.0, 16.0])
+    );
+    assert_eq!(a["n_slices"], 5); // z 0, 3, 6, 9, 15 (12 bridged, fragment dropped)
+    assert_eq!(b["class"], "vesicle");
+    assert_eq!(
+        b["bbox3d"],
+        serde_json::json!([60.0, 5.0, 18.0, 80.0, 25.0, 28.0])
+    );
+    let csv = std::fs::read_to_string(out.join("tomo.objects.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3);
+    assert!(out.join("tomo.objects.txt").is_file());
+    // with stride 1 the z-gap 12 -> 15 is three missing slices (> max_gap 2): two objects
+    let (code, err) = cryodet(&[
+        "link",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--stride",
+        "1",
+        "--min-slices",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(out.join("tomo.objects.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["objects"].as_array().unwrap().len(), 4, "{text}");
+    // errors: one line naming the file; bad options
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{\"image\": 3}").unwrap();
+    let (code, err) = cryodet(&[
+        "link",
+        bad.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("bad.json") && err.contains("not a stack detection file"),
+        "{err}"
+    );
+    let (code, err) = cryodet(&["link", file.to_str().unwrap(), "--link-iou", "0"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--link-iou"), "{err}");
+    std::fs::remove_dir_all(dir).ok();
+}

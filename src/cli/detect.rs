@@ -15,7 +15,7 @@ use crate::io::detections::{
 };
 use crate::io::{image, mrc, voc};
 use crate::model::FasterRcnn;
-use crate::pipeline::{default_weights, detect_raw, PipelineConfig};
+use crate::pipeline::{default_slice_weights, default_weights, detect_raw, PipelineConfig};
 use crate::volume;
 use ndarray::Array2;
 use std::path::{Path, PathBuf};
@@ -26,7 +26,8 @@ pub struct Args {
     /// Images, MRC stacks (.mrc .st .ali .rec .mrcs) or directories of them.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
-    /// Weight file; default: the shipped weights/default.safetensors.
+    /// Weight file; default: the shipped weights/default.safetensors (projections and images),
+    /// with --3d weights/slices.safetensors (fine-tuned on tomogram slices).
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// Output directory.
@@ -187,9 +188,13 @@ pub fn run(args: Args) -> Result<()> {
     }
     let weights = match &args.weights {
         Some(w) => w.clone(),
+        None if args.three_d => default_slice_weights()?,
         None => default_weights()?,
     };
     let model = FasterRcnn::load(&weights)?;
+    if args.weights.is_none() {
+        eprintln!("weights: {}", weights.display());
+    }
     let mut inputs = expand_inputs(&args.inputs)?;
     if inputs.is_empty() {
         return Err(Error::invalid(

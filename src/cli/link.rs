@@ -26,7 +26,7 @@ pub struct LinkArgs {
     #[arg(long, default_value_t = 0.8)]
     pub fragment_overlap: f32,
     /// 3D linking: running-median window along an object before its 3D box is taken (0/1: raw).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 9)]
     pub smooth: usize,
 }
 
