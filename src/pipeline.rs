@@ -85,9 +85,20 @@ impl PipelineConfig {
 /// The score threshold recorded with the model (metadata `score_thresh`, e.g. the F1-optimal
 /// threshold on its held-out split), if it is a number in [0, 1].
 pub fn recommended_score_thresh(model: &FasterRcnn) -> Option<f32> {
+    metadata_thresh(model, "score_thresh")
+}
+
+/// The per-slice score threshold recorded for 3D linking (metadata `score_thresh_3d`, chosen on
+/// whole tomograms: a box on one slice need not be as certain as a lone 2D detection, since the
+/// linker's `min_slices` rejects isolated false positives), if it is a number in [0, 1].
+pub fn recommended_score_thresh_3d(model: &FasterRcnn) -> Option<f32> {
+    metadata_thresh(model, "score_thresh_3d")
+}
+
+fn metadata_thresh(model: &FasterRcnn, key: &str) -> Option<f32> {
     model
         .info
-        .get("score_thresh")
+        .get(key)
         .and_then(|v| v.trim().parse::<f32>().ok())
         .filter(|t| (0.0..=1.0).contains(t))
 }
@@ -214,5 +225,11 @@ mod tests {
             m.info.insert("score_thresh".into(), bad.into());
             assert_eq!(cfg(&m, None).score_thresh, 0.5, "metadata {bad:?}");
         }
+        // The 3D threshold is its own key, validated the same way.
+        assert_eq!(recommended_score_thresh_3d(&m), None);
+        m.info.insert("score_thresh_3d".into(), "0.9".into());
+        assert_eq!(recommended_score_thresh_3d(&m), Some(0.9));
+        m.info.insert("score_thresh_3d".into(), "2".into());
+        assert_eq!(recommended_score_thresh_3d(&m), None);
     }
 }

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """3D check of `cryodet detect --3d` against a synthetic stack's ground truth (issue: 3D tomograms).
 
-    cryodet synth runs/stack --n 1 --size 384 --snr 0.1 --seed 11 --mrc-slices 48
-    cryodet detect runs/stack/stack.mrc --3d --out runs/stack/det
+    cryodet synth runs/stack --n 0 --size 1536 --snr 0.1 --seed 13 --mrc-slices 40
+    cryodet detect runs/stack/stack.mrc --3d --out runs/stack/det     # weights/slices.safetensors
     python3 tools/eval_3d.py --gt runs/stack/stack_gt.json --pred runs/stack/det/stack.objects.json
+
+(tools/train_slices.sh runs this on six fresh tomograms.)
 
 For every ground-truth object present in at least --min-slices slices, the best 3D IoU with any
 predicted object (boxes x1,y1,z1,x2,y2,z2, z2 exclusive, in both files) is printed; an object is

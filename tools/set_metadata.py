@@ -6,8 +6,8 @@
 A safetensors file is an 8-byte little-endian header length, a JSON header (tensor dtypes, shapes
 and byte offsets relative to the data section, plus "__metadata__": {str: str}) and the data;
 changing the header's length does not move the offsets, so only the header is rewritten. cryodet
-reads `classes`, `bn_eps`, `min_size`, `preprocess` and `score_thresh` (detect's default
-threshold) from the metadata.
+reads `classes`, `bn_eps`, `min_size`, `preprocess`, `score_thresh` (detect's default
+threshold) and `score_thresh_3d` (detect --3d's) from the metadata.
 """
 import json
 import os

@@ -72,7 +72,7 @@ while read -r img ann; do
 done < "$WORK/run/test.txt"
 "$CRYODET" eval --gt "$WORK/test_gt" --weights "$WORK/run/best.safetensors" --images "$WORK/data/images" \
   --groups "$WORK/data/manifest.csv" --out "$WORK/eval_heldout"
-THRESH=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(round([o for o in m["overall"] if abs(o["iou_threshold"]-0.5)<1e-9][0]["pooled"]["best_f1_threshold"], 3))' "$WORK/eval_heldout/metrics.json")
+THRESH=$(python3 tools/best_f1.py "$WORK/eval_heldout/metrics.json")
 
 # 4. Ship it, with that threshold.
 mkdir -p weights

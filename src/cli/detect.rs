@@ -34,7 +34,8 @@ pub struct Args {
     #[arg(long, default_value = "detections")]
     pub out: PathBuf,
     /// Report detections with at least this score (default: the threshold recorded in the
-    /// weights' metadata `score_thresh`, e.g. the shipped model's F1-optimal one, else 0.5).
+    /// weights' metadata `score_thresh`, e.g. the shipped model's F1-optimal one; with --3d
+    /// `score_thresh_3d` when recorded; else 0.5).
     #[arg(long)]
     pub score_thresh: Option<f32>,
     /// Short side of the network input in pixels (default: the size the model was trained at,
@@ -205,12 +206,18 @@ pub fn run(args: Args) -> Result<()> {
         inputs = inputs.into_iter().skip(i).step_by(n).collect();
     }
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
+    // --3d: the model's 3D threshold (metadata score_thresh_3d) unless --score-thresh is given.
+    let score_thresh = args.score_thresh.or_else(|| {
+        args.three_d
+            .then(|| crate::pipeline::recommended_score_thresh_3d(&model))
+            .flatten()
+    });
     let cfg = PipelineConfig::for_model(
         &model,
         args.size,
         args.max_size,
         args.no_preprocess,
-        args.score_thresh,
+        score_thresh,
     );
     let n = inputs.len();
     let mut failures: Vec<String> = Vec::new();
