@@ -54,6 +54,16 @@ fn put(stack: &mut Slices, zs: impl IntoIterator<Item = usize>, b: SliceBox) {
     }
 }
 
+/// The tracker's per-slice rules alone (gaps, splits, merges of boxes): without the final merging
+/// of pieces by footprint, which would join the branches these hand-made cases build on purpose
+/// (`pieces_of_one_object_are_merged_by_footprint` tests that step).
+fn tracker_only() -> LinkConfig {
+    LinkConfig {
+        merge_iou: 2.0,
+        ..LinkConfig::default()
+    }
+}
+
 fn zs_of(o: &Object3d) -> Vec<usize> {
     o.slices.iter().map(|(z, _)| *z).collect()
 }
@@ -126,7 +136,7 @@ fn gap_of_max_gap_plus_one_is_not_bridged() {
     for max_gap in [0usize, 1, 2, 3] {
         let cfg = LinkConfig {
             max_gap,
-            ..LinkConfig::default()
+            ..tracker_only()
         };
         let mut stack = empty_stack(20);
         let gap = max_gap + 1;
@@ -173,7 +183,7 @@ fn split_continues_the_best_overlap_and_starts_a_new_object() {
     put(&mut stack, 0..5, sb([0.0, 0.0, 20.0, 20.0]));
     put(&mut stack, 5..10, sb([0.0, 0.0, 12.0, 20.0]));
     put(&mut stack, 5..10, sb([10.0, 0.0, 20.0, 20.0]));
-    let objs = link_slices(&stack, &LinkConfig::default());
+    let objs = link_slices(&stack, &tracker_only());
     assert_eq!(objs.len(), 2, "{objs:?}");
     assert_eq!(zs_of(&objs[0]), (0..10).collect::<Vec<_>>());
     assert_eq!(
@@ -201,7 +211,7 @@ fn split_with_equal_overlaps_is_deterministic() {
             &stack,
             &LinkConfig {
                 iou_threshold: 0.5,
-                ..LinkConfig::default()
+                ..tracker_only()
             },
         );
         assert_eq!(objs.len(), 2, "{objs:?}");
@@ -230,7 +240,7 @@ fn merge_ends_the_weaker_track() {
     put(&mut stack, 5..10, sb(merged));
     let cfg = LinkConfig {
         max_gap: 10,
-        ..LinkConfig::default()
+        ..tracker_only()
     };
     let objs = link_slices(&stack, &cfg);
     assert_eq!(objs.len(), 3, "{objs:?}");
@@ -328,7 +338,7 @@ fn stride_measures_gaps_in_detected_slices() {
             &LinkConfig {
                 max_gap,
                 stride,
-                ..LinkConfig::default()
+                ..tracker_only()
             },
         )
     };
@@ -535,6 +545,60 @@ fn a_track_broken_by_a_double_box_is_stitched() {
     // ... but with max_gap 5 they count as one organelle's double box
     let wide = LinkConfig { max_gap: 5, ..cfg };
     assert_eq!(link_slices(&side, &wide).len(), 1);
+}
+
+#[test]
+fn pieces_of_one_object_are_merged_by_footprint() {
+    let cfg = LinkConfig {
+        smooth_window: 1,
+        ..LinkConfig::default()
+    };
+    // 1. Lost for 6 slices (more than max_gap 2, within merge_max_gap 10): one object.
+    let mut lost = empty_stack(20);
+    put(&mut lost, (0..6).chain(12..20), sb([0.0, 0.0, 30.0, 20.0]));
+    assert_eq!(link_slices(&lost, &tracker_only()).len(), 2);
+    let objs = link_slices(&lost, &cfg);
+    assert_eq!(objs.len(), 1, "{objs:?}");
+    assert_eq!(objs[0].bbox3d, [0.0, 0.0, 0.0, 30.0, 20.0, 20.0]);
+    assert_eq!(objs[0].n_slices(), 14);
+    // ... but not across 11 missing slices (merge_max_gap 10)
+    let mut far = empty_stack(30);
+    put(&mut far, (0..6).chain(17..30), sb([0.0, 0.0, 30.0, 20.0]));
+    assert_eq!(link_slices(&far, &cfg).len(), 2);
+    // 2. Two tracks side by side on z 0..10 (IoU 0.43 on every slice: below link_iou 0.5 here,
+    //    so the tracker keeps them apart) whose footprints overlap at 0.43 < 0.5: kept apart;
+    //    with merge_iou 0.4 they are one object, and on every slice the higher-scoring box stays.
+    let mut side = empty_stack(10);
+    put(&mut side, 0..10, sbc([0.0, 0.0, 20.0, 20.0], 1, 0.9));
+    put(&mut side, 0..10, sbc([8.0, 0.0, 28.0, 20.0], 1, 0.8));
+    let strict = LinkConfig {
+        iou_threshold: 0.5,
+        fragment_overlap: 2.0,
+        ..cfg
+    };
+    assert_eq!(link_slices(&side, &strict).len(), 2);
+    let loose = LinkConfig {
+        merge_iou: 0.4,
+        ..strict
+    };
+    let objs = link_slices(&side, &loose);
+    assert_eq!(objs.len(), 1, "{objs:?}");
+    assert!(objs[0].slices.iter().all(|(_, b)| b.score == 0.9));
+    assert_eq!(objs[0].bbox3d, [0.0, 0.0, 0.0, 20.0, 20.0, 10.0]);
+    // 3. Other classes, and pieces shorter than max(2, min_slices), are never merged.
+    let mut mixed = empty_stack(20);
+    put(&mut mixed, 0..6, sbc([0.0, 0.0, 30.0, 20.0], 1, 0.9));
+    put(&mut mixed, 10..16, sbc([0.0, 0.0, 30.0, 20.0], 2, 0.9));
+    put(&mut mixed, [19], sbc([0.0, 0.0, 30.0, 20.0], 2, 0.9)); // 3 slices after: no bridge
+    assert_eq!(link_slices(&mixed, &cfg).len(), 3);
+    // 4. Three pieces in a row become one (the most overlapping pair first, then the third).
+    let mut three = empty_stack(30);
+    put(&mut three, 0..5, sb([0.0, 0.0, 30.0, 20.0]));
+    put(&mut three, 10..15, sb([1.0, 0.0, 31.0, 20.0]));
+    put(&mut three, 20..25, sb([0.0, 1.0, 30.0, 21.0]));
+    let objs = link_slices(&three, &cfg);
+    assert_eq!(objs.len(), 1, "{objs:?}");
+    assert_eq!(objs[0].bbox3d, [0.0, 0.0, 0.0, 31.0, 21.0, 25.0]);
 }
 
 // ---------------------------------------------------------------------------------------------

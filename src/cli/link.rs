@@ -28,6 +28,13 @@ pub struct LinkArgs {
     /// 3D linking: running-median window along an object before its 3D box is taken (0/1: raw).
     #[arg(long, default_value_t = 9)]
     pub smooth: usize,
+    /// 3D linking: pieces of one object whose xy footprints overlap this much (IoU) are merged
+    /// (above 1: never).
+    #[arg(long, default_value_t = 0.5)]
+    pub merge_iou: f32,
+    /// 3D linking: ... when at most this many detected slices lie between them.
+    #[arg(long, default_value_t = 10)]
+    pub merge_gap: usize,
 }
 
 impl LinkArgs {
@@ -37,6 +44,12 @@ impl LinkArgs {
             return Err(Error::invalid(format!(
                 "--link-iou {} must be in (0, 1]",
                 self.link_iou
+            )));
+        }
+        if !(self.merge_iou > 0.0) || !self.merge_iou.is_finite() {
+            return Err(Error::invalid(format!(
+                "--merge-iou {} must be a positive number",
+                self.merge_iou
             )));
         }
         if !(self.fragment_overlap > 0.0) || !self.fragment_overlap.is_finite() {
@@ -52,6 +65,8 @@ impl LinkArgs {
             stride: stride.max(1),
             fragment_overlap: self.fragment_overlap,
             smooth_window: self.smooth,
+            merge_iou: self.merge_iou,
+            merge_max_gap: self.merge_gap,
         })
     }
 }
