@@ -314,7 +314,7 @@ pub fn equalize_histogram(img: ArrayView2<f32>) -> Array2<f32> {
 }
 
 /// Single-image SNR estimate by autocorrelation (Thong, Sim, Phang, Mitchell & Chan,
-/// "Single-image signal-to-noise ratio estimation", Scanning 23, 2001; the study's ref. [25]).
+/// "Single-image signal-to-noise ratio estimation", Scanning 23, 2001; the study's ref. \[25\]).
 ///
 /// With `x` the image minus its mean and `r(k)` the autocorrelation at lag `k` (mean of
 /// `x(p) x(p + k)` over all valid pairs), white noise adds only to `r(0)`. The noise-free

@@ -4,7 +4,10 @@
 //! on consecutive slices. This module turns those columns into one 3D object each:
 //!
 //! * [`link`]: [`link_slices`] (IoU tracking along z, with gap bridging, strided detection, and
-//!   deterministic split/merge rules), [`iou3d`];
+//!   deterministic split/merge rules; before it per-slice fragments are dropped
+//!   ([`suppress_fragments`]), after it broken tracks are stitched and pieces of one object
+//!   merged by footprint, and the 3D box is taken over median-smoothed boxes ([`smooth_track`])),
+//!   [`iou3d`];
 //! * [`export`]: JSON, CSV, an IMOD point file for `point2model`, a label volume;
 //! * [`tilt`]: IMOD `.tlt` / `.rawtlt` tilt angles of a tilt series;
 //! * [`montage`](mod@montage): every n-th slice tiled with the linked boxes coloured by object.

@@ -290,6 +290,24 @@ fn link_relinks_a_stack_file_with_inferred_stride() {
     let text = std::fs::read_to_string(out.join("tomo.objects.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["objects"].as_array().unwrap().len(), 4, "{text}");
+    // a hand-edited file with a huge class id: linked, named by the fallback `class_N`
+    let mut huge = stack.clone();
+    for s in huge.slices.iter_mut() {
+        for d in s.detections.iter_mut() {
+            d.class_id = 4_000_000_000;
+        }
+    }
+    let huge_file = dir.join("huge.json");
+    write_json(&huge_file, &huge).unwrap();
+    let (code, err) = cryodet(&[
+        "link",
+        huge_file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(out.join("huge.objects.csv")).unwrap();
+    assert!(text.contains("class_4000000000"), "{text}");
     // errors: one line naming the file; bad options
     let bad = dir.join("bad.json");
     std::fs::write(&bad, "{\"image\": 3}").unwrap();

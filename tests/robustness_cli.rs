@@ -508,11 +508,14 @@ fn voc_malformed_annotations() {
 // ----------------------------------------------------------------------------------------------
 // Weights.
 
-/// The fixture weights' tensors and metadata, for building variants.
-fn fixture_tensors() -> (
+/// Named tensors and string metadata of a weight file.
+type TensorsAndMetadata = (
     Vec<(String, ArrayD<f32>)>,
     std::collections::HashMap<String, String>,
-) {
+);
+
+/// The fixture weights' tensors and metadata, for building variants.
+fn fixture_tensors() -> TensorsAndMetadata {
     let wf = WeightFile::load(weights_path()).unwrap();
     let t = wf
         .names()

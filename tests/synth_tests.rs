@@ -107,10 +107,13 @@ fn rim_means(s: &SynthImage, label: u8, r_in: isize, r_out: isize) -> (f32, f32)
         for di in -r..=r {
             for dj in -r..=r {
                 let (ii, jj) = (i as isize + di, j as isize + dj);
-                if ii >= 0 && jj >= 0 && (ii as usize) < h && (jj as usize) < w {
-                    if (s.outer_membrane[[ii as usize, jj as usize]] == label) == want {
-                        return true;
-                    }
+                if ii >= 0
+                    && jj >= 0
+                    && (ii as usize) < h
+                    && (jj as usize) < w
+                    && (s.outer_membrane[[ii as usize, jj as usize]] == label) == want
+                {
+                    return true;
                 }
             }
         }

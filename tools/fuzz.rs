@@ -409,6 +409,9 @@ fn seeds(t: Target, corpus: &Path) -> Vec<Vec<u8>> {
 
 /// A complete but tiny network (2 channels everywhere, 1x1 kernels except the RPN's 3x3,
 /// one block per stage): a few KB, so one `from_weights` takes microseconds.
+/// Adds one tensor (name, shape) to a tensor list: the callback `tiny_weights` builds with.
+type PushFn<'a> = dyn FnMut(&mut Vec<(String, ArrayD<f32>)>, String, &[usize]) + 'a;
+
 fn tiny_weights(tmp: &Path) -> Vec<u8> {
     let c = 2usize;
     let mut t: Vec<(String, ArrayD<f32>)> = Vec::new();
@@ -423,32 +426,25 @@ fn tiny_weights(tmp: &Path) -> Vec<u8> {
             }),
         ));
     };
-    let bn =
-        |t: &mut Vec<(String, ArrayD<f32>)>,
-         p: &str,
-         n: usize,
-         push: &mut dyn FnMut(&mut Vec<(String, ArrayD<f32>)>, String, &[usize])| {
-            for s in ["weight", "bias", "running_mean", "running_var"] {
-                push(t, format!("{p}.{s}"), &[n]);
-            }
-        };
+    let bn = |t: &mut Vec<(String, ArrayD<f32>)>, p: &str, n: usize, push: &mut PushFn<'_>| {
+        for s in ["weight", "bias", "running_mean", "running_var"] {
+            push(t, format!("{p}.{s}"), &[n]);
+        }
+    };
     push(&mut t, "backbone.conv1.weight".into(), &[c, 3, 1, 1]);
     bn(&mut t, "backbone.bn1", c, &mut push);
-    let block =
-        |t: &mut Vec<(String, ArrayD<f32>)>,
-         p: &str,
-         push: &mut dyn FnMut(&mut Vec<(String, ArrayD<f32>)>, String, &[usize])| {
-            for i in 1..=3 {
-                push(t, format!("{p}.conv{i}.weight"), &[c, c, 1, 1]);
-                for s in ["weight", "bias", "running_mean", "running_var"] {
-                    push(t, format!("{p}.bn{i}.{s}"), &[c]);
-                }
-            }
-            push(t, format!("{p}.downsample.0.weight"), &[c, c, 1, 1]);
+    let block = |t: &mut Vec<(String, ArrayD<f32>)>, p: &str, push: &mut PushFn<'_>| {
+        for i in 1..=3 {
+            push(t, format!("{p}.conv{i}.weight"), &[c, c, 1, 1]);
             for s in ["weight", "bias", "running_mean", "running_var"] {
-                push(t, format!("{p}.downsample.1.{s}"), &[c]);
+                push(t, format!("{p}.bn{i}.{s}"), &[c]);
             }
-        };
+        }
+        push(t, format!("{p}.downsample.0.weight"), &[c, c, 1, 1]);
+        for s in ["weight", "bias", "running_mean", "running_var"] {
+            push(t, format!("{p}.downsample.1.{s}"), &[c]);
+        }
+    };
     for l in 1..=3 {
         block(&mut t, &format!("backbone.layer{l}.0"), &mut push);
     }

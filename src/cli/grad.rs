@@ -4,7 +4,7 @@
 //! Input: a safetensors file with `input` `[1, 3, H, W]` (normalized), `boxes` `[G, 4]`
 //! (x1, y1, x2, y2 in input pixels) and `labels` `[G]` (1..K-1).
 //! Output: scalars `loss_objectness`, `loss_rpn_box_reg`, `loss_classifier`, `loss_box_reg`
-//! (shape [1]) and `grad.<weight name>` for every trained weight.
+//! (shape `[1]`) and `grad.<weight name>` for every trained weight.
 
 use crate::cli::trace::{num_threads, read_input};
 use crate::error::{Error, Result};
@@ -21,7 +21,7 @@ pub struct Args {
     /// Weight file (safetensors, torchvision names).
     #[arg(long)]
     pub weights: PathBuf,
-    /// safetensors file with `input` [1, 3, H, W], `boxes` [G, 4], `labels` [G].
+    /// safetensors file with `input` `[1, 3, H, W]`, `boxes` `[G, 4]`, `labels` `[G]`.
     #[arg(long)]
     pub input: PathBuf,
     /// Where to write losses and gradients (safetensors).

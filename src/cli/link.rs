@@ -46,13 +46,14 @@ impl LinkArgs {
                 self.link_iou
             )));
         }
-        if !(self.merge_iou > 0.0) || !self.merge_iou.is_finite() {
+        let positive = |v: f32| v.is_finite() && v > 0.0;
+        if !positive(self.merge_iou) {
             return Err(Error::invalid(format!(
                 "--merge-iou {} must be a positive number",
                 self.merge_iou
             )));
         }
-        if !(self.fragment_overlap > 0.0) || !self.fragment_overlap.is_finite() {
+        if !positive(self.fragment_overlap) {
             return Err(Error::invalid(format!(
                 "--fragment-overlap {} must be a positive number",
                 self.fragment_overlap
@@ -129,9 +130,15 @@ pub fn run(args: Args) -> Result<()> {
         None => infer_stride(&stack.slices.iter().map(|s| s.z).collect::<Vec<_>>()),
     };
     let cfg = args.link.config(stride)?;
-    // Class names as the detections name them (index = class_id; 0 is background).
+    // Class names as the detections name them (index = class_id; 0 is background). Ids beyond
+    // MAX_NAMED keep the writers' fallback name `class_N` (no table of a billion names for a
+    // hand-edited file).
+    const MAX_NAMED: usize = 1 << 16;
     let mut classes: Vec<String> = vec!["__background__".into()];
     for d in stack.slices.iter().flat_map(|s| &s.detections) {
+        if d.class_id > MAX_NAMED {
+            continue;
+        }
         if d.class_id >= classes.len() {
             classes.resize(d.class_id + 1, String::new());
         }

@@ -14,7 +14,7 @@
 //!   the cut is grazing), so an object appears, grows, shrinks and vanishes over z;
 //! - clear vesicles and dense-core granules: spheres (rings and discs in a slice);
 //! - ribosomes: 25-30 nm spheres anywhere in the volume;
-//! - cytoplasm: density [`RHO_CYTO`] with a texture `cos(phi z) A + sin(phi z) B` of two
+//! - cytoplasm: density `RHO_CYTO` with a texture `cos(phi z) A + sin(phi z) B` of two
 //!   independent unit fields (unit variance at every z, correlated over ~10 nm in z), displaced
 //!   inside mitochondria.
 //!

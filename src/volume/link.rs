@@ -35,7 +35,7 @@
 //!    detected slices.
 //! 5. Boxes that continue no track start new tracks.
 //!
-//! After the last slice, **broken tracks are stitched** ([`stitch`]): where one organelle got two
+//! After the last slice, **broken tracks are stitched** (`stitch`): where one organelle got two
 //! boxes on a slice, the greedy step may continue it with the wrong one and start it anew a slice
 //! later. A track `B` that starts while a track `A` of the same class ends (`B`'s first box is on
 //! `A`'s last slice or at most `max_gap` detected slices before it, so that the two coexisted, and
@@ -46,7 +46,7 @@
 //! A track that ended *before* another began is left alone: bridging gaps is step 1's job, and a
 //! track ended by a merge stays ended.
 //!
-//! Then **pieces are merged** ([`merge_pieces`]): when the detector loses an organelle for more
+//! Then **pieces are merged** (`merge_pieces`): when the detector loses an organelle for more
 //! than `max_gap` slices, or boxes it so differently on neighbouring slices that two or three
 //! tracks run side by side, the pieces share their footprint in xy. Two tracks of the same class
 //! (each with at least `max(2, min_slices)` boxes) whose footprints overlap at
@@ -100,7 +100,7 @@ pub struct LinkConfig {
     /// smooths each box coordinate along a track before the union gives the 3D box
     /// ([`smooth_track`]). Default **9** (chosen on two validation tomograms, seeds 11 and 12, over 1, 5 and 9); 0 or 1 use the raw boxes.
     pub smooth_window: usize,
-    /// Pieces of one organelle are merged ([`merge_pieces`]) when their footprints (the xy
+    /// Pieces of one organelle are merged (`merge_pieces`) when their footprints (the xy
     /// union of their smoothed boxes) overlap at least this much (IoU). Default **0.5** (chosen
     /// over 0.5, 0.6, 0.7 and off on twelve development tomograms, seeds 11-22: objects found
     /// 36, 38, 38, 38 of 41, spurious objects 7 (off), 5 (0.6), 1 (0.5)); above 1 turns merging off.
@@ -409,8 +409,8 @@ fn footprint(t: &Track, window: usize) -> [f32; 4] {
 /// pair with the highest footprint IoU (ties: lower indices) becomes one track; on a slice where
 /// both have a box, the higher-scoring box is kept (ties: the first track's).
 fn merge_pieces(mut tracks: Vec<Track>, cfg: &LinkConfig) -> Vec<Track> {
-    if !(cfg.merge_iou <= 1.0) {
-        return tracks;
+    if cfg.merge_iou > 1.0 || cfg.merge_iou.is_nan() {
+        return tracks; // merging turned off
     }
     let stride = cfg.stride.max(1);
     let max_gap = cfg.merge_max_gap.saturating_add(1).saturating_mul(stride);
