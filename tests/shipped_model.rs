@@ -31,6 +31,23 @@ fn check_shipped(file: &str) -> cryodet::model::FasterRcnn {
     m
 }
 
+/// Runs the binary from the repository root as a newcomer would: shipped weights found by their
+/// default paths (the environment overrides removed); panics with its stderr if it fails.
+fn run_shipped(args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cryodet"))
+        .current_dir(root())
+        .args(args)
+        .env_remove("CRYODET_WEIGHTS")
+        .env_remove("CRYODET_SLICE_WEIGHTS")
+        .output()
+        .expect("run cryodet");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn default_model_loads_with_its_training_metadata() {
     check_shipped("default.safetensors");
@@ -40,25 +57,16 @@ fn default_model_loads_with_its_training_metadata() {
 fn readme_detect_command_runs_on_the_shipped_example() {
     let out = std::env::temp_dir().join(format!("cryodet-shipped-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let status = Command::new(env!("CARGO_BIN_EXE_cryodet"))
-        .current_dir(root())
-        .args([
-            "detect",
-            "weights/example.png",
-            "--overlay",
-            "--gt",
-            "weights",
-            "--out",
-        ])
-        .arg(&out)
-        .env_remove("CRYODET_WEIGHTS")
-        .output()
-        .expect("run cryodet");
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    let out_s = out.to_str().unwrap();
+    run_shipped(&[
+        "detect",
+        "weights/example.png",
+        "--overlay",
+        "--gt",
+        "weights",
+        "--out",
+        out_s,
+    ]);
     let d = cryodet::io::detections::read_image_detections(out.join("example.json")).unwrap();
     assert_eq!((d.width, d.height), (1536, 1536));
     let m = cryodet::model::FasterRcnn::load(root().join("weights/default.safetensors")).unwrap();
@@ -97,19 +105,7 @@ fn slice_model_loads_with_its_training_metadata() {
 fn detect_3d_finds_the_objects_of_a_fresh_synthetic_tomogram() {
     let dir = std::env::temp_dir().join(format!("cryodet-3d-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_cryodet"))
-            .current_dir(root())
-            .args(args)
-            .env_remove("CRYODET_SLICE_WEIGHTS")
-            .output()
-            .expect("run cryodet");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let run = run_shipped;
     let d = dir.to_str().unwrap();
     run(&[
         "synth",
