@@ -61,11 +61,18 @@ pub fn iou(a: &[f32], b: &[f32]) -> f32 {
     iou_with_areas(a, box_area(a), b, box_area(b))
 }
 
+/// Area of the intersection of two boxes (0 when they do not overlap), as torchvision's NMS
+/// kernel computes it.
 #[inline(always)]
-fn iou_with_areas(a: &[f32], area_a: f32, b: &[f32], area_b: f32) -> f32 {
+pub fn intersection(a: &[f32], b: &[f32]) -> f32 {
     let w = cmax(0.0, cmin(a[2], b[2]) - cmax(a[0], b[0]));
     let h = cmax(0.0, cmin(a[3], b[3]) - cmax(a[1], b[1]));
-    let inter = w * h;
+    w * h
+}
+
+#[inline(always)]
+fn iou_with_areas(a: &[f32], area_a: f32, b: &[f32], area_b: f32) -> f32 {
+    let inter = intersection(a, b);
     inter / (area_a + area_b - inter)
 }
 

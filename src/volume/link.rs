@@ -57,8 +57,8 @@
 //! Finally tracks with fewer than `min_slices` boxes are dropped, each remaining track becomes an
 //! [`Object3d`] whose 3D box is the union of its **smoothed** slice boxes ([`smooth_track`]: a
 //! running median of each coordinate over `smooth_window` consecutive linked boxes, so that one
-//! badly placed box does not widen the whole object), objects are sorted by `z1`, then `x1` (then `y1`, class, `z2`, `x2`, `y2`, score,
-//! all with `f32::total_cmp`, so the order is total) and numbered `id = 1, 2, ...` in that order
+//! badly placed box does not widen the whole object), objects are sorted by `z1`, then `x1`
+//! (then `y1`, class, `z2`, `x2`, `y2`, score, all with `f32::total_cmp`, so the order is total) and numbered `id = 1, 2, ...` in that order
 //! (0 is left free for "background" in a label volume and IMOD numbers from 1).
 //!
 //! Boxes with a non-finite coordinate or score are ignored.
@@ -98,7 +98,8 @@ pub struct LinkConfig {
     pub fragment_overlap: f32,
     /// Window (in linked boxes, odd; even values are rounded up) of the running median that
     /// smooths each box coordinate along a track before the union gives the 3D box
-    /// ([`smooth_track`]). Default **9** (chosen on two validation tomograms, seeds 11 and 12, over 1, 5 and 9); 0 or 1 use the raw boxes.
+    /// ([`smooth_track`]). Default **9** (chosen on two validation tomograms, seeds 11 and 12,
+    /// over 1, 5 and 9); 0 or 1 use the raw boxes.
     pub smooth_window: usize,
     /// Pieces of one organelle are merged (`merge_pieces`) when their footprints (the xy
     /// union of their smoothed boxes) overlap at least this much (IoU). Default **0.5** (chosen
@@ -415,11 +416,12 @@ fn merge_pieces(mut tracks: Vec<Track>, cfg: &LinkConfig) -> Vec<Track> {
     let stride = cfg.stride.max(1);
     let max_gap = cfg.merge_max_gap.saturating_add(1).saturating_mul(stride);
     let min_len = cfg.min_slices.max(2);
+    // Footprints, kept in step with `tracks`: only the merged track's changes per round.
+    let mut feet: Vec<[f32; 4]> = tracks
+        .iter()
+        .map(|t| footprint(t, cfg.smooth_window))
+        .collect();
     loop {
-        let feet: Vec<[f32; 4]> = tracks
-            .iter()
-            .map(|t| footprint(t, cfg.smooth_window))
-            .collect();
         let mut best: Option<(f32, usize, usize)> = None;
         for i in 0..tracks.len() {
             for j in i + 1..tracks.len() {
@@ -454,6 +456,8 @@ fn merge_pieces(mut tracks: Vec<Track>, cfg: &LinkConfig) -> Vec<Track> {
             }
         }
         a.boxes = by_z.into_iter().collect();
+        feet.remove(j);
+        feet[i] = footprint(a, cfg.smooth_window);
     }
 }
 
@@ -479,9 +483,7 @@ pub fn suppress_fragments(boxes: &[SliceBox], min_overlap: f32) -> Vec<SliceBox>
         let own = area(&b.bbox);
         let fragment = own > 0.0
             && kept.iter().any(|k| {
-                let iw = (k.bbox[2].min(b.bbox[2]) - k.bbox[0].max(b.bbox[0])).max(0.0);
-                let ih = (k.bbox[3].min(b.bbox[3]) - k.bbox[1].max(b.bbox[1])).max(0.0);
-                k.class_id == b.class_id && iw * ih >= min_overlap * own
+                k.class_id == b.class_id && nms::intersection(&k.bbox, &b.bbox) >= min_overlap * own
             });
         if !fragment {
             kept.push(*b);
@@ -517,19 +519,7 @@ pub fn smooth_track(boxes: &[[f32; 4]], window: usize) -> Vec<[f32; 4]> {
 fn to_object(t: Track, z_first: usize, z_last: usize, smooth_window: usize) -> Object3d {
     let first_z = t.boxes[0].0;
     let last_z = t.last().0;
-    let raw: Vec<[f32; 4]> = t.boxes.iter().map(|(_, b)| b.bbox).collect();
-    let mut xy = [
-        f32::INFINITY,
-        f32::INFINITY,
-        f32::NEG_INFINITY,
-        f32::NEG_INFINITY,
-    ];
-    for b in smooth_track(&raw, smooth_window) {
-        xy[0] = xy[0].min(b[0]);
-        xy[1] = xy[1].min(b[1]);
-        xy[2] = xy[2].max(b[2]);
-        xy[3] = xy[3].max(b[3]);
-    }
+    let xy = footprint(&t, smooth_window);
     let score_sum: f64 = t.boxes.iter().map(|(_, b)| b.score as f64).sum();
     Object3d {
         id: 0,
