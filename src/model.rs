@@ -283,8 +283,25 @@ impl FasterRcnn {
         };
         let backbone = Backbone::load(&mut wf, bn_eps)?;
         let c3 = backbone.out_channels();
-        let config = DetectConfig::default();
+        let mut config = DetectConfig::default();
+        if let Some(anchors) = AnchorGenerator::from_metadata(&wf.metadata)
+            .map_err(|reason| Error::weights(&wf.path, reason))?
+        {
+            config.anchors = anchors;
+        }
         let a = config.anchors.num_anchors();
+        let rpn_a = wf.get("rpn.cls_logits.weight").map(|t| t.shape()[0]);
+        if rpn_a.is_some_and(|n| n != a) {
+            return Err(Error::weights(
+                &wf.path,
+                format!(
+                    "the RPN head predicts {} anchors per cell but the anchors ({}) give {a} \
+                     (metadata `anchor_sizes` x `anchor_ratios`, default 128,256,512 x 0.5,1,2)",
+                    rpn_a.unwrap_or(0),
+                    config.anchors.describe()
+                ),
+            ));
+        }
         let rpn_conv = take_conv(&mut wf, "rpn.conv", c3, 3, None)?;
         let r = rpn_conv.out_channels();
         let rpn = RpnHead {

@@ -1,21 +1,38 @@
 //! From a raw image to detections in its own pixels: the study's Fig. 1 end to end.
 //!
+//! The scale of the network input comes first (see [`choose_scale`]):
+//! - **physical scale**, when the file's pixel size is known (`--pixel-size`, else the file's
+//!   own: `crate::io::pixel_size`) and the model records the pixel size of its network input
+//!   (metadata `pixel_size_nm`): the image is resampled by `s = file_nm / model_nm`, so the
+//!   network sees every file at the pixel size it was trained at. The long side is capped at
+//!   [`MAX_INPUT`] px (then `s` is lowered, with a note);
+//! - otherwise the `--size` rule of today: `s = min(min_size / short side, max_size / long side)`.
+//!
+//! Then, by the model's metadata `preprocess_order`:
 //! ```text
-//! raw [H, W] (any range: 8/16-bit, float MRC)
-//!  -> to [0, 1] (percentiles 0.1 / 99.9 by default, see transform::Scaling)
-//!  -> preprocess: bilateral filter, then histogram equalization (the study; optional)
-//!  -> ImageNet normalization, gray replicated to 3 channels, bilinear resize so that the short
-//!     side is `min_size` (600) and the long side at most `max_size` (1000), pad to 32
-//!  -> FasterRcnn::forward_image -> boxes on the resized image
-//!  -> boxes scaled back to the original pixels (torchvision's transform.postprocess)
+//! "resample-first" (models trained since issue 14):
+//!   raw -> to [0, 1] (percentiles 0.1 / 99.9, transform::Scaling)
+//!       -> anti-aliased resample by s (transform::resample_antialiased)
+//!       -> preprocess at the network resolution: bilateral filter + histogram equalization
+//!       -> ImageNet normalization, gray to 3 channels, pad to 32
+//! absent (older models, the study's order):
+//!   raw -> to [0, 1] -> preprocess at full resolution
+//!       -> ImageNet normalization, resize by s (torch's bilinear for the --size rule, exactly as
+//!          before; anti-aliased for a physical scale), pad to 32
+//! both: -> FasterRcnn::forward_image -> boxes on the network input
+//!       -> boxes scaled back to the original pixels (torchvision's transform.postprocess)
 //! ```
 
 use crate::detection::postprocess::Detections;
 use crate::error::{Error, Result};
 use crate::io::detections::Detection;
+use crate::io::pixel_size::PixelSize;
 use crate::model::FasterRcnn;
 use crate::preprocess::{preprocess, PreprocessConfig};
-use crate::transform::{boxes_to_original, to_unit_range, transform_image, Scaling};
+use crate::transform::{
+    boxes_to_original, input_without_resize, resample_antialiased, resize_scale, resized_size,
+    to_unit_range, transform_image, Scaling,
+};
 use ndarray::Array2;
 
 /// How images are prepared and which detections are reported.
@@ -30,6 +47,98 @@ pub struct PipelineConfig {
     pub max_size: f32,
     /// Detections with a lower score are not reported (the network itself keeps > 0.05).
     pub score_thresh: f32,
+    /// nm per pixel of the network input (model metadata `pixel_size_nm`); `None`: the
+    /// `--size` rule for every file.
+    pub model_pixel_nm: Option<f32>,
+    /// Resample before the preprocessing (metadata `preprocess_order = "resample-first"`).
+    pub resample_first: bool,
+    /// Upper bound of the long side of the network input at a physical scale.
+    pub max_input: usize,
+    /// `--pixel-size`: nm per pixel of every input file, overriding what the files record.
+    pub pixel_size: Option<f32>,
+}
+
+/// Default cap of the network input's long side at a physical scale (px).
+pub const MAX_INPUT: usize = 2000;
+/// Metadata key: nm per pixel of the network input.
+pub const PIXEL_SIZE_KEY: &str = "pixel_size_nm";
+/// Metadata key of the preprocessing order; [`RESAMPLE_FIRST`] or absent (the study's order).
+pub const ORDER_KEY: &str = "preprocess_order";
+/// Value of [`ORDER_KEY`]: resample to the network resolution, then preprocess.
+pub const RESAMPLE_FIRST: &str = "resample-first";
+
+/// The model's `pixel_size_nm` metadata, if it is a positive finite number.
+pub fn model_pixel_size(model: &FasterRcnn) -> Option<f32> {
+    model
+        .info
+        .get(PIXEL_SIZE_KEY)
+        .and_then(|v| v.trim().parse::<f32>().ok())
+        .filter(|v| v.is_finite() && *v > 0.0)
+}
+
+/// True when the model's metadata asks for resampling before the preprocessing.
+pub fn model_resamples_first(model: &FasterRcnn) -> bool {
+    model.info.get(ORDER_KEY).is_some_and(|v| v == RESAMPLE_FIRST)
+}
+
+/// The scale at which one image enters the network, and how it was chosen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaleChoice {
+    /// Network-input size `(h, w)` before padding.
+    pub out: (usize, usize),
+    /// Nominal factor (network px per file px).
+    pub factor: f64,
+    /// True when a physical pixel size set the factor.
+    pub physical: bool,
+    /// One line for humans: `pixel 0.26 nm (MRC header) -> 2.50 nm, x0.104` or
+    /// `pixel size unknown: short side 600`.
+    pub note: String,
+}
+
+/// The scale of an `h x w` image with pixel size `pixel` (`None`: unknown) under `cfg`: the
+/// physical one when both the file's and the model's pixel sizes are known, else the `--size`
+/// rule (module doc). The network input is at least 1 px per side and its long side at most
+/// `cfg.max_input` px at a physical scale.
+pub fn choose_scale(h: usize, w: usize, cfg: &PipelineConfig, pixel: Option<PixelSize>) -> ScaleChoice {
+    let size_rule = |why: String| {
+        let factor = resize_scale(h, w, cfg.min_size, cfg.max_size);
+        ScaleChoice {
+            out: resized_size(h, w, factor),
+            factor,
+            physical: false,
+            note: format!("{why}: short side {}", cfg.min_size),
+        }
+    };
+    let Some(p) = pixel else {
+        return size_rule("pixel size unknown".into());
+    };
+    let Some(model_nm) = cfg.model_pixel_nm else {
+        return size_rule(format!(
+            "pixel {:.3} nm ({}), the model records no pixel size",
+            p.nm, p.source
+        ));
+    };
+    let mut factor = p.nm as f64 / model_nm as f64;
+    let mut note = format!(
+        "pixel {:.3} nm ({}) -> {:.2} nm, x{:.3}",
+        p.nm, p.source, model_nm, factor
+    );
+    let long = h.max(w) as f64;
+    if long * factor > cfg.max_input as f64 {
+        factor = cfg.max_input as f64 / long;
+        note.push_str(&format!(
+            ", capped at long side {} (x{factor:.3}, {:.2} nm)",
+            cfg.max_input,
+            p.nm as f64 / factor
+        ));
+    }
+    let side = |n: usize| ((n as f64 * factor).round() as usize).max(1);
+    ScaleChoice {
+        out: (side(h), side(w)),
+        factor,
+        physical: true,
+        note,
+    }
 }
 
 impl Default for PipelineConfig {
@@ -40,6 +149,10 @@ impl Default for PipelineConfig {
             min_size: 600.0,
             max_size: 1000.0,
             score_thresh: 0.5,
+            model_pixel_nm: None,
+            resample_first: false,
+            max_input: MAX_INPUT,
+            pixel_size: None,
         }
     }
 }
@@ -77,9 +190,43 @@ impl PipelineConfig {
             min_size,
             max_size,
             score_thresh,
+            model_pixel_nm: model_pixel_size(model),
+            resample_first: model_resamples_first(model),
             ..Default::default()
         }
     }
+
+    /// The pixel size of the file at `path`: `--pixel-size` when given, else the file's own
+    /// (`crate::io::pixel_size`), else unknown.
+    pub fn pixel_size_of(&self, path: &std::path::Path) -> Result<Option<PixelSize>> {
+        if let Some(nm) = self.pixel_size {
+            return Ok(Some(PixelSize {
+                nm,
+                source: "--pixel-size",
+            }));
+        }
+        crate::io::pixel_size::read_pixel_size(path)
+    }
+}
+
+/// Validates `--pixel-size`: a positive finite number of nm (within `io::pixel_size::PLAUSIBLE_NM`).
+pub fn check_pixel_size(nm: Option<f32>) -> Result<Option<f32>> {
+    match nm {
+        Some(v) if !crate::io::pixel_size::PLAUSIBLE_NM.contains(&v) => Err(Error::invalid(
+            format!("--pixel-size {v}: expected nm per pixel in 0.01..=10000"),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// Validates `--max-input` (at least 32 px).
+pub fn check_max_input(px: usize) -> Result<usize> {
+    if px < 32 {
+        return Err(Error::invalid(format!(
+            "--max-input {px}: must be at least 32 px"
+        )));
+    }
+    Ok(px)
 }
 
 /// The score threshold recorded with the model (metadata `score_thresh`, e.g. the F1-optimal
@@ -103,8 +250,9 @@ fn metadata_thresh(model: &FasterRcnn, key: &str) -> Option<f32> {
         .filter(|t| (0.0..=1.0).contains(t))
 }
 
-/// A prepared image: the [0, 1] (preprocessed) image at its original size, for overlays,
-/// and the network input.
+/// A prepared image: the [0, 1] image at its original size, for overlays (preprocessed in the
+/// study's order; not preprocessed when resampling comes first, since the preprocessing then
+/// runs at the network resolution only), and the network input.
 pub struct Prepared {
     pub unit: Array2<f32>,
     pub input: ndarray::Array4<f32>,
@@ -112,26 +260,60 @@ pub struct Prepared {
     pub resized: (usize, usize),
     /// Size of the original image, `(h, w)`.
     pub original: (usize, usize),
+    /// The scale used and how it was chosen.
+    pub scale: ScaleChoice,
 }
 
-/// Raw intensities to the network input. Non-finite pixels must have been handled by the reader.
+/// Raw intensities to the network input at the `--size` rule's scale (pixel size unknown).
+/// Non-finite pixels must have been handled by the reader.
 pub fn prepare(raw: &Array2<f32>, cfg: &PipelineConfig) -> Result<Prepared> {
+    prepare_at(raw, cfg, None)
+}
+
+/// Raw intensities to the network input for a file of pixel size `pixel` (module doc).
+pub fn prepare_at(
+    raw: &Array2<f32>,
+    cfg: &PipelineConfig,
+    pixel: Option<PixelSize>,
+) -> Result<Prepared> {
     let (h, w) = raw.dim();
     if h < 2 || w < 2 {
         return Err(Error::invalid(format!(
             "image is {w}x{h} pixels; need at least 2x2"
         )));
     }
+    let scale = choose_scale(h, w, cfg, pixel);
     let mut unit = to_unit_range(raw.view(), cfg.scaling);
+    if cfg.resample_first {
+        let (oh, ow) = scale.out;
+        let mut small = resample_antialiased(unit.view(), oh, ow);
+        if let Some(p) = &cfg.preprocess {
+            small = preprocess(small.view(), p);
+        }
+        return Ok(Prepared {
+            unit,
+            input: input_without_resize(small.view()),
+            resized: (oh, ow),
+            original: (h, w),
+            scale,
+        });
+    }
     if let Some(p) = &cfg.preprocess {
         unit = preprocess(unit.view(), p);
     }
-    let (input, resized) = transform_image(unit.view(), cfg.min_size, cfg.max_size)?;
+    let (input, resized) = if scale.physical {
+        let (oh, ow) = scale.out;
+        let small = resample_antialiased(unit.view(), oh, ow);
+        (input_without_resize(small.view()), (oh, ow))
+    } else {
+        transform_image(unit.view(), cfg.min_size, cfg.max_size)?
+    };
     Ok(Prepared {
         unit,
         input,
         resized,
         original: (h, w),
+        scale,
     })
 }
 
@@ -142,13 +324,23 @@ pub fn detect_prepared(model: &FasterRcnn, p: &Prepared, score_thresh: f32) -> V
     to_records(&dets, &model.classes, score_thresh)
 }
 
-/// Raw image in, detections out.
+/// Raw image in, detections out (pixel size unknown: the `--size` rule).
 pub fn detect_raw(
     model: &FasterRcnn,
     raw: &Array2<f32>,
     cfg: &PipelineConfig,
 ) -> Result<(Vec<Detection>, Prepared)> {
-    let p = prepare(raw, cfg)?;
+    detect_raw_at(model, raw, cfg, None)
+}
+
+/// Raw image of pixel size `pixel` in, detections out (`Prepared::scale` says which scale).
+pub fn detect_raw_at(
+    model: &FasterRcnn,
+    raw: &Array2<f32>,
+    cfg: &PipelineConfig,
+    pixel: Option<PixelSize>,
+) -> Result<(Vec<Detection>, Prepared)> {
+    let p = prepare_at(raw, cfg, pixel)?;
     let d = detect_prepared(model, &p, cfg.score_thresh);
     Ok((d, p))
 }

@@ -246,3 +246,79 @@ pub fn resize_planes(x: ArrayView3<f32>, out_h: usize, out_w: usize) -> Array3<f
     }
     out
 }
+
+/// Taps of an anti-aliased linear resampling along one axis, `n_in -> n_out` (PIL's
+/// `ImagingResample` with the bilinear filter; torch's `interpolate(antialias=True)`):
+///
+/// ```text
+/// s = n_in / n_out,  support = max(s, 1)                (triangle widened to the factor)
+/// centre(d) = (d + 0.5) * s                             (output pixel d covers [d s, (d+1) s])
+/// w(d, j) = tri((j + 0.5 - centre) / support),  tri(t) = max(0, 1 - |t|),  j in 0..n_in
+/// weights normalized to sum 1 per output pixel
+/// ```
+/// Downscaling by s averages over ~2s input pixels (no aliasing of fine texture); upscaling
+/// (s < 1) is ordinary linear interpolation with edge replication. Returns, per output pixel,
+/// the first input index and the weights of the following pixels.
+pub fn antialias_taps(n_in: usize, n_out: usize) -> Vec<(usize, Vec<f32>)> {
+    let s = n_in as f64 / n_out as f64;
+    let support = s.max(1.0);
+    (0..n_out)
+        .map(|d| {
+            let centre = (d as f64 + 0.5) * s;
+            let lo = ((centre - support).floor().max(0.0)) as usize;
+            let hi = ((centre + support).ceil() as usize).min(n_in);
+            let mut w: Vec<f64> = (lo..hi)
+                .map(|j| (1.0 - ((j as f64 + 0.5 - centre) / support).abs()).max(0.0))
+                .collect();
+            let sum: f64 = w.iter().sum();
+            if sum > 0.0 {
+                w.iter_mut().for_each(|v| *v /= sum);
+            } else {
+                // Cannot happen for n_in >= 1 (the nearest pixel has positive weight); kept safe.
+                w = vec![1.0];
+            }
+            (lo, w.into_iter().map(|v| v as f32).collect())
+        })
+        .collect()
+}
+
+/// Anti-aliased separable resampling `[H, W] -> [out_h, out_w]` with [`antialias_taps`] along
+/// each axis (rows first, then columns). A constant image stays constant; box coordinates map
+/// as `x_out = x_in * out_w / W` (the geometry of [`resize_bilinear`] and [`boxes_to_original`]).
+pub fn resample_antialiased(img: ArrayView2<f32>, out_h: usize, out_w: usize) -> Array2<f32> {
+    let (h, w) = img.dim();
+    if h == 0 || w == 0 || out_h == 0 || out_w == 0 {
+        return Array2::zeros((out_h, out_w));
+    }
+    let tw = antialias_taps(w, out_w);
+    let th = antialias_taps(h, out_h);
+    // Horizontal pass: [h, out_w].
+    let mut tmp = Array2::<f32>::zeros((h, out_w));
+    tmp.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(y, mut row)| {
+            let src = img.row(y);
+            for (o, (lo, wt)) in row.iter_mut().zip(&tw) {
+                *o = wt.iter().enumerate().map(|(k, &c)| c * src[lo + k]).sum();
+            }
+        });
+    // Vertical pass: [out_h, out_w].
+    let mut out = Array2::<f32>::zeros((out_h, out_w));
+    out.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .zip(th.par_iter())
+        .for_each(|(mut row, (lo, wt))| {
+            for (k, &c) in wt.iter().enumerate() {
+                row.scaled_add(c, &tmp.row(lo + k));
+            }
+        });
+    out
+}
+
+/// Gray `[H, W]` in [0, 1], already at the network's resolution, to the padded network input
+/// `[3, 1, Hp, Wp]` (ImageNet normalization, zero padding to a multiple of 32): the
+/// resample-first path, where no resize happens inside the transform.
+pub fn input_without_resize(img: ArrayView2<f32>) -> Array4<f32> {
+    pad_to_multiple(&normalize_imagenet(img), SIZE_DIVISIBLE)
+}

@@ -15,7 +15,7 @@ use crate::io::detections::{
 };
 use crate::io::{image, mrc, voc};
 use crate::model::FasterRcnn;
-use crate::pipeline::{default_slice_weights, default_weights, detect_raw, PipelineConfig};
+use crate::pipeline::{default_slice_weights, default_weights, detect_raw_at, PipelineConfig};
 use crate::volume;
 use ndarray::Array2;
 use std::path::{Path, PathBuf};
@@ -45,6 +45,15 @@ pub struct Args {
     /// Upper bound of the long side (default 1000/600 of the short side).
     #[arg(long)]
     pub max_size: Option<usize>,
+    /// nm per pixel of the input files, overriding what they record (MRC header voxel size,
+    /// TIFF resolution tags or ImageJ description, PNG pHYs). With a known pixel size and a
+    /// model that records its own (`pixel_size_nm`), the image is resampled to the model's pixel
+    /// size; otherwise --size applies.
+    #[arg(long, value_name = "NM")]
+    pub pixel_size: Option<f32>,
+    /// Cap of the network input's long side when the pixel size sets the scale.
+    #[arg(long, value_name = "PX", default_value_t = crate::pipeline::MAX_INPUT)]
+    pub max_input: usize,
     /// Skip the study's bilateral filter + histogram equalization (models trained without it
     /// skip it by default, from their metadata).
     #[arg(long)]
@@ -212,13 +221,15 @@ pub fn run(args: Args) -> Result<()> {
             .then(|| crate::pipeline::recommended_score_thresh_3d(&model))
             .flatten()
     });
-    let cfg = PipelineConfig::for_model(
+    let mut cfg = PipelineConfig::for_model(
         &model,
         args.size,
         args.max_size,
         args.no_preprocess,
         score_thresh,
     );
+    cfg.pixel_size = crate::pipeline::check_pixel_size(args.pixel_size)?;
+    cfg.max_input = crate::pipeline::check_max_input(args.max_input)?;
     let n = inputs.len();
     let mut failures: Vec<String> = Vec::new();
     let t_all = Instant::now();
@@ -289,7 +300,8 @@ fn detect_image(
 ) -> Result<String> {
     let raw = read_checked(input, image::read_gray(input)?, args.mask_nonfinite)?;
     let (h, w) = raw.dim();
-    let (dets, prepared) = detect_raw(model, &raw, cfg)?;
+    let pixel = cfg.pixel_size_of(input)?;
+    let (dets, prepared) = detect_raw_at(model, &raw, cfg, pixel)?;
     let name = stem(input);
     let out = &args.out;
     write_json(
@@ -316,7 +328,11 @@ fn detect_image(
         let img = overlay(&prepared.unit, &dets, &gt);
         save_png(&out.join(format!("{name}.overlay.png")), &img)?;
     }
-    Ok(format!("{} detection(s)", dets.len()))
+    Ok(format!(
+        "{}; {} detection(s)",
+        prepared.scale.note,
+        dets.len()
+    ))
 }
 
 fn write_voc_file(
@@ -400,6 +416,7 @@ fn detect_stack(
     formats: &Formats,
 ) -> Result<String> {
     let header = mrc::read_header(input)?;
+    let pixel = cfg.pixel_size_of(input)?;
     let range = match &args.slices {
         Some(s) => parse_slices(s, header.nz)?,
         None => 0..header.nz,
@@ -434,7 +451,10 @@ fn detect_stack(
             mrc::read_slice(input, &header, z)?,
             args.mask_nonfinite,
         )?;
-        let (dets, prepared) = detect_raw(model, &raw, cfg)?;
+        let (dets, prepared) = detect_raw_at(model, &raw, cfg, pixel)?;
+        if i == 0 {
+            eprintln!("  {}", prepared.scale.note);
+        }
         let angle = tilts
             .as_ref()
             .map_or(String::new(), |a| format!(", tilt {:+.1} deg", a[z]));

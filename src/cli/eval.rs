@@ -69,6 +69,15 @@ pub struct Args {
     /// the short side).
     #[arg(long)]
     pub max_size: Option<usize>,
+    /// nm per pixel of the input files, overriding what they record (MRC header voxel size,
+    /// TIFF resolution tags or ImageJ description, PNG pHYs). With a known pixel size and a
+    /// model that records its own (`pixel_size_nm`), the image is resampled to the model's pixel
+    /// size; otherwise --size applies.
+    #[arg(long, value_name = "NM")]
+    pub pixel_size: Option<f32>,
+    /// Cap of the network input's long side when the pixel size sets the scale.
+    #[arg(long, value_name = "PX", default_value_t = crate::pipeline::MAX_INPUT)]
+    pub max_input: usize,
     /// --weights mode: skip the study's preprocessing (bilateral filter + equalization).
     #[arg(long)]
     pub no_preprocess: bool,
@@ -109,13 +118,15 @@ fn check_config(args: &Args) -> Result<EvalConfig> {
 fn detect_all(weights: &Path, args: &Args, img_dir: &Path, det_dir: &Path) -> Result<()> {
     crate::nn::gemm::set_threads(super::trace::num_threads());
     let model = FasterRcnn::load(weights)?;
-    let cfg = PipelineConfig::for_model(
+    let mut cfg = PipelineConfig::for_model(
         &model,
         args.size,
         args.max_size,
         args.no_preprocess,
         Some(args.keep_thresh),
     );
+    cfg.pixel_size = crate::pipeline::check_pixel_size(args.pixel_size)?;
+    cfg.max_input = crate::pipeline::check_max_input(args.max_input)?;
     std::fs::create_dir_all(det_dir).map_err(|e| Error::io(det_dir, e))?;
     let stems = dataset::gt_stems(&args.gt)?;
     let t0 = Instant::now();
@@ -128,12 +139,14 @@ fn detect_all(weights: &Path, args: &Args, img_dir: &Path, det_dir: &Path) -> Re
         })?;
         let (raw, _) = image::check_finite(&path, image::read_gray(&path)?, false)?;
         let (h, w) = raw.dim();
-        let (dets, _) = pipeline::detect_raw(&model, &raw, &cfg)?;
+        let pixel = cfg.pixel_size_of(&path)?;
+        let (dets, prepared) = pipeline::detect_raw_at(&model, &raw, &cfg, pixel)?;
         eprintln!(
-            "[{}/{}] {}: {} detection(s)",
+            "[{}/{}] {}: {}; {} detection(s)",
             k + 1,
             stems.len(),
             path.display(),
+            prepared.scale.note,
             dets.len()
         );
         let record = ImageDetections {

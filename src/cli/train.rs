@@ -7,6 +7,7 @@
 //! ```
 
 use crate::error::{Error, Result};
+use crate::train::data::ScaleOptions;
 use crate::train::trainer::{self, Schedule, TrainOptions};
 use std::path::PathBuf;
 
@@ -91,6 +92,24 @@ pub struct Args {
     /// Factor of each --lr-steps drop.
     #[arg(long, default_value_t = 0.1)]
     pub lr_gamma: f32,
+    /// nm per pixel of the training files that do not record one (MRC header, TIFF resolution
+    /// or ImageJ description, PNG pHYs); files of unknown pixel size use --size.
+    #[arg(long, value_name = "NM")]
+    pub pixel_size: Option<f32>,
+    /// nm per pixel of the network input: every image of known pixel size is resampled to it
+    /// (recorded in the model as `pixel_size_nm`).
+    #[arg(long, value_name = "NM", default_value_t = 2.5)]
+    pub model_pixel_size: f32,
+    /// RPN anchor sizes in network-input pixels (x ratios 0.5,1,2; recorded in the model).
+    #[arg(long, value_delimiter = ',', default_value = "32,64,128,256,512")]
+    pub anchor_sizes: Vec<f32>,
+    /// Random log-uniform rescale LO,HI of every image at every iteration, after the
+    /// pixel-size resampling and before the preprocessing (1,1: none; off with --no-augment).
+    #[arg(long, value_delimiter = ',', default_value = "0.5,2")]
+    pub scale_range: Vec<f32>,
+    /// Random crop of each iteration's input to at most PX on each side.
+    #[arg(long, value_name = "PX", default_value_t = 640)]
+    pub max_input: usize,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -150,5 +169,50 @@ pub fn run(args: Args) -> Result<()> {
     steps.sort_unstable();
     o.lr_steps = steps;
     o.lr_gamma = args.lr_gamma;
+    o.scale = Some(scale_options(
+        args.pixel_size,
+        args.model_pixel_size,
+        &args.anchor_sizes,
+        &args.scale_range,
+        args.max_input,
+    )?);
     trainer::train(o)
+}
+
+/// Checks the physical-scale options (one-line errors naming the option).
+pub fn scale_options(
+    pixel_size: Option<f32>,
+    model_pixel_size: f32,
+    anchor_sizes: &[f32],
+    scale_range: &[f32],
+    max_input: usize,
+) -> Result<ScaleOptions> {
+    let pixel_size = crate::pipeline::check_pixel_size(pixel_size)?;
+    crate::pipeline::check_pixel_size(Some(model_pixel_size))
+        .map_err(|_| Error::invalid(format!("--model-pixel-size {model_pixel_size}: expected nm per pixel in 0.01..=10000")))?;
+    if anchor_sizes.is_empty() || anchor_sizes.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+        return Err(Error::invalid(format!(
+            "--anchor-sizes {anchor_sizes:?}: give positive sizes in pixels, e.g. 32,64,128,256,512"
+        )));
+    }
+    let range: [f32; 2] = match scale_range {
+        [lo, hi] if lo.is_finite() && hi.is_finite() && *lo > 0.0 && lo <= hi => [*lo, *hi],
+        _ => {
+            return Err(Error::invalid(format!(
+                "--scale-range {scale_range:?}: expected LO,HI with 0 < LO <= HI, e.g. 0.5,2"
+            )))
+        }
+    };
+    if max_input < 32 {
+        return Err(Error::invalid(format!(
+            "--max-input {max_input}: must be at least 32 px"
+        )));
+    }
+    Ok(ScaleOptions {
+        model_pixel_size,
+        pixel_size,
+        anchor_sizes: anchor_sizes.to_vec(),
+        scale_range: range,
+        max_input,
+    })
 }

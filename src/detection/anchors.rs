@@ -39,7 +39,70 @@ impl Default for AnchorGenerator {
     }
 }
 
+/// Metadata key of the anchor sizes (comma-separated pixels at the network input).
+pub const SIZES_KEY: &str = "anchor_sizes";
+/// Metadata key of the anchor aspect ratios (comma-separated h / w).
+pub const RATIOS_KEY: &str = "anchor_ratios";
+/// Sizes of new models (`cryodet train --anchor-sizes`): the study's 128/256/512 plus 32 and 64,
+/// so that objects of 32 to ~600 px at the network input have an anchor within a factor ~1.4.
+pub const NEW_MODEL_SIZES: [f32; 5] = [32.0, 64.0, 128.0, 256.0, 512.0];
+
+/// A comma-separated list of positive finite numbers ("32,64,128").
+pub fn parse_list(text: &str) -> std::result::Result<Vec<f32>, String> {
+    let v: Vec<f32> = text
+        .split(',')
+        .map(|t| t.trim().parse::<f32>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| format!("{text:?} is not a comma-separated list of numbers"))?;
+    if v.is_empty() || v.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
+        return Err(format!("{text:?}: every value must be a positive number"));
+    }
+    Ok(v)
+}
+
+fn format_list(v: &[f32]) -> String {
+    v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+}
+
 impl AnchorGenerator {
+    /// The anchors recorded in a weight file's metadata ([`SIZES_KEY`], [`RATIOS_KEY`]); a
+    /// missing key takes the default's value, both missing gives `Ok(None)` (old files: the
+    /// default 128/256/512 x 0.5/1/2). A malformed value is an error (its reason).
+    pub fn from_metadata(
+        meta: &std::collections::HashMap<String, String>,
+    ) -> std::result::Result<Option<Self>, String> {
+        let (sizes, ratios) = (meta.get(SIZES_KEY), meta.get(RATIOS_KEY));
+        if sizes.is_none() && ratios.is_none() {
+            return Ok(None);
+        }
+        let d = AnchorGenerator::default();
+        let parse = |key: &str, v: Option<&String>, dflt: Vec<f32>| match v {
+            None => Ok(dflt),
+            Some(t) => parse_list(t).map_err(|e| format!("metadata `{key}`: {e}")),
+        };
+        Ok(Some(AnchorGenerator {
+            sizes: parse(SIZES_KEY, sizes, d.sizes)?,
+            ratios: parse(RATIOS_KEY, ratios, d.ratios)?,
+        }))
+    }
+
+    /// The metadata entries that [`AnchorGenerator::from_metadata`] reads back.
+    pub fn to_metadata(&self) -> [(String, String); 2] {
+        [
+            (SIZES_KEY.to_string(), format_list(&self.sizes)),
+            (RATIOS_KEY.to_string(), format_list(&self.ratios)),
+        ]
+    }
+
+    /// "sizes 32,64 x ratios 0.5,1,2" for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "sizes {} x ratios {}",
+            format_list(&self.sizes),
+            format_list(&self.ratios)
+        )
+    }
+
     /// A = len(sizes) * len(ratios): anchors per feature-map cell.
     pub fn num_anchors(&self) -> usize {
         self.sizes.len() * self.ratios.len()

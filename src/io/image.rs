@@ -225,7 +225,48 @@ pub fn write_png_gray16(path: &Path, img: ArrayView2<f32>) -> Result<()> {
     write_png(path, img.dim(), png::BitDepth::Sixteen, &data)
 }
 
+/// [`write_png_gray8`] that also records the pixel size in a `pHYs` chunk (unit metre,
+/// `pixels_per_metre = round(1e9 / nm)`, read back by `io::pixel_size`), or writes no `pHYs`
+/// chunk for `None`. Sizes below 0.233 nm (more than 2^32 pixels per metre) are an error.
+pub fn write_png_gray8_with_pixel_size(
+    path: &Path,
+    img: ArrayView2<f32>,
+    pixel_size_nm: Option<f32>,
+) -> Result<()> {
+    let dims = match pixel_size_nm {
+        None => None,
+        Some(nm) => {
+            let ppm = (1e9 / nm as f64).round();
+            if !(nm > 0.0 && ppm >= 1.0 && ppm <= u32::MAX as f64) {
+                return Err(Error::invalid(format!(
+                    "pixel size {nm} nm cannot be stored in a PNG pHYs chunk"
+                )));
+            }
+            Some(png::PixelDimensions {
+                xppu: ppm as u32,
+                yppu: ppm as u32,
+                unit: png::Unit::Meter,
+            })
+        }
+    };
+    let data: Vec<u8> = img
+        .iter()
+        .map(|&x| (x.clamp(0.0, 1.0) * 255.0).round() as u8)
+        .collect();
+    write_png_dims(path, img.dim(), png::BitDepth::Eight, &data, dims)
+}
+
 fn write_png(path: &Path, (h, w): (usize, usize), depth: png::BitDepth, data: &[u8]) -> Result<()> {
+    write_png_dims(path, (h, w), depth, data, None)
+}
+
+fn write_png_dims(
+    path: &Path,
+    (h, w): (usize, usize),
+    depth: png::BitDepth,
+    data: &[u8],
+    dims: Option<png::PixelDimensions>,
+) -> Result<()> {
     let (wu, hu) = match (u32::try_from(w), u32::try_from(h)) {
         (Ok(wu), Ok(hu)) if wu > 0 && hu > 0 => (wu, hu),
         _ => return Err(Error::invalid(format!("cannot write a {h}x{w} PNG"))),
@@ -234,6 +275,7 @@ fn write_png(path: &Path, (h, w): (usize, usize), depth: png::BitDepth, data: &[
     let mut enc = png::Encoder::new(BufWriter::new(file), wu, hu);
     enc.set_color(png::ColorType::Grayscale);
     enc.set_depth(depth);
+    enc.set_pixel_dims(dims);
     let to_err = |e: png::EncodingError| match e {
         png::EncodingError::IoError(io) => Error::io(path, io),
         other => Error::format(path, format!("cannot encode PNG: {other}")),

@@ -3,5 +3,6 @@
 pub mod detections;
 pub mod image;
 pub mod mrc;
+pub mod pixel_size;
 pub mod voc;
 pub mod weights;

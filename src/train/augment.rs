@@ -11,9 +11,145 @@
 //!                   pixel (r, c) -> (W-1-c, r);   point (x, y) -> (y, W - x)
 //! ```
 //! Box corners are re-sorted after each map so that x1 <= x2 and y1 <= y2.
+//!
+//! [`augment_example`] is the one place where per-iteration augmentation happens (physical-scale
+//! runs); an intensity augmentation belongs there too, before the preprocessing. Per iteration:
+//! ```text
+//! f ~ exp(U(ln lo, ln hi))                   (--scale-range lo,hi; log-uniform)
+//! crop window of the Base, size min(side, max_input / f) per axis; with probability 0.8 (when
+//!   the image has objects) placed so that it holds the centre of a random object, else uniform
+//! boxes clipped to the window; a box keeping < 40 % of its area is dropped
+//! anti-aliased resample of the window by f (transform::resample_antialiased): network pixels
+//! preprocess (bilateral + equalization) at this resolution, ImageNet normalization
+//! random symmetry (Dihedral)
+//! ```
+//! Cropping before resampling costs the same as resampling the whole image and cropping after,
+//! up to the rounding of the window to whole pixels, and bounds the work by max_input^2.
 
+use crate::preprocess::{preprocess, PreprocessConfig};
+use crate::train::data::{Base, Example};
+use crate::transform::{normalize_imagenet, resample_antialiased};
 use ndarray::{s, Array2, Array4, Axis};
 use rand::Rng;
+
+/// Least fraction of a box's area inside the crop for the box to be kept.
+pub const MIN_VISIBLE: f32 = 0.4;
+/// Probability that a crop is placed on an object (when the image has one).
+pub const OBJECT_CROP_P: f64 = 0.8;
+
+/// Per-iteration augmentation settings.
+#[derive(Debug, Clone)]
+pub struct AugmentConfig {
+    /// Log-uniform rescale range `[lo, hi]` (`[1, 1]`: none).
+    pub scale_range: [f32; 2],
+    /// Long side of the crop at network pixels.
+    pub max_input: usize,
+    /// Random flips and quarter turns.
+    pub dihedral: bool,
+    /// The study's preprocessing at the network resolution (`None`: skipped).
+    pub preprocess: Option<PreprocessConfig>,
+}
+
+/// Boxes of `boxes` cut to the window `[x0, x0 + cw] x [y0, y0 + ch]`, in window coordinates;
+/// rows keeping less than [`MIN_VISIBLE`] of their area are dropped. Returns the kept boxes and
+/// the indices of their rows.
+pub fn crop_boxes(
+    boxes: &Array2<f32>,
+    (x0, y0): (f32, f32),
+    (cw, ch): (f32, f32),
+) -> (Array2<f32>, Vec<usize>) {
+    let mut kept = Vec::new();
+    let mut rows = Vec::new();
+    for (i, b) in boxes.axis_iter(Axis(0)).enumerate() {
+        let area = (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0);
+        let c = [
+            (b[0] - x0).clamp(0.0, cw),
+            (b[1] - y0).clamp(0.0, ch),
+            (b[2] - x0).clamp(0.0, cw),
+            (b[3] - y0).clamp(0.0, ch),
+        ];
+        let inside = (c[2] - c[0]) * (c[3] - c[1]);
+        if area > 0.0 && inside >= MIN_VISIBLE * area {
+            kept.extend_from_slice(&c);
+            rows.push(i);
+        }
+    }
+    let n = rows.len();
+    (
+        Array2::from_shape_vec((n, 4), kept).expect("4 per row"),
+        rows,
+    )
+}
+
+/// Start of a window of length `len` on an axis of length `n` (`len <= n`) holding `centre` when
+/// given (clamped to the axis), else uniform.
+fn window_start(rng: &mut impl Rng, n: usize, len: usize, centre: Option<f32>) -> usize {
+    let max_start = n - len;
+    if max_start == 0 {
+        return 0;
+    }
+    match centre {
+        Some(c) => {
+            // Starts whose window [s, s + len) holds c: s in (c - len, c].
+            let lo = (c - len as f32).ceil().max(0.0) as usize;
+            let hi = (c.floor().max(0.0) as usize).min(max_start);
+            if lo >= hi {
+                hi.min(max_start)
+            } else {
+                rng.gen_range(lo..=hi)
+            }
+        }
+        None => rng.gen_range(0..=max_start),
+    }
+}
+
+/// One iteration's network input from a cached [`Base`] (module doc). `x` is `[3, 1, h, w]`,
+/// not padded; boxes are in its pixels.
+pub fn augment_example(base: &Base, cfg: &AugmentConfig, rng: &mut impl Rng) -> Example {
+    let (h, w) = base.unit.dim();
+    let [lo, hi] = cfg.scale_range;
+    let f = if hi > lo {
+        rng.gen_range(lo.ln()..=hi.ln()).exp()
+    } else {
+        lo
+    } as f64;
+    // Window in Base pixels covering at most max_input network pixels per axis.
+    let cap = (cfg.max_input as f64 / f).floor().max(1.0) as usize;
+    let (ch, cw) = (h.min(cap), w.min(cap));
+    let centre = if base.boxes.nrows() > 0 && rng.gen_bool(OBJECT_CROP_P) {
+        let b = base.boxes.row(rng.gen_range(0..base.boxes.nrows()));
+        Some(((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0))
+    } else {
+        None
+    };
+    let x0 = window_start(rng, w, cw, centre.map(|c| c.0));
+    let y0 = window_start(rng, h, ch, centre.map(|c| c.1));
+    let window = base.unit.slice(s![y0..y0 + ch, x0..x0 + cw]);
+    let (boxes, rows) = crop_boxes(&base.boxes, (x0 as f32, y0 as f32), (cw as f32, ch as f32));
+    let labels: Vec<usize> = rows.iter().map(|&r| base.labels[r]).collect();
+    let oh = ((ch as f64 * f).round() as usize).clamp(1, cfg.max_input);
+    let ow = ((cw as f64 * f).round() as usize).clamp(1, cfg.max_input);
+    let mut img = resample_antialiased(window, oh, ow);
+    let (sx, sy) = (ow as f32 / cw as f32, oh as f32 / ch as f32);
+    let mut boxes = boxes;
+    for mut b in boxes.axis_iter_mut(Axis(0)) {
+        b[0] *= sx;
+        b[1] *= sy;
+        b[2] *= sx;
+        b[3] *= sy;
+    }
+    // Hook: intensity augmentation of `img` (values in [0, 1]) goes here.
+    if let Some(p) = &cfg.preprocess {
+        img = preprocess(img.view(), p);
+    }
+    let x = normalize_imagenet(img.view());
+    let (x, boxes) = if cfg.dihedral {
+        Dihedral::random(rng).apply(&x, &boxes)
+    } else {
+        (x, boxes)
+    };
+    Example { x, boxes, labels }
+}
 
 /// One of the 8 symmetries: `rot90` quarter turns after the optional flips.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

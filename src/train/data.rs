@@ -23,7 +23,19 @@
 //!   -> x [3, 1, h', w'];  boxes: x * w'/w, y * h'/h
 //! ```
 //! The network input is then augmented ([`crate::train::augment`]) and zero-padded to a multiple
-//! of 32 (torchvision's `batch_images`).
+//! of 32 (torchvision's `batch_images`). That is the study's order, kept for runs whose
+//! options.json predates physical scale (`TrainOptions::scale` absent).
+//!
+//! Runs with physical scale ([`ScaleOptions`], every new run) load a [`Base`] instead:
+//! ```text
+//! read_gray -> to_unit_range -> anti-aliased resample to the model's pixel size
+//!   (s = file_nm / model_nm, file_nm from the file or --pixel-size; unknown: the --size rule;
+//!    long side <= pipeline::MAX_INPUT)
+//!   -> Base { unit [h, w] in [0, 1], boxes * s }            (what the Loader caches: 4 B/px)
+//! ```
+//! and every iteration draws a new rescale, crop, preprocessing and symmetry from it
+//! ([`crate::train::augment::augment_example`]), so the per-iteration work runs on at most
+//! `max_input` x `max_input` pixels.
 
 use crate::error::{Error, Result};
 use ndarray::{Array2, Array4};
@@ -34,6 +46,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::io::image::{image_info, is_image_path, read_gray};
+use crate::io::pixel_size::{read_pixel_size, PixelSize};
+use crate::pipeline::{choose_scale, PipelineConfig, ScaleChoice, MAX_INPUT};
+use crate::transform::resample_antialiased;
 use crate::io::voc::{read_voc, VocObject};
 use crate::preprocess::{preprocess, PreprocessConfig};
 use crate::transform::{resize_scale, resized_size, to_unit_range, transform_image, Scaling};
@@ -58,6 +73,8 @@ pub struct Sample {
     pub size: (usize, usize),
     /// Objects, clipped to the image.
     pub objects: Vec<VocObject>,
+    /// Pixel size recorded in the image file (`crate::io::pixel_size`), if any.
+    pub pixel: Option<PixelSize>,
 }
 
 impl Sample {
@@ -234,12 +251,14 @@ impl Dataset {
                 })?,
                 None => group_from_name(&image),
             };
+            let pixel = read_pixel_size(&image)?;
             samples.push(Sample {
                 image,
                 annotation,
                 group,
                 size: (h, w),
                 objects: ann.objects,
+                pixel,
             });
         }
         let found: BTreeSet<&str> = samples
@@ -365,6 +384,34 @@ impl Split {
     }
 }
 
+/// Physical-scale options of a run (`cryodet train --model-pixel-size --pixel-size
+/// --anchor-sizes --scale-range --max-input`), saved in options.json.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ScaleOptions {
+    /// nm per pixel of the network input (recorded as the model's `pixel_size_nm`).
+    pub model_pixel_size: f32,
+    /// nm per pixel of the training files that do not record one (None: those use --size).
+    pub pixel_size: Option<f32>,
+    /// RPN anchor sizes in network-input pixels (recorded as `anchor_sizes`; ratios 0.5,1,2).
+    pub anchor_sizes: Vec<f32>,
+    /// Random log-uniform rescale `[lo, hi]` of every image at every iteration.
+    pub scale_range: [f32; 2],
+    /// Long side of the random crop of each iteration's input (px).
+    pub max_input: usize,
+}
+
+impl Default for ScaleOptions {
+    fn default() -> Self {
+        ScaleOptions {
+            model_pixel_size: 2.5,
+            pixel_size: None,
+            anchor_sizes: crate::detection::anchors::NEW_MODEL_SIZES.to_vec(),
+            scale_range: [0.5, 2.0],
+            max_input: 640,
+        }
+    }
+}
+
 /// How images are turned into network inputs.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
@@ -374,6 +421,8 @@ pub struct LoadConfig {
     pub max_size: usize,
     /// `None`: no preprocessing (`--no-preprocess`).
     pub preprocess: Option<PreprocessConfig>,
+    /// Physical scale (see the module doc); `None`: the study's order ([`load_example`]).
+    pub scale: Option<ScaleOptions>,
 }
 
 impl Default for LoadConfig {
@@ -382,41 +431,53 @@ impl Default for LoadConfig {
             size: 600,
             max_size: 1000,
             preprocess: Some(PreprocessConfig::default()),
+            scale: None,
         }
     }
 }
 
-/// One network input with its targets.
+impl LoadConfig {
+    /// The detection pipeline's scale rule for training files: the model's pixel size, the
+    /// --size rule for files of unknown pixel size, the long side capped at [`MAX_INPUT`].
+    fn pipeline(&self, sc: &ScaleOptions) -> PipelineConfig {
+        PipelineConfig {
+            preprocess: None,
+            min_size: self.size as f32,
+            max_size: self.max_size as f32,
+            model_pixel_nm: Some(sc.model_pixel_size),
+            resample_first: true,
+            max_input: MAX_INPUT,
+            ..PipelineConfig::default()
+        }
+    }
+
+    /// The scale of sample `s` (its file's pixel size, else --pixel-size, else the --size rule).
+    pub fn scale_of(&self, s: &Sample, sc: &ScaleOptions) -> ScaleChoice {
+        let pixel = s.pixel.or(sc.pixel_size.map(|nm| PixelSize {
+            nm,
+            source: "--pixel-size",
+        }));
+        choose_scale(s.size.0, s.size.1, &self.pipeline(sc), pixel)
+    }
+}
+
+/// A training image at the model's pixel size, before any per-iteration work.
 #[derive(Debug, Clone)]
-pub struct Example {
-    /// Normalized input `[3, 1, h', w']` (not padded).
-    pub x: Array4<f32>,
-    /// Boxes `[N, 4]` as (x1, y1, x2, y2) in x's pixels.
+pub struct Base {
+    /// `[h, w]` in [0, 1], not preprocessed.
+    pub unit: Array2<f32>,
+    /// Boxes `[N, 4]` in `unit`'s pixels.
     pub boxes: Array2<f32>,
-    /// Labels (indices into the class list, >= 1), one per box.
+    /// Labels, one per box.
     pub labels: Vec<usize>,
 }
 
-/// The loading pipeline of the module doc for one sample.
-pub fn load_example(ds: &Dataset, s: &Sample, cfg: &LoadConfig) -> Result<Example> {
-    let raw = read_gray(&s.image)?;
-    let (h, w) = raw.dim();
-    if (h, w) != s.size {
-        return Err(Error::format(
-            &s.image,
-            format!("image changed size since the data set was opened: {w}x{h}"),
-        ));
-    }
-    let mut img = to_unit_range(raw.view(), Scaling::default());
-    if let Some(p) = &cfg.preprocess {
-        img = preprocess(img.view(), p);
-    }
-    // The detection pipeline's transform (crate::pipeline::prepare), without its padding: the
-    // padding is added after augmentation so that it stays at the bottom and right.
-    let (padded, (oh, ow)) = transform_image(img.view(), cfg.size as f32, cfg.max_size as f32)
-        .map_err(|e| Error::format(&s.image, e.to_string()))?;
-    let x = padded.slice(ndarray::s![.., .., ..oh, ..ow]).to_owned();
-    let (sx, sy) = (ow as f32 / w as f32, oh as f32 / h as f32);
+/// Labels of a sample's objects and its boxes scaled by `(sx, sy)`.
+fn scaled_targets(
+    ds: &Dataset,
+    s: &Sample,
+    (sx, sy): (f32, f32),
+) -> Result<(Array2<f32>, Vec<usize>)> {
     let mut boxes = Array2::zeros((s.objects.len(), 4));
     let mut labels = Vec::with_capacity(s.objects.len());
     for (i, o) in s.objects.iter().enumerate() {
@@ -433,16 +494,73 @@ pub fn load_example(ds: &Dataset, s: &Sample, cfg: &LoadConfig) -> Result<Exampl
             })?,
         );
     }
+    Ok((boxes, labels))
+}
+
+fn read_checked_size(s: &Sample) -> Result<Array2<f32>> {
+    let raw = read_gray(&s.image)?;
+    let (h, w) = raw.dim();
+    if (h, w) != s.size {
+        return Err(Error::format(
+            &s.image,
+            format!("image changed size since the data set was opened: {w}x{h}"),
+        ));
+    }
+    Ok(raw)
+}
+
+/// The physical-scale loading of the module doc for one sample.
+pub fn load_base(ds: &Dataset, s: &Sample, cfg: &LoadConfig, sc: &ScaleOptions) -> Result<Base> {
+    let raw = read_checked_size(s)?;
+    let (h, w) = raw.dim();
+    let unit = to_unit_range(raw.view(), Scaling::default());
+    let (oh, ow) = cfg.scale_of(s, sc).out;
+    let unit = resample_antialiased(unit.view(), oh, ow);
+    let (boxes, labels) = scaled_targets(ds, s, (ow as f32 / w as f32, oh as f32 / h as f32))?;
+    Ok(Base {
+        unit,
+        boxes,
+        labels,
+    })
+}
+
+/// One network input with its targets.
+#[derive(Debug, Clone)]
+pub struct Example {
+    /// Normalized input `[3, 1, h', w']` (not padded).
+    pub x: Array4<f32>,
+    /// Boxes `[N, 4]` as (x1, y1, x2, y2) in x's pixels.
+    pub boxes: Array2<f32>,
+    /// Labels (indices into the class list, >= 1), one per box.
+    pub labels: Vec<usize>,
+}
+
+/// The loading pipeline of the module doc for one sample.
+pub fn load_example(ds: &Dataset, s: &Sample, cfg: &LoadConfig) -> Result<Example> {
+    let raw = read_checked_size(s)?;
+    let (h, w) = raw.dim();
+    let mut img = to_unit_range(raw.view(), Scaling::default());
+    if let Some(p) = &cfg.preprocess {
+        img = preprocess(img.view(), p);
+    }
+    // The detection pipeline's transform (crate::pipeline::prepare), without its padding: the
+    // padding is added after augmentation so that it stays at the bottom and right.
+    let (padded, (oh, ow)) = transform_image(img.view(), cfg.size as f32, cfg.max_size as f32)
+        .map_err(|e| Error::format(&s.image, e.to_string()))?;
+    let x = padded.slice(ndarray::s![.., .., ..oh, ..ow]).to_owned();
+    let (boxes, labels) = scaled_targets(ds, s, (ow as f32 / w as f32, oh as f32 / h as f32))?;
     Ok(Example { x, boxes, labels })
 }
 
 /// Largest total size of cached inputs (bytes); larger sets are reloaded every epoch.
 pub const CACHE_BYTES: usize = 1 << 30;
 
-/// Loads examples, keeping them in memory when the whole set fits in [`CACHE_BYTES`].
+/// Loads examples ([`Loader::get`], the study's order) or bases ([`Loader::get_base`],
+/// physical scale), keeping them in memory when the whole set fits in [`CACHE_BYTES`].
 pub struct Loader {
     pub config: LoadConfig,
     cache: Option<HashMap<usize, Example>>,
+    bases: Option<HashMap<usize, Base>>,
 }
 
 impl Loader {
@@ -450,23 +568,36 @@ impl Loader {
         let bytes: usize = indices
             .iter()
             .map(|&i| {
-                let (h, w) = ds.samples[i].size;
-                let scale = resize_scale(h, w, config.size as f32, config.max_size as f32);
-                let (oh, ow) = resized_size(h, w, scale);
-                oh * ow * 3 * std::mem::size_of::<f32>()
+                let s = &ds.samples[i];
+                let (h, w) = s.size;
+                match &config.scale {
+                    // One [0, 1] plane at the model's pixel size.
+                    Some(sc) => {
+                        let (oh, ow) = config.scale_of(s, sc).out;
+                        oh * ow * std::mem::size_of::<f32>()
+                    }
+                    None => {
+                        let scale =
+                            resize_scale(h, w, config.size as f32, config.max_size as f32);
+                        let (oh, ow) = resized_size(h, w, scale);
+                        oh * ow * 3 * std::mem::size_of::<f32>()
+                    }
+                }
             })
             .sum();
+        let fits = bytes <= CACHE_BYTES;
         Loader {
+            cache: (fits && config.scale.is_none()).then(HashMap::new),
+            bases: (fits && config.scale.is_some()).then(HashMap::new),
             config,
-            cache: (bytes <= CACHE_BYTES).then(HashMap::new),
         }
     }
 
     pub fn caches(&self) -> bool {
-        self.cache.is_some()
+        self.cache.is_some() || self.bases.is_some()
     }
 
-    /// The example of sample `i`.
+    /// The example of sample `i` (the study's order).
     pub fn get(&mut self, ds: &Dataset, i: usize) -> Result<Example> {
         match &mut self.cache {
             Some(c) => {
@@ -478,6 +609,26 @@ impl Loader {
                 Ok(e)
             }
             None => load_example(ds, &ds.samples[i], &self.config),
+        }
+    }
+
+    /// The base of sample `i` (physical scale; `config.scale` must be set).
+    pub fn get_base(&mut self, ds: &Dataset, i: usize) -> Result<Base> {
+        let sc = self
+            .config
+            .scale
+            .clone()
+            .ok_or_else(|| Error::invalid("Loader::get_base needs LoadConfig::scale"))?;
+        match &mut self.bases {
+            Some(c) => {
+                if let Some(b) = c.get(&i) {
+                    return Ok(b.clone());
+                }
+                let b = load_base(ds, &ds.samples[i], &self.config, &sc)?;
+                c.insert(i, b.clone());
+                Ok(b)
+            }
+            None => load_base(ds, &ds.samples[i], &self.config, &sc),
         }
     }
 }
@@ -615,6 +766,7 @@ mod tests {
             size: 32,
             max_size: 1000,
             preprocess: None,
+            scale: None,
         };
         let ex = load_example(&ds, &ds.samples[0], &cfg).unwrap();
         assert_eq!(ex.x.dim(), (3, 1, 32, 48));

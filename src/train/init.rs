@@ -354,6 +354,58 @@ pub fn from_file(
     Ok((out, meta))
 }
 
+/// Makes the RPN's final layers fit `anchors` and records them in `meta` (`anchor_sizes`,
+/// `anchor_ratios`). `source`: the anchors the tensors were trained with (`None` for fresh
+/// heads, which [`rpn_head`] makes for the default 9). When the anchors differ from `source`
+/// (other sizes or ratios, whether or not A changes), `rpn.cls_logits` and `rpn.bbox_pred` are
+/// re-initialized (N(0, 0.01^2), bias 0) for A = sizes x ratios and the shared `rpn.conv` is
+/// kept: their outputs are per-anchor and mean nothing for other anchors. Returns true when it
+/// re-initialized a trained head (the caller says so).
+pub fn fit_rpn_to_anchors(
+    tensors: &mut Tensors,
+    meta: &mut HashMap<String, String>,
+    anchors: &crate::detection::anchors::AnchorGenerator,
+    source: Option<&crate::detection::anchors::AnchorGenerator>,
+    seed: u64,
+) -> Result<bool> {
+    let a = anchors.num_anchors();
+    let rpn = tensors
+        .iter()
+        .find(|(n, _)| n == "rpn.conv.weight")
+        .map(|(_, t)| t.shape()[0])
+        .ok_or_else(|| Error::invalid("initial weights lack `rpn.conv.weight`"))?;
+    let current = tensors
+        .iter()
+        .find(|(n, _)| n == "rpn.cls_logits.weight")
+        .map(|(_, t)| t.shape()[0]);
+    let trained = source.is_some();
+    let same = match source {
+        Some(s) => s == anchors,
+        None => current == Some(a),
+    };
+    if !same {
+        tensors.retain(|(n, _)| {
+            !(n.starts_with("rpn.cls_logits.") || n.starts_with("rpn.bbox_pred."))
+        });
+        let mut init = Init {
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_a9c4),
+        };
+        let zeros = |n: usize| ArrayD::<f32>::zeros(IxDyn(&[n]));
+        tensors.push((
+            "rpn.cls_logits.weight".into(),
+            init.normal(&[a, rpn, 1, 1], 0.01),
+        ));
+        tensors.push(("rpn.cls_logits.bias".into(), zeros(a)));
+        tensors.push((
+            "rpn.bbox_pred.weight".into(),
+            init.normal(&[4 * a, rpn, 1, 1], 0.01),
+        ));
+        tensors.push(("rpn.bbox_pred.bias".into(), zeros(4 * a)));
+    }
+    meta.extend(anchors.to_metadata());
+    Ok(trained && !same)
+}
+
 /// Builds the network from in-memory tensors.
 pub fn build(tensors: Tensors, metadata: HashMap<String, String>) -> Result<FasterRcnn> {
     FasterRcnn::from_weights(WeightFile::from_tensors(

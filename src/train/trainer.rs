@@ -37,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::io::weights::{save, write_atomic, Precision};
 use crate::model::FasterRcnn;
 use crate::train::adam::{Adam, AdamConfig};
-use crate::train::augment::Dihedral;
+use crate::train::augment::{augment_example, Dihedral};
 use crate::train::data::{Dataset, LoadConfig, Loader, Split};
 use crate::train::init::{self, Arch};
 use crate::transform::{pad_to_multiple, SIZE_DIVISIBLE};
@@ -104,6 +104,10 @@ pub struct TrainOptions {
     /// Factor applied at each of `lr_steps` (torchvision's reference: 0.1).
     #[serde(default = "default_lr_gamma")]
     pub lr_gamma: f32,
+    /// Physical scale, anchors, random rescale and crop (every new run); absent in the
+    /// options.json of older runs, which `--resume` continues in the study's order.
+    #[serde(default)]
+    pub scale: Option<crate::train::data::ScaleOptions>,
 }
 
 fn default_lr_gamma() -> f32 {
@@ -137,6 +141,7 @@ impl TrainOptions {
             trainable_layers: None,
             lr_steps: Vec::new(),
             lr_gamma: default_lr_gamma(),
+            scale: Some(Default::default()),
         }
     }
 
@@ -363,6 +368,41 @@ fn initial_model(o: &TrainOptions, classes: &[String]) -> Result<FasterRcnn> {
         Some(path) => init::from_file(path, 512 / o.width_div.max(1), classes, o.seed)?,
         None => init::he_init(&Arch::reduced(o.width_div, o.blocks)?, classes, o.seed)?,
     };
+    let (mut tensors, mut meta) = (tensors, meta);
+    if let Some(sc) = &o.scale {
+        let anchors = crate::detection::anchors::AnchorGenerator {
+            sizes: sc.anchor_sizes.clone(),
+            ..Default::default()
+        };
+        // The anchors the --init file's RPN was trained with (complete models only).
+        let source = match &o.init {
+            Some(p) => {
+                let wf = crate::io::weights::WeightFile::load(p)?;
+                wf.contains("rpn.cls_logits.weight").then(|| {
+                    crate::detection::anchors::AnchorGenerator::from_metadata(&wf.metadata)
+                        .map_err(|r| Error::weights(p, r))
+                        .map(Option::unwrap_or_default)
+                })
+            }
+            None => None,
+        }
+        .transpose()?;
+        if init::fit_rpn_to_anchors(&mut tensors, &mut meta, &anchors, source.as_ref(), o.seed)? {
+            eprintln!(
+                "note: the --init model's RPN used {}; its final layers are re-initialized for {}",
+                source.as_ref().map_or(String::new(), |a| a.describe()),
+                anchors.describe()
+            );
+        }
+        meta.insert(
+            crate::pipeline::PIXEL_SIZE_KEY.into(),
+            sc.model_pixel_size.to_string(),
+        );
+        meta.insert(
+            crate::pipeline::ORDER_KEY.into(),
+            crate::pipeline::RESAMPLE_FIRST.into(),
+        );
+    }
     init::build(tensors, meta)
 }
 
@@ -499,8 +539,15 @@ fn run_loop(
             size: o.size,
             max_size: o.max_size,
             preprocess: o.preprocess.then(Default::default),
+            scale: o.scale.clone(),
         },
     );
+    let augment_cfg = o.scale.as_ref().map(|sc| crate::train::augment::AugmentConfig {
+        scale_range: if o.augment { sc.scale_range } else { [1.0, 1.0] },
+        max_input: sc.max_input,
+        dihedral: o.augment,
+        preprocess: o.preprocess.then(Default::default),
+    });
     let mut csv = open_csv(&dir.join("train.csv"), state.iteration)?;
     let n = split.train.len();
     let total_iters = (o.epochs as u64 * n as u64).min(o.max_iters.unwrap_or(u64::MAX));
@@ -533,8 +580,11 @@ fn run_loop(
             }
             let t0 = Instant::now();
             let i = state.order[state.pos];
-            let ex = loader.get(ds, i)?;
-            let (x, boxes) = if o.augment {
+            let ex = match &augment_cfg {
+                Some(a) => augment_example(&loader.get_base(ds, i)?, a, &mut rng),
+                None => loader.get(ds, i)?,
+            };
+            let (x, boxes) = if o.augment && augment_cfg.is_none() {
                 Dihedral::random(&mut rng).apply(&ex.x, &ex.boxes)
             } else {
                 (ex.x, ex.boxes)
