@@ -320,6 +320,64 @@ mod tests {
     }
 
     #[test]
+    fn crop_keeps_boxes_with_forty_percent_inside() {
+        let b = ndarray::arr2(&[
+            [0.0f32, 0.0, 10.0, 10.0],   // 100 % inside
+            [15.0, 0.0, 25.0, 10.0],     // 50 % inside (x 15..20)
+            [17.0, 0.0, 27.0, 10.0],     // 30 % inside: dropped
+            [-6.0, 2.0, 4.0, 6.0],       // 40 % inside (x 0..4): kept, clipped
+        ]);
+        let (c, rows) = crop_boxes(&b, (0.0, 0.0), (20.0, 20.0));
+        assert_eq!(rows, vec![0, 1, 3]);
+        assert_eq!(c.row(1).to_vec(), vec![15.0, 0.0, 20.0, 10.0]);
+        assert_eq!(c.row(2).to_vec(), vec![0.0, 2.0, 4.0, 6.0]);
+        // Window coordinates: shifted by the window's origin.
+        let (c, _) = crop_boxes(&b, (5.0, 1.0), (20.0, 20.0));
+        assert_eq!(c.row(0).to_vec(), vec![0.0, 0.0, 5.0, 9.0]);
+    }
+
+    /// The boxes follow the image through rescale, crop and symmetry: a bright square stays
+    /// inside its box, and the input is never larger than max_input.
+    #[test]
+    fn augmented_boxes_follow_the_image() {
+        let mut unit = Array2::<f32>::zeros((300, 200));
+        unit.slice_mut(s![120..160, 50..90]).fill(1.0);
+        let base = Base {
+            unit,
+            boxes: ndarray::arr2(&[[50.0f32, 120.0, 90.0, 160.0]]),
+            labels: vec![1],
+        };
+        let cfg = AugmentConfig {
+            scale_range: [0.5, 2.0],
+            max_input: 128,
+            dihedral: true,
+            preprocess: None,
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut with_object = 0;
+        for _ in 0..40 {
+            let ex = augment_example(&base, &cfg, &mut rng);
+            let (_, _, h, w) = ex.x.dim();
+            assert!(h <= 128 && w <= 128, "{h}x{w}");
+            // Channel 0 back to [0, 1].
+            let img = ex.x.slice(s![0, 0, .., ..]).mapv(|v| v * 0.229 + 0.485);
+            let total: f32 = img.sum();
+            if ex.labels.is_empty() {
+                continue;
+            }
+            with_object += 1;
+            let b = ex.boxes.row(0);
+            let (x1, y1) = (b[0].floor() as usize, b[1].floor() as usize);
+            let (x2, y2) = ((b[2].ceil() as usize).min(w), (b[3].ceil() as usize).min(h));
+            let inside: f32 = img.slice(s![y1..y2, x1..x2]).sum();
+            // Anti-aliasing spreads at most ~2 pixels of the edge outside the box.
+            assert!(inside >= 0.9 * total - 1e-3, "inside {inside} of {total}, box {b:?}");
+        }
+        // Crops are placed on the object with probability 0.8.
+        assert!(with_object >= 24, "{with_object} of 40 crops hold the object");
+    }
+
+    #[test]
     fn random_covers_all_eight() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         let mut seen = std::collections::BTreeSet::new();
