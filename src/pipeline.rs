@@ -78,7 +78,10 @@ pub fn model_pixel_size(model: &FasterRcnn) -> Option<f32> {
 
 /// True when the model's metadata asks for resampling before the preprocessing.
 pub fn model_resamples_first(model: &FasterRcnn) -> bool {
-    model.info.get(ORDER_KEY).is_some_and(|v| v == RESAMPLE_FIRST)
+    model
+        .info
+        .get(ORDER_KEY)
+        .is_some_and(|v| v == RESAMPLE_FIRST)
 }
 
 /// The scale at which one image enters the network, and how it was chosen.
@@ -99,7 +102,12 @@ pub struct ScaleChoice {
 /// physical one when both the file's and the model's pixel sizes are known, else the `--size`
 /// rule (module doc). The network input is at least 1 px per side and its long side at most
 /// `cfg.max_input` px at a physical scale.
-pub fn choose_scale(h: usize, w: usize, cfg: &PipelineConfig, pixel: Option<PixelSize>) -> ScaleChoice {
+pub fn choose_scale(
+    h: usize,
+    w: usize,
+    cfg: &PipelineConfig,
+    pixel: Option<PixelSize>,
+) -> ScaleChoice {
     let size_rule = |why: String| {
         let factor = resize_scale(h, w, cfg.min_size, cfg.max_size);
         ScaleChoice {

@@ -30,7 +30,12 @@ fn close(a: Option<f32>, b: f32) -> bool {
 fn mrc_header_voxel_size_zero_and_one_angstrom_unknown() {
     let d = tmpdir("mrc");
     let vol = Array3::<f32>::from_shape_fn((2, 8, 9), |(z, y, x)| (z + y + x) as f32);
-    for (angstrom, want) in [(2.6f32, Some(0.26f32)), (0.0, None), (1.0, None), (13.0, Some(1.3))] {
+    for (angstrom, want) in [
+        (2.6f32, Some(0.26f32)),
+        (0.0, None),
+        (1.0, None),
+        (13.0, Some(1.3)),
+    ] {
         let p = d.join(format!("v{angstrom}.mrc"));
         mrc::write_mrc(&p, vol.view(), 2, angstrom).unwrap();
         let got = pixel_size_nm(&p);
@@ -40,7 +45,10 @@ fn mrc_header_voxel_size_zero_and_one_angstrom_unknown() {
         }
     }
     assert_eq!(
-        read_pixel_size(&d.join("v2.6.mrc")).unwrap().unwrap().source,
+        read_pixel_size(&d.join("v2.6.mrc"))
+            .unwrap()
+            .unwrap()
+            .source,
         "MRC header"
     );
     std::fs::remove_dir_all(&d).ok();
@@ -78,9 +86,17 @@ fn tiff_resolution_tags_and_imagej_description() {
     let d = tmpdir("tiff");
     let p = d.join("a.tif");
     // 2e7 pixels per cm = 0.5 nm per pixel.
-    write_tiff(&p, Some((20_000_000, 1)), Some(ResolutionUnit::Centimeter), None);
+    write_tiff(
+        &p,
+        Some((20_000_000, 1)),
+        Some(ResolutionUnit::Centimeter),
+        None,
+    );
     assert!(close(pixel_size_nm(&p), 0.5), "{:?}", pixel_size_nm(&p));
-    assert_eq!(read_pixel_size(&p).unwrap().unwrap().source, "TIFF resolution");
+    assert_eq!(
+        read_pixel_size(&p).unwrap().unwrap().source,
+        "TIFF resolution"
+    );
     // 2.54e7 / 1.27e7 pixels per inch = 2 nm.
     write_tiff(&p, Some((12_700_000, 1)), Some(ResolutionUnit::Inch), None);
     assert!(close(pixel_size_nm(&p), 2.0));
@@ -91,9 +107,17 @@ fn tiff_resolution_tags_and_imagej_description() {
     assert_eq!(pixel_size_nm(&p), None);
     // ImageJ: 400 pixels per micron = 2.5 nm; 0.8 pixels per nm = 1.25 nm.
     let ij = |unit: &str| format!("ImageJ=1.53t\nunit={unit}\nspacing=1\n");
-    write_tiff(&p, Some((400, 1)), Some(ResolutionUnit::None), Some(&ij("micron")));
+    write_tiff(
+        &p,
+        Some((400, 1)),
+        Some(ResolutionUnit::None),
+        Some(&ij("micron")),
+    );
     assert!(close(pixel_size_nm(&p), 2.5), "{:?}", pixel_size_nm(&p));
-    assert_eq!(read_pixel_size(&p).unwrap().unwrap().source, "ImageJ description");
+    assert_eq!(
+        read_pixel_size(&p).unwrap().unwrap().source,
+        "ImageJ description"
+    );
     write_tiff(&p, Some((400, 1)), None, Some(&ij("\\u00B5m")));
     assert!(close(pixel_size_nm(&p), 2.5));
     write_tiff(&p, Some((4, 5)), None, Some(&ij("nm")));
@@ -170,11 +194,18 @@ fn antialiased_downscale_of_constant_and_checkerboard() {
     }
     // A 1-pixel checkerboard of 0.2 / 0.9 at factor 2 averages to 0.55 everywhere but on the
     // border (where the triangle is cut off and renormalized).
-    let cb = Array2::from_shape_fn((64, 48), |(y, x)| if (x + y) % 2 == 0 { 0.2f32 } else { 0.9 });
+    let cb = Array2::from_shape_fn(
+        (64, 48),
+        |(y, x)| if (x + y) % 2 == 0 { 0.2f32 } else { 0.9 },
+    );
     let r = resample_antialiased(cb.view(), 32, 24);
     for y in 1..31 {
         for x in 1..23 {
-            assert!((r[[y, x]] - 0.55).abs() < 1e-5, "({y}, {x}) = {}", r[[y, x]]);
+            assert!(
+                (r[[y, x]] - 0.55).abs() < 1e-5,
+                "({y}, {x}) = {}",
+                r[[y, x]]
+            );
         }
     }
     // At factor 3 (odd: a nearest-pixel or 2-tap resize keeps a pattern) the mean is kept
@@ -182,7 +213,11 @@ fn antialiased_downscale_of_constant_and_checkerboard() {
     let r = resample_antialiased(cb.view(), 21, 16);
     for y in 1..20 {
         for x in 1..15 {
-            assert!((r[[y, x]] - 0.55).abs() < 0.05, "x3 ({y}, {x}) = {}", r[[y, x]]);
+            assert!(
+                (r[[y, x]] - 0.55).abs() < 0.05,
+                "x3 ({y}, {x}) = {}",
+                r[[y, x]]
+            );
         }
     }
 }
@@ -190,7 +225,8 @@ fn antialiased_downscale_of_constant_and_checkerboard() {
 fn model_with_pixel_size() -> FasterRcnn {
     let mut m = FasterRcnn::load(fixture_path("model/weights_small.safetensors")).unwrap();
     m.info.insert("pixel_size_nm".into(), "2.5".into());
-    m.info.insert("preprocess_order".into(), "resample-first".into());
+    m.info
+        .insert("preprocess_order".into(), "resample-first".into());
     m
 }
 
@@ -211,7 +247,12 @@ fn scale_choice_and_box_mapping_back() {
     let s = choose_scale(3838, 3708, &cfg, px(0.26));
     assert!(s.physical && (s.factor - 0.104).abs() < 1e-6);
     assert_eq!(s.out, (399, 386));
-    assert!(s.note.contains("0.260 nm (--pixel-size) -> 2.50 nm, x0.104"), "{}", s.note);
+    assert!(
+        s.note
+            .contains("0.260 nm (--pixel-size) -> 2.50 nm, x0.104"),
+        "{}",
+        s.note
+    );
     // Upscaling past the cap falls back to the cap with a note.
     let s = choose_scale(1000, 800, &cfg, px(10.0));
     assert_eq!(s.out, (2000, 1600));
@@ -228,7 +269,11 @@ fn scale_choice_and_box_mapping_back() {
     assert_eq!(p.input.dim(), (3, 1, 64, 32));
     let orig = [[3.5f32, 10.25, 90.0, 129.0], [0.0, 0.0, 97.0, 130.0]];
     let mut b = Array2::from_shape_fn((2, 4), |(i, k)| {
-        let s = if k % 2 == 0 { ow as f32 / 97.0 } else { oh as f32 / 130.0 };
+        let s = if k % 2 == 0 {
+            ow as f32 / 97.0
+        } else {
+            oh as f32 / 130.0
+        };
         orig[i][k] * s
     });
     boxes_to_original(&mut b, p.resized, p.original);
@@ -288,7 +333,10 @@ fn anchors_from_metadata_round_trip_and_mismatch_errors() {
     let mut bad = meta.clone();
     bad.insert("anchor_sizes".into(), "64,128".into());
     let err = build(tensors.clone(), bad).unwrap_err().to_string();
-    assert!(err.contains("15 anchors") && err.contains("64,128"), "{err}");
+    assert!(
+        err.contains("15 anchors") && err.contains("64,128"),
+        "{err}"
+    );
     let mut bad = meta.clone();
     bad.insert("anchor_ratios".into(), "1,x".into());
     let err = build(tensors, bad).unwrap_err().to_string();
@@ -322,15 +370,47 @@ fn detect_prints_the_scale_line() {
         png.to_str().unwrap(),
         d.join("out").display().to_string(),
     );
-    let (ok, err) = run(&["detect", png, "--weights", w, "--out", &out, "--threads", "1"]);
-    assert!(ok, "{err}");
-    assert!(err.contains("pixel 1.250 nm (PNG pHYs) -> 2.50 nm, x0.500"), "{err}");
     let (ok, err) = run(&[
-        "detect", png, "--weights", w, "--out", &out, "--pixel-size", "5", "--threads", "1",
+        "detect",
+        png,
+        "--weights",
+        w,
+        "--out",
+        &out,
+        "--threads",
+        "1",
     ]);
     assert!(ok, "{err}");
-    assert!(err.contains("pixel 5.000 nm (--pixel-size) -> 2.50 nm, x2.000"), "{err}");
-    let (ok, err) = run(&["detect", png, "--weights", w, "--out", &out, "--pixel-size=-1"]);
+    assert!(
+        err.contains("pixel 1.250 nm (PNG pHYs) -> 2.50 nm, x0.500"),
+        "{err}"
+    );
+    let (ok, err) = run(&[
+        "detect",
+        png,
+        "--weights",
+        w,
+        "--out",
+        &out,
+        "--pixel-size",
+        "5",
+        "--threads",
+        "1",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("pixel 5.000 nm (--pixel-size) -> 2.50 nm, x2.000"),
+        "{err}"
+    );
+    let (ok, err) = run(&[
+        "detect",
+        png,
+        "--weights",
+        w,
+        "--out",
+        &out,
+        "--pixel-size=-1",
+    ]);
     assert!(!ok && err.contains("--pixel-size"), "{err}");
     std::fs::remove_dir_all(&d).ok();
 }
@@ -376,15 +456,50 @@ fn train_scale_options_survive_resume() {
     let run_dir = d.join("run");
     let (data_s, run_s) = (data.display().to_string(), run_dir.display().to_string());
     let (ok, err) = run(&[
-        "train", "--data", &data_s, "--out", &run_s, "--epochs", "2", "--size", "64",
-        "--width-div", "16", "--blocks", "1,1,1,1", "--threads", "1", "--no-preprocess",
-        "--rpn-batch", "32", "--roi-batch", "32", "--max-iters", "1", "--pixel-size", "4",
-        "--model-pixel-size", "3", "--anchor-sizes", "16,48", "--scale-range", "0.8,1.25",
-        "--max-input", "64",
+        "train",
+        "--data",
+        &data_s,
+        "--out",
+        &run_s,
+        "--epochs",
+        "2",
+        "--size",
+        "64",
+        "--width-div",
+        "16",
+        "--blocks",
+        "1,1,1,1",
+        "--threads",
+        "1",
+        "--no-preprocess",
+        "--rpn-batch",
+        "32",
+        "--roi-batch",
+        "32",
+        "--max-iters",
+        "1",
+        "--pixel-size",
+        "4",
+        "--model-pixel-size",
+        "3",
+        "--anchor-sizes",
+        "16,48",
+        "--scale-range",
+        "0.8,1.25",
+        "--max-input",
+        "64",
     ]);
     assert!(ok, "{err}");
     let opts = std::fs::read_to_string(run_dir.join("options.json")).unwrap();
-    let (ok, err) = run(&["train", "--resume", &run_s, "--max-iters", "3", "--threads", "1"]);
+    let (ok, err) = run(&[
+        "train",
+        "--resume",
+        &run_s,
+        "--max-iters",
+        "3",
+        "--threads",
+        "1",
+    ]);
     assert!(ok, "{err}");
     assert_eq!(
         std::fs::read_to_string(run_dir.join("options.json")).unwrap(),
@@ -402,7 +517,15 @@ fn train_scale_options_survive_resume() {
     assert_eq!(m.config.anchors.sizes, vec![16.0, 48.0]);
     assert_eq!(m.rpn.cls_logits.out_channels(), 6);
     // Bad values are one-line errors.
-    let (ok, err) = run(&["train", "--data", &data_s, "--out", &run_s, "--scale-range", "2,1"]);
+    let (ok, err) = run(&[
+        "train",
+        "--data",
+        &data_s,
+        "--out",
+        &run_s,
+        "--scale-range",
+        "2,1",
+    ]);
     assert!(!ok && err.contains("--scale-range"), "{err}");
     std::fs::remove_dir_all(&d).ok();
 }

@@ -188,8 +188,11 @@ pub fn scale_options(
     max_input: usize,
 ) -> Result<ScaleOptions> {
     let pixel_size = crate::pipeline::check_pixel_size(pixel_size)?;
-    crate::pipeline::check_pixel_size(Some(model_pixel_size))
-        .map_err(|_| Error::invalid(format!("--model-pixel-size {model_pixel_size}: expected nm per pixel in 0.01..=10000")))?;
+    crate::pipeline::check_pixel_size(Some(model_pixel_size)).map_err(|_| {
+        Error::invalid(format!(
+            "--model-pixel-size {model_pixel_size}: expected nm per pixel in 0.01..=10000"
+        ))
+    })?;
     if anchor_sizes.is_empty() || anchor_sizes.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
         return Err(Error::invalid(format!(
             "--anchor-sizes {anchor_sizes:?}: give positive sizes in pixels, e.g. 32,64,128,256,512"

@@ -61,7 +61,10 @@ pub fn parse_list(text: &str) -> std::result::Result<Vec<f32>, String> {
 }
 
 fn format_list(v: &[f32]) -> String {
-    v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+    v.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl AnchorGenerator {

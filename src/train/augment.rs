@@ -322,10 +322,10 @@ mod tests {
     #[test]
     fn crop_keeps_boxes_with_forty_percent_inside() {
         let b = ndarray::arr2(&[
-            [0.0f32, 0.0, 10.0, 10.0],   // 100 % inside
-            [15.0, 0.0, 25.0, 10.0],     // 50 % inside (x 15..20)
-            [17.0, 0.0, 27.0, 10.0],     // 30 % inside: dropped
-            [-6.0, 2.0, 4.0, 6.0],       // 40 % inside (x 0..4): kept, clipped
+            [0.0f32, 0.0, 10.0, 10.0], // 100 % inside
+            [15.0, 0.0, 25.0, 10.0],   // 50 % inside (x 15..20)
+            [17.0, 0.0, 27.0, 10.0],   // 30 % inside: dropped
+            [-6.0, 2.0, 4.0, 6.0],     // 40 % inside (x 0..4): kept, clipped
         ]);
         let (c, rows) = crop_boxes(&b, (0.0, 0.0), (20.0, 20.0));
         assert_eq!(rows, vec![0, 1, 3]);
@@ -371,10 +371,16 @@ mod tests {
             let (x2, y2) = ((b[2].ceil() as usize).min(w), (b[3].ceil() as usize).min(h));
             let inside: f32 = img.slice(s![y1..y2, x1..x2]).sum();
             // Anti-aliasing spreads at most ~2 pixels of the edge outside the box.
-            assert!(inside >= 0.9 * total - 1e-3, "inside {inside} of {total}, box {b:?}");
+            assert!(
+                inside >= 0.9 * total - 1e-3,
+                "inside {inside} of {total}, box {b:?}"
+            );
         }
         // Crops are placed on the object with probability 0.8.
-        assert!(with_object >= 24, "{with_object} of 40 crops hold the object");
+        assert!(
+            with_object >= 24,
+            "{with_object} of 40 crops hold the object"
+        );
     }
 
     #[test]

@@ -47,10 +47,10 @@ use std::path::{Path, PathBuf};
 
 use crate::io::image::{image_info, is_image_path, read_gray};
 use crate::io::pixel_size::{read_pixel_size, PixelSize};
-use crate::pipeline::{choose_scale, PipelineConfig, ScaleChoice, MAX_INPUT};
-use crate::transform::resample_antialiased;
 use crate::io::voc::{read_voc, VocObject};
+use crate::pipeline::{choose_scale, PipelineConfig, ScaleChoice, MAX_INPUT};
 use crate::preprocess::{preprocess, PreprocessConfig};
+use crate::transform::resample_antialiased;
 use crate::transform::{resize_scale, resized_size, to_unit_range, transform_image, Scaling};
 
 /// Image size `(h, w)` from the file header.
@@ -577,8 +577,7 @@ impl Loader {
                         oh * ow * std::mem::size_of::<f32>()
                     }
                     None => {
-                        let scale =
-                            resize_scale(h, w, config.size as f32, config.max_size as f32);
+                        let scale = resize_scale(h, w, config.size as f32, config.max_size as f32);
                         let (oh, ow) = resized_size(h, w, scale);
                         oh * ow * 3 * std::mem::size_of::<f32>()
                     }

@@ -542,12 +542,19 @@ fn run_loop(
             scale: o.scale.clone(),
         },
     );
-    let augment_cfg = o.scale.as_ref().map(|sc| crate::train::augment::AugmentConfig {
-        scale_range: if o.augment { sc.scale_range } else { [1.0, 1.0] },
-        max_input: sc.max_input,
-        dihedral: o.augment,
-        preprocess: o.preprocess.then(Default::default),
-    });
+    let augment_cfg = o
+        .scale
+        .as_ref()
+        .map(|sc| crate::train::augment::AugmentConfig {
+            scale_range: if o.augment {
+                sc.scale_range
+            } else {
+                [1.0, 1.0]
+            },
+            max_input: sc.max_input,
+            dihedral: o.augment,
+            preprocess: o.preprocess.then(Default::default),
+        });
     let mut csv = open_csv(&dir.join("train.csv"), state.iteration)?;
     let n = split.train.len();
     let total_iters = (o.epochs as u64 * n as u64).min(o.max_iters.unwrap_or(u64::MAX));
