@@ -4,7 +4,7 @@
 //! input x [3, 1, H, W] (normalized)
 //!  -> backbone (conv1 .. layer3)                       feat [C3, 1, h, w], stride 16
 //!  -> RPN head: t = relu(conv3x3(feat))                [R, 1, h, w]
-//!               objectness = conv1x1(t)                [A, 1, h, w]   (A = 9 anchors per cell)
+//!               objectness = conv1x1(t)                [A, 1, h, w]   (A = sizes x ratios anchors per cell)
 //!               deltas     = conv1x1(t)                [4A, 1, h, w]
 //!  -> proposals: top-k, decode, clip, NMS 0.7, keep 300    [P, 4]
 //!  -> RoI max-pool 7x7 at scale 1/16                   [C3, P, 7, 7]  (CNHW: all RoIs in one batch)
@@ -12,6 +12,10 @@
 //!  -> cls_score (Linear C4 -> K), bbox_pred (Linear C4 -> 4K)
 //!  -> postprocess: softmax, class-specific decode, clip, score > 0.05, per-class NMS 0.5, top 100
 //! ```
+//! The anchors are the metadata `anchor_sizes` x `anchor_ratios` when the weight file records
+//! them (new models: 32..512 x 0.5, 1, 2, A = 15), else torchvision's 128, 256, 512 x 0.5, 1, 2
+//! (A = 9); an RPN head whose A differs from the anchors' is an error at load time.
+//!
 //! The RoI head's layer4 runs on all P RoIs at once, so each of its convolutions is one GEMM with
 //! `N = P * 16` columns (the stride-2 first block maps 7x7 to 4x4).
 

@@ -529,3 +529,29 @@ fn train_scale_options_survive_resume() {
     assert!(!ok && err.contains("--scale-range"), "{err}");
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// options.json: the scale options round trip; a file written before they existed loads with
+/// `scale: None` (the study's order, as the run was started).
+#[test]
+fn train_options_json_round_trip() {
+    use cryodet::train::trainer::TrainOptions;
+    let mut o = TrainOptions::new("d".into(), "o".into());
+    let sc = o.scale.as_mut().unwrap();
+    sc.pixel_size = Some(1.7);
+    sc.anchor_sizes = vec![24.0, 96.0];
+    sc.scale_range = [0.7, 1.4];
+    sc.max_input = 512;
+    let text = serde_json::to_string(&o).unwrap();
+    let back: TrainOptions = serde_json::from_str(&text).unwrap();
+    assert_eq!(back.scale, o.scale);
+    let mut v = serde_json::to_value(&o).unwrap();
+    v.as_object_mut().unwrap().remove("scale");
+    let old: TrainOptions = serde_json::from_value(v).unwrap();
+    assert_eq!(old.scale, None);
+    // New runs get the documented defaults.
+    let d = TrainOptions::new("d".into(), "o".into()).scale.unwrap();
+    assert_eq!(d.model_pixel_size, 2.5);
+    assert_eq!(d.anchor_sizes, vec![32.0, 64.0, 128.0, 256.0, 512.0]);
+    assert_eq!(d.scale_range, [0.5, 2.0]);
+    assert_eq!(d.max_input, 640);
+}

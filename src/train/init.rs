@@ -31,7 +31,8 @@ use rand_distr::{Distribution, Normal};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// Anchors per feature cell (3 sizes x 3 ratios; `AnchorGenerator::default()`).
+/// Anchors per feature cell of the fresh heads made here (3 sizes x 3 ratios;
+/// `AnchorGenerator::default()`); [`fit_rpn_to_anchors`] re-makes them for other anchors.
 const NUM_ANCHORS: usize = 9;
 /// ResNet bottleneck expansion.
 pub const EXPANSION: usize = 4;

@@ -2,7 +2,10 @@
 //!
 //! One iteration = one image (the study's and torchvision's reference batch of 1 per GPU):
 //! ```text
-//! example  = load (cached) -> random flip/rotation -> zero-pad to a multiple of 32
+//! example  = Base at the model's pixel size (cached) -> augment_example: random rescale, crop,
+//!            preprocessing, flip/rotation (crate::train::augment) -> zero-pad to a multiple of 32
+//!            (runs whose options.json has no `scale`, i.e. older runs: load (cached, the
+//!            study's order) -> random flip/rotation -> pad)
 //! losses, grads = loss_and_grads(model, x, boxes, labels)      (crate::train::grad)
 //! weights  = Adam(model.export(), grads)                         (crate::train::adam)
 //! model    = FasterRcnn::from_weights(weights)                   (refolds the frozen BN)
