@@ -13,13 +13,14 @@
 //! Box corners are re-sorted after each map so that x1 <= x2 and y1 <= y2.
 //!
 //! [`augment_example`] is the one place where per-iteration augmentation happens (physical-scale
-//! runs); an intensity augmentation belongs there too, before the preprocessing. Per iteration:
+//! runs). Per iteration:
 //! ```text
 //! f ~ exp(U(ln lo, ln hi))                   (--scale-range lo,hi; log-uniform)
 //! crop window of the Base, size min(side, max_input / f) per axis; with probability 0.8 (when
 //!   the image has objects) placed so that it holds the centre of a random object, else uniform
 //! boxes clipped to the window; a box keeping < 40 % of its area is dropped
 //! anti-aliased resample of the window by f (transform::resample_antialiased): network pixels
+//! random blur and noise (intensity_augment; with augmentation on)
 //! preprocess (bilateral + equalization) at this resolution, ImageNet normalization
 //! random symmetry (Dihedral)
 //! ```
@@ -48,6 +49,67 @@ pub struct AugmentConfig {
     pub dihedral: bool,
     /// The study's preprocessing at the network resolution (`None`: skipped).
     pub preprocess: Option<PreprocessConfig>,
+    /// Random blur and noise before the preprocessing ([`intensity_augment`]).
+    pub intensity: bool,
+}
+
+/// Probability of a random blur in [`intensity_augment`].
+pub const BLUR_P: f64 = 0.3;
+/// Range of the blur's sigma, network pixels.
+pub const BLUR_SIGMA: [f32; 2] = [0.3, 1.2];
+/// Probability of added noise in [`intensity_augment`].
+pub const NOISE_P: f64 = 0.5;
+/// Range of the added noise's standard deviation, as a multiple of the image's own.
+pub const NOISE_REL_STD: [f32; 2] = [0.1, 1.0];
+
+/// Intensity augmentation of a `[0, 1]` image: other microscopes' transfer and other doses.
+///
+/// ```text
+/// with probability BLUR_P:   img <- G_sigma * img,  sigma ~ U(0.3, 1.2) px   (MTF, denoised looks)
+/// with probability NOISE_P:  img <- img + n,  n ~ N(0, (r * std(img))^2),  r ~ U(0.1, 1.0)
+/// img <- clamp(img, 0, 1)
+/// ```
+/// Contrast and gamma changes are not drawn here: the histogram equalization that follows maps
+/// every increasing intensity transform to (almost) the same image.
+pub fn intensity_augment(img: &mut Array2<f32>, rng: &mut impl Rng) {
+    if rng.gen_bool(BLUR_P) {
+        let sigma = rng.gen_range(BLUR_SIGMA[0]..=BLUR_SIGMA[1]);
+        *img = gaussian_blur(img, sigma);
+    }
+    if rng.gen_bool(NOISE_P) {
+        let n = img.len().max(1) as f32;
+        let mean = img.sum() / n;
+        let std = (img.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n).sqrt();
+        let s = rng.gen_range(NOISE_REL_STD[0]..=NOISE_REL_STD[1]) * std;
+        let normal = rand_distr::Normal::new(0.0f32, s.max(1e-12)).expect("finite std");
+        img.mapv_inplace(|v| v + rng.sample(normal));
+    }
+    img.mapv_inplace(|v| v.clamp(0.0, 1.0));
+}
+
+/// Separable Gaussian blur, kernel radius `ceil(3 sigma)`, borders replicated:
+/// `y[i, j] = sum_{a,b} g[a] g[b] x[clamp(i + a), clamp(j + b)]`, `g` normalized to sum 1.
+pub fn gaussian_blur(x: &Array2<f32>, sigma: f32) -> Array2<f32> {
+    let r = (3.0 * sigma).ceil().max(1.0) as isize;
+    let mut g: Vec<f32> = (-r..=r)
+        .map(|a| (-((a * a) as f32) / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let total: f32 = g.iter().sum();
+    g.iter_mut().for_each(|v| *v /= total);
+    let (h, w) = x.dim();
+    let clampi = |i: isize, n: usize| i.clamp(0, n as isize - 1) as usize;
+    let rows = Array2::from_shape_fn((h, w), |(i, j)| {
+        (-r..=r)
+            .zip(&g)
+            .map(|(a, k)| k * x[[i, clampi(j as isize + a, w)]])
+            .sum::<f32>()
+    });
+    Array2::from_shape_fn((h, w), |(i, j)| {
+        (-r..=r)
+            .zip(&g)
+            .map(|(a, k)| k * rows[[clampi(i as isize + a, h), j]])
+            .sum::<f32>()
+    })
 }
 
 /// Boxes of `boxes` cut to the window `[x0, x0 + cw] x [y0, y0 + ch]`, in window coordinates;
@@ -138,7 +200,9 @@ pub fn augment_example(base: &Base, cfg: &AugmentConfig, rng: &mut impl Rng) -> 
         b[2] *= sx;
         b[3] *= sy;
     }
-    // Hook: intensity augmentation of `img` (values in [0, 1]) goes here.
+    if cfg.intensity {
+        intensity_augment(&mut img, rng);
+    }
     if let Some(p) = &cfg.preprocess {
         img = preprocess(img.view(), p);
     }
@@ -351,6 +415,7 @@ mod tests {
             scale_range: [0.5, 2.0],
             max_input: 128,
             dihedral: true,
+            intensity: false,
             preprocess: None,
         };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
@@ -392,5 +457,47 @@ mod tests {
             seen.insert((d.hflip, d.vflip, d.rot90));
         }
         assert_eq!(seen.len(), 16); // 2 x 2 x 4 parametrizations (8 distinct symmetries)
+    }
+
+    #[test]
+    fn gaussian_blur_keeps_constants_and_mass_and_matches_naive() {
+        // Constant stays constant (borders replicated, kernel normalized).
+        let c = Array2::<f32>::from_elem((9, 13), 0.25);
+        let b = gaussian_blur(&c, 1.1);
+        assert!(b.iter().all(|v| (v - 0.25).abs() < 1e-6));
+        // An impulse far from the border spreads into a normalized, symmetric 2D Gaussian.
+        let mut x = Array2::<f32>::zeros((21, 23));
+        x[[10, 11]] = 1.0;
+        let sigma = 0.8f32;
+        let y = gaussian_blur(&x, sigma);
+        assert!((y.sum() - 1.0).abs() < 1e-5);
+        let r = (3.0 * sigma).ceil() as i32;
+        let norm: f32 = (-r..=r)
+            .map(|a| (-(a * a) as f32 / (2.0 * sigma * sigma)).exp())
+            .sum();
+        for (di, dj) in [(0i32, 0i32), (1, 0), (0, 2), (-2, 1)] {
+            let naive =
+                (-((di * di + dj * dj) as f32) / (2.0 * sigma * sigma)).exp() / (norm * norm);
+            let got = y[[(10 + di) as usize, (11 + dj) as usize]];
+            assert!((got - naive).abs() < 1e-6, "{di},{dj}: {got} vs {naive}");
+        }
+        assert_eq!(y[[9, 11]], y[[11, 11]]);
+    }
+
+    #[test]
+    fn intensity_augment_stays_in_unit_range_and_changes_some_images() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let base = Array2::from_shape_fn((17, 19), |(i, j)| ((i * 7 + j * 3) % 11) as f32 / 10.0);
+        let mut changed = 0;
+        for _ in 0..20 {
+            let mut img = base.clone();
+            intensity_augment(&mut img, &mut rng);
+            assert!(img.iter().all(|v| (0.0..=1.0).contains(v)));
+            if img != base {
+                changed += 1;
+            }
+        }
+        // P(unchanged) = (1 - 0.3) * (1 - 0.5) = 0.35 per image.
+        assert!((5..20).contains(&changed), "{changed}");
     }
 }

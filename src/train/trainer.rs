@@ -557,6 +557,7 @@ fn run_loop(
             max_input: sc.max_input,
             dihedral: o.augment,
             preprocess: o.preprocess.then(Default::default),
+            intensity: o.augment,
         });
     let mut csv = open_csv(&dir.join("train.csv"), state.iteration)?;
     let n = split.train.len();
