@@ -439,4 +439,51 @@ mod tests {
         assert!(adam_fast.step_model(&mut fast, &g).is_err());
         assert_eq!(fast.export(), before);
     }
+
+    /// Timing, not a check (`cargo test --release --lib step_cost -- --ignored --nocapture`):
+    /// one optimizer step of the old loop (export, step, rebuild) against the in-place one, on
+    /// the shipped architecture (width / 8, blocks 2, 2, 2, 2) and on the full ResNet-50, with
+    /// a gradient for every trained weight.
+    #[test]
+    #[ignore]
+    fn step_cost() {
+        use crate::train::grad::{trained_weights, Phase};
+        use crate::train::init::{build, he_init, Arch};
+        use std::time::Instant;
+        let classes = vec!["__background__".to_string(), "a".to_string()];
+        for (label, arch) in [
+            (
+                "width/8, blocks 2,2,2,2",
+                Arch::reduced(8, Some([2, 2, 2, 2])).unwrap(),
+            ),
+            ("ResNet-50", Arch::resnet50()),
+        ] {
+            let (t, meta) = he_init(&arch, &classes, 1).unwrap();
+            let mut model = build(t, meta).unwrap();
+            let grads: Grads = trained_weights(&model, 5, Phase::Joint)
+                .into_iter()
+                .map(|(n, s)| (n, ArrayD::from_elem(s, 1e-3f32)))
+                .collect();
+            let mut adam = Adam::new(AdamConfig::default());
+            let reps = 5;
+            let t0 = Instant::now();
+            for _ in 0..reps {
+                let mut w = model.export();
+                adam.step(&mut w, &grads).unwrap();
+                model = build(w, model.metadata()).unwrap();
+            }
+            let old = t0.elapsed().as_secs_f64() / reps as f64;
+            let t0 = Instant::now();
+            for _ in 0..reps {
+                adam.step_model(&mut model, &grads).unwrap();
+            }
+            let new = t0.elapsed().as_secs_f64() / reps as f64;
+            let n: usize = grads.values().map(|g| g.len()).sum();
+            eprintln!(
+                "{label}: {n} trained weights; export+step+build {:.2} ms, step_model {:.2} ms",
+                old * 1e3,
+                new * 1e3
+            );
+        }
+    }
 }
