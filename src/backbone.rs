@@ -90,8 +90,29 @@ impl ConvBn {
     }
 
     /// Recomputes the folded convolution after `conv` or `bn` changed (training).
+    /// In place (the weight array is reused), with [`FrozenBatchNorm2d::fold`]'s arithmetic, so
+    /// the result is bit for bit a fresh [`ConvBn::new`]'s.
     pub fn refold(&mut self) {
-        self.fused = self.bn.fold(&self.conv);
+        if self.fused.weight.dim() != self.conv.weight.dim() {
+            self.fused = self.bn.fold(&self.conv);
+            return;
+        }
+        let (scale, shift) = self.bn.scale_shift();
+        for ((mut f, w), &s) in self
+            .fused
+            .weight
+            .outer_iter_mut()
+            .zip(self.conv.weight.outer_iter())
+            .zip(&scale)
+        {
+            ndarray::Zip::from(&mut f)
+                .and(&w)
+                .for_each(|f, &w| *f = w * s);
+        }
+        self.fused.bias = Some(match &self.conv.bias {
+            Some(b0) => &shift + &(b0 * &scale),
+            None => shift,
+        });
     }
 
     /// `act(bn(conv(x)) + residual)`.
@@ -122,24 +143,6 @@ impl ConvBn {
             k.mapv_inplace(|v| v * scale[c]);
         }
         (cg.dx, dw)
-    }
-
-    /// Appends `(name, tensor)` pairs in torchvision's naming for saving.
-    pub fn export(&self, conv: &str, bn: &str, out: &mut Vec<(String, ndarray::ArrayD<f32>)>) {
-        out.push((
-            format!("{conv}.weight"),
-            self.conv.weight.clone().into_dyn(),
-        ));
-        out.push((format!("{bn}.weight"), self.bn.weight.clone().into_dyn()));
-        out.push((format!("{bn}.bias"), self.bn.bias.clone().into_dyn()));
-        out.push((
-            format!("{bn}.running_mean"),
-            self.bn.running_mean.clone().into_dyn(),
-        ));
-        out.push((
-            format!("{bn}.running_var"),
-            self.bn.running_var.clone().into_dyn(),
-        ));
     }
 }
 
@@ -250,22 +253,6 @@ impl Bottleneck {
                 self.conv3.forward(&out, Some(&identity), true)
             }
             None => self.conv3.forward(&out, Some(x), true),
-        }
-    }
-
-    pub fn export(&self, p: &str, out: &mut Vec<(String, ndarray::ArrayD<f32>)>) {
-        self.conv1
-            .export(&format!("{p}.conv1"), &format!("{p}.bn1"), out);
-        self.conv2
-            .export(&format!("{p}.conv2"), &format!("{p}.bn2"), out);
-        self.conv3
-            .export(&format!("{p}.conv3"), &format!("{p}.bn3"), out);
-        if let Some(d) = &self.downsample {
-            d.export(
-                &format!("{p}.downsample.0"),
-                &format!("{p}.downsample.1"),
-                out,
-            );
         }
     }
 }
@@ -405,12 +392,6 @@ impl Stage {
             dy = dx;
         }
         Some(dy)
-    }
-
-    pub fn export(&self, prefix: &str, out: &mut Vec<(String, ndarray::ArrayD<f32>)>) {
-        for (i, b) in self.blocks.iter().enumerate() {
-            b.export(&format!("{prefix}.{i}"), out);
-        }
     }
 }
 
@@ -579,13 +560,6 @@ impl Backbone {
             relu_backward_inplace(&mut ds, &s);
             let (_, dw) = self.conv1.backward(&x, &ds, false);
             grads.insert("backbone.conv1.weight".to_string(), dw.into_dyn());
-        }
-    }
-
-    pub fn export(&self, out: &mut Vec<(String, ndarray::ArrayD<f32>)>) {
-        self.conv1.export("backbone.conv1", "backbone.bn1", out);
-        for (k, s) in self.layers.iter().enumerate() {
-            s.export(&format!("backbone.layer{}", k + 1), out);
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod transform;
 pub mod backbone;
 pub mod detection;
 pub mod model;
+pub mod params;
 pub mod nn;
 pub mod pipeline;
 

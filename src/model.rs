@@ -622,60 +622,13 @@ impl FasterRcnn {
     /// or bias), for an optimizer step. FrozenBatchNorm buffers are not trainable: None.
     /// After changing backbone / layer4 weights call [`FasterRcnn::refold`].
     pub fn weight_mut(&mut self, name: &str) -> Option<ndarray::ArrayViewMutD<'_, f32>> {
-        use crate::backbone::ConvBn;
-        fn in_stage<'a>(st: &'a mut Stage, rest: &str) -> Option<&'a mut ConvBn> {
-            let (i, conv) = rest.split_once('.')?;
-            let b = st.blocks.get_mut(i.parse::<usize>().ok()?)?;
-            match conv {
-                "conv1.weight" => Some(&mut b.conv1),
-                "conv2.weight" => Some(&mut b.conv2),
-                "conv3.weight" => Some(&mut b.conv3),
-                "downsample.0.weight" => b.downsample.as_mut(),
-                _ => None,
+        let mut found = None;
+        self.visit_params_mut(|n, kind, t| {
+            if kind == crate::params::Kind::Param && n == name {
+                found = Some(t);
             }
-        }
-        let cb: Option<&mut ConvBn> = if name == "backbone.conv1.weight" {
-            Some(&mut self.backbone.conv1)
-        } else if let Some(rest) = name.strip_prefix("head.layer4.") {
-            in_stage(&mut self.head.layer4, rest)
-        } else if let Some(rest) = name.strip_prefix("backbone.layer") {
-            let (k, rest) = rest.split_once('.')?;
-            let k = k.parse::<usize>().ok()?;
-            in_stage(self.backbone.layers.get_mut(k.checked_sub(1)?)?, rest)
-        } else {
-            None
-        };
-        if let Some(cb) = cb {
-            return Some(cb.conv.weight.view_mut().into_dyn());
-        }
-        let (module, param) = name.rsplit_once('.')?;
-        match module {
-            "rpn.conv" | "rpn.cls_logits" | "rpn.bbox_pred" => {
-                let c = match module {
-                    "rpn.conv" => &mut self.rpn.conv,
-                    "rpn.cls_logits" => &mut self.rpn.cls_logits,
-                    _ => &mut self.rpn.bbox_pred,
-                };
-                match param {
-                    "weight" => Some(c.weight.view_mut().into_dyn()),
-                    "bias" => c.bias.as_mut().map(|b| b.view_mut().into_dyn()),
-                    _ => None,
-                }
-            }
-            "head.cls_score" | "head.bbox_pred" => {
-                let l = if module == "head.cls_score" {
-                    &mut self.head.cls_score
-                } else {
-                    &mut self.head.bbox_pred
-                };
-                match param {
-                    "weight" => Some(l.weight.view_mut().into_dyn()),
-                    "bias" => Some(l.bias.view_mut().into_dyn()),
-                    _ => None,
-                }
-            }
-            _ => None,
-        }
+        });
+        found
     }
 
     /// Recomputes every folded conv + BN of the backbone and layer4 (after weight updates).
@@ -698,29 +651,10 @@ impl FasterRcnn {
         }
     }
 
-    /// All weights under their torchvision names (for saving).
+    /// All weights under their torchvision names (for saving; [`crate::params`]).
     pub fn export(&self) -> Vec<(String, ArrayD<f32>)> {
         let mut out = Vec::new();
-        self.backbone.export(&mut out);
-        for (name, c) in [
-            ("rpn.conv", &self.rpn.conv),
-            ("rpn.cls_logits", &self.rpn.cls_logits),
-            ("rpn.bbox_pred", &self.rpn.bbox_pred),
-        ] {
-            out.push((format!("{name}.weight"), c.weight.clone().into_dyn()));
-            out.push((
-                format!("{name}.bias"),
-                c.bias.clone().expect("rpn convs have biases").into_dyn(),
-            ));
-        }
-        self.head.layer4.export("head.layer4", &mut out);
-        for (name, l) in [
-            ("head.cls_score", &self.head.cls_score),
-            ("head.bbox_pred", &self.head.bbox_pred),
-        ] {
-            out.push((format!("{name}.weight"), l.weight.clone().into_dyn()));
-            out.push((format!("{name}.bias"), l.bias.clone().into_dyn()));
-        }
+        self.visit_params(|n, _, t| out.push((n.to_string(), t.to_owned())));
         out
     }
 

@@ -354,14 +354,22 @@ impl Conv2d {
             });
             return ConvGrads { dx, dw, db };
         }
-        {
-            let col = im2col(x.view(), kh, kw, s, p);
-            gemm(1.0, dymat, Mat::rows(&col, krows, cols).t(), 0.0, dws);
-        } // col freed before dcol is allocated
-        let dx = need_dx.then(|| {
-            let mut dcol = vec![0f32; krows * cols];
-            gemm(1.0, wmat.t(), dymat, 0.0, &mut dcol);
-            col2im(&dcol, (ci, n, h, w), kh, kw, s, p)
+        // col and then dcol live in the forward pass's grow-only scratch (no fresh, zeroed
+        // allocation per layer); each is completely overwritten (im2col_into, beta = 0).
+        let dx = COL_SCRATCH.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            if buf.len() < krows * cols {
+                *buf = Vec::new();
+                buf.resize(krows * cols, 0.0);
+            }
+            let col = &mut buf[..krows * cols];
+            im2col_into(x.view(), kh, kw, s, p, col);
+            gemm(1.0, dymat, Mat::rows(col, krows, cols).t(), 0.0, dws);
+            need_dx.then(|| {
+                let dcol = col;
+                gemm(1.0, wmat.t(), dymat, 0.0, dcol);
+                col2im(dcol, (ci, n, h, w), kh, kw, s, p)
+            })
         });
         ConvGrads { dx, dw, db }
     }

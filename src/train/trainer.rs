@@ -7,8 +7,7 @@
 //!            (runs whose options.json has no `scale`, i.e. older runs: load (cached, the
 //!            study's order) -> random flip/rotation -> pad)
 //! losses, grads = loss_and_grads(model, x, boxes, labels)      (crate::train::grad)
-//! weights  = Adam(model.export(), grads)                         (crate::train::adam)
-//! model    = FasterRcnn::from_weights(weights)                   (refolds the frozen BN)
+//! weights  = Adam(weights, grads), in place; refold the frozen BN  (Adam::step_model)
 //! ```
 //! Schedules: `joint` trains everything with the summed loss (torchvision's approximate joint
 //! training); `alternating` is the study's: the RPN and the shared layers first
@@ -611,9 +610,7 @@ fn run_loop(
                     ds.samples[i].image.display()
                 )));
             }
-            let mut weights = model.export();
-            adam.step(&mut weights, &grads)?;
-            model = init::build(weights, model.metadata())?;
+            adam.step_model(&mut model, &grads)?;
             state.pos += 1;
             state.iteration += 1;
             state.epoch_loss_sum += total as f64;
