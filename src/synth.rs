@@ -71,11 +71,19 @@
 //! Determinism: image `index` of seed `seed` draws from `ChaCha8Rng::seed_from_u64(seed)` on
 //! stream `index`, independent of every other image (generate them in parallel in any order).
 
+pub mod appearance;
+mod context;
+mod fft;
 mod field;
+pub mod imaging;
+mod mito_style;
+pub mod randomized;
 mod scene;
 mod shape;
 pub mod stack;
 
+pub use appearance::{Appearance, Family, Ranges};
+pub use randomized::{appearance_of, generate_random, RandomConfig};
 pub use stack::{generate_stack, slice_nm, StackObject, SynthStack, STACK_THICKNESS_NM};
 
 use ndarray::Array2;
@@ -97,8 +105,18 @@ pub mod region {
     pub const MICROTUBULE: u8 = 5;
     pub const ICE: u8 = 6;
     pub const CARBON: u8 = 7;
+    pub const LIPID_DROPLET: u8 = 8;
+    /// Autophagosome (double membrane, a hard negative).
+    pub const AUTOPHAGOSOME: u8 = 9;
+    /// Multivesicular body.
+    pub const MVB: u8 = 10;
+    /// Nucleus (inside the nuclear envelope).
+    pub const NUCLEUS: u8 = 11;
+    pub const ACTIN: u8 = 12;
+    /// Outside the cell (extracellular ice beyond the plasma membrane, or beyond a lamella edge).
+    pub const OUTSIDE: u8 = 13;
     /// Names indexed by code.
-    pub const NAMES: [&str; 8] = [
+    pub const NAMES: [&str; 14] = [
         "cytoplasm",
         "mitochondrion",
         "vesicle",
@@ -107,6 +125,12 @@ pub mod region {
         "microtubule",
         "ice",
         "carbon",
+        "lipid_droplet",
+        "autophagosome",
+        "mvb",
+        "nucleus",
+        "actin",
+        "outside",
     ];
 }
 
@@ -216,6 +240,12 @@ pub struct SynthImage {
     pub outer_membrane: Array2<u8>,
     /// Region codes ([`region`]) of every pixel.
     pub region: Array2<u8>,
+    /// The appearance family (randomized images; `None` for the classic generator).
+    pub family: Option<Family>,
+    /// Pixel size, nm.
+    pub pixel_nm: f32,
+    /// The SNR the noise was scaled to (`var(S) / var(n)` before gradients and display).
+    pub snr: f32,
 }
 
 impl SynthImage {
@@ -248,6 +278,9 @@ pub fn generate(cfg: &SynthConfig, index: usize) -> SynthImage {
         boxes,
         outer_membrane,
         region: Array2::from_shape_vec((h, w), cv.region).expect("h*w"),
+        family: None,
+        pixel_nm: cfg.pixel_nm,
+        snr: cfg.snr,
     }
 }
 

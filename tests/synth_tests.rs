@@ -435,8 +435,8 @@ fn cli_writes_a_readable_dataset() {
     let args = Args {
         out: out.clone(),
         n: 5,
-        size: 96,
-        snr: 0.1,
+        size: Some(96),
+        snr: Some(0.1),
         seed: 5,
         groups: 2,
         bit_depth: 16,
@@ -447,6 +447,12 @@ fn cli_writes_a_readable_dataset() {
         pixel_nm: None,
         preview: false,
         slice_images: true,
+        classic: true,
+        families: vec![],
+        exclude_family: vec![],
+        pixel_nm_range: None,
+        fov_nm_range: None,
+        snr_range: None,
     };
     run(args).expect("synth run");
     let mut cfg = SynthConfig::new((96, 96), 0.1, 5);

@@ -95,6 +95,34 @@ pub(crate) fn smooth_field<R: Rng>(rng: &mut R, h: usize, w: usize, sigma: f32) 
     f
 }
 
+/// A smooth random field like [`smooth_field`] for any `sigma`, in `O(h w)`: for `sigma > 3`
+/// px it is drawn on a grid `f = sigma / 2` times coarser (blur 2 coarse px), bilinearly
+/// interpolated back to `h x w`, and standardized (correlation ~ `sigma`; the randomized
+/// generator's large-scale fields: gradients, chromatin, ice).
+pub(crate) fn smooth_field_any<R: Rng>(rng: &mut R, h: usize, w: usize, sigma: f32) -> Array2<f32> {
+    if sigma <= 3.0 {
+        return smooth_field(rng, h, w, sigma);
+    }
+    let f = sigma / 2.0;
+    let (ch, cw) = (
+        ((h as f32 / f).ceil() as usize + 2).max(2),
+        ((w as f32 / f).ceil() as usize + 2).max(2),
+    );
+    let c = smooth_field(rng, ch, cw, 2.0);
+    let mut out = Array2::from_shape_fn((h, w), |(i, j)| {
+        let y = i as f32 / f;
+        let x = j as f32 / f;
+        let (i0, j0) = (y.floor() as usize, x.floor() as usize);
+        let (i1, j1) = ((i0 + 1).min(ch - 1), (j0 + 1).min(cw - 1));
+        let (ty, tx) = (y - i0 as f32, x - j0 as f32);
+        let top = c[[i0, j0]] * (1.0 - tx) + c[[i0, j1]] * tx;
+        let bot = c[[i1, j0]] * (1.0 - tx) + c[[i1, j1]] * tx;
+        top * (1.0 - ty) + bot * ty
+    });
+    standardize(&mut out);
+    out
+}
+
 /// In place: subtract the mean, divide by the standard deviation (left unscaled if it is 0).
 pub(crate) fn standardize(f: &mut Array2<f32>) {
     let (m, v) = mean_var(f.iter().copied());

@@ -13,7 +13,7 @@
 //! (insulin) granule core 0.35..0.8, crystalline ice contamination 1.5..2.5, carbon film 6.
 
 use super::field::smooth_field;
-use super::shape::{chord, smoothstep, Spine, Wobble, P2};
+use super::shape::{chord, smoothstep, Frame, Spine, Wobble, P2};
 use super::{region, SynthConfig};
 use ndarray::Array2;
 use rand::Rng;
@@ -25,9 +25,9 @@ pub(crate) const MEMBRANE_NM: f32 = 4.0;
 /// Gap between the outer and inner mitochondrial membranes (intermembrane space), nm.
 pub(crate) const IMS_GAP_NM: f32 = 7.5;
 /// Density of a lipid membrane per pixel of path.
-const RHO_MEMBRANE: f32 = 2.0;
+pub(crate) const RHO_MEMBRANE: f32 = 2.0;
 /// Ribosome density per pixel of path.
-const RHO_RIBOSOME: f32 = 1.5;
+pub(crate) const RHO_RIBOSOME: f32 = 1.5;
 /// Mean cytoplasm density per pixel of path.
 pub(crate) const RHO_CYTO: f32 = 0.22;
 /// Carbon film density per pixel of path (amorphous carbon, ~2 g/cm^3, strong amplitude contrast).
@@ -63,7 +63,7 @@ impl Canvas {
     }
 
     /// Pixel index range `(i0..i1, j0..j1)` covering the box `[x1, y1, x2, y2]`, clipped.
-    fn span(&self, b: [f32; 4]) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+    pub(crate) fn span(&self, b: [f32; 4]) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
         let j0 = b[0].floor().max(0.0) as usize;
         let i0 = b[1].floor().max(0.0) as usize;
         let j1 = (b[2].ceil().max(0.0) as usize).min(self.w);
@@ -71,7 +71,7 @@ impl Canvas {
         (j0 < j1 && i0 < i1).then_some((i0..i1, j0..j1))
     }
 
-    fn set_region(&mut self, k: usize, code: u8) {
+    pub(crate) fn set_region(&mut self, k: usize, code: u8) {
         if self.region[k] != region::MITOCHONDRION {
             self.region[k] = code;
         }
@@ -80,13 +80,13 @@ impl Canvas {
 
 /// Pixel centre of `(row i, col j)`.
 #[inline]
-fn centre(i: usize, j: usize) -> P2 {
+pub(crate) fn centre(i: usize, j: usize) -> P2 {
     [j as f32 + 0.5, i as f32 + 0.5]
 }
 
 /// Fraction of a pixel inside a boundary at signed distance `x` (positive inside).
 #[inline]
-fn cover(x: f32) -> f32 {
+pub(crate) fn cover(x: f32) -> f32 {
     (x + 0.5).clamp(0.0, 1.0)
 }
 
@@ -156,9 +156,40 @@ pub(crate) struct Mito {
     pub granules: Vec<(f32, f32, f32)>,
     /// Centre height in a volume (pixels); unused for projections.
     pub zc: f32,
+    /// Membrane density per pixel of path ([`RHO_MEMBRANE`] in the classic generator).
+    pub rho_mem: f32,
+    /// Bilayer profile: fraction of the membrane density missing in the core between the two
+    /// leaflets (each 0.35 of the thickness); 0 draws a uniform dark line (classic).
+    pub leaflet_core: f32,
+    /// Matrix texture amplitude (classic 0.35).
+    pub tex_amp: f32,
+    /// Density of the matrix granules (classic 1.4).
+    pub granule_rho: f32,
+    /// `(u, v_fraction, radius)` of ring-shaped cristae (tubules seen end-on, vesicular
+    /// cristae) in the spine frame.
+    pub rings: Vec<(f32, f32, f32)>,
+    /// Constriction (dumbbell): the radius is scaled by `1 - depth exp(-((u - u0) / width)^2)`.
+    pub pinch: Option<(f32, f32, f32)>,
+    /// Cup: the radius is scaled by `1 - depth exp(-(dtheta / width)^2)` around polar angle
+    /// `theta0` (an indentation seen as a crescent).
+    pub dent: Option<(f32, f32, f32)>,
+    /// A side branch: a second tube (same cross-section) whose arc length continues after
+    /// the main spine's (`u + branch_u0`).
+    pub branch: Option<(Spine, f32)>,
+    /// Region code written under the body ([`region::MITOCHONDRION`]; other double-membrane
+    /// organelles reuse this model with their own code and label 0).
+    pub code: u8,
 }
 
 impl Mito {
+    /// The vertices of the spine and of the branch.
+    pub fn all_pts(&self) -> impl Iterator<Item = &P2> {
+        self.spine
+            .pts
+            .iter()
+            .chain(self.branch.iter().flat_map(|(b, _)| b.pts.iter()))
+    }
+
     /// Largest in-plane distance of the outer membrane from the spine.
     pub fn reach(&self) -> f32 {
         self.a * (1.0 + self.wob.max_amp())
@@ -166,7 +197,11 @@ impl Mito {
 
     /// Conservative box `[x1, y1, x2, y2]` of the whole body.
     pub fn bounds(&self) -> [f32; 4] {
-        let b = self.spine.bbox();
+        let mut b = self.spine.bbox();
+        if let Some((br, _)) = &self.branch {
+            let c = br.bbox();
+            b = [b[0].min(c[0]), b[1].min(c[1]), b[2].max(c[2]), b[3].max(c[3])];
+        }
         let r = self.reach() + 1.5;
         [b[0] - r, b[1] - r, b[2] + r, b[3] + r]
     }
@@ -185,9 +220,22 @@ impl Mito {
         for i in ri {
             for j in rj.clone() {
                 let p = centre(i, j);
-                let f = self.spine.frame(p);
+                let mut f = self.spine.frame(p);
+                if let Some((br, u0)) = &self.branch {
+                    let g = br.frame(p);
+                    if g.dist < f.dist {
+                        f = Frame { u: g.u + u0, ..g };
+                    }
+                }
                 let theta = (p[1] - mid[1]).atan2(p[0] - mid[0]);
-                let k = self.wob.factor(theta, f.u);
+                let mut k = self.wob.factor(theta, f.u);
+                if let Some((u0, width, depth)) = self.pinch {
+                    k *= 1.0 - depth * (-((f.u - u0) / width).powi(2)).exp();
+                }
+                if let Some((t0, width, depth)) = self.dent {
+                    let dt = (theta - t0 + PI).rem_euclid(TAU) - PI;
+                    k *= 1.0 - depth * (-(dt / width).powi(2)).exp();
+                }
                 let rho = f.dist / k;
                 if rho >= a + 1.0 {
                     continue;
@@ -196,9 +244,15 @@ impl Mito {
                 let inner = shell_body(rho, ai, ci, t, dz);
                 let mat = body(rho, am, cm, dz);
                 let idx = i * cv.w + j;
-                let mut d = RHO_MEMBRANE * (outer + inner);
+                let mut d = self.rho_mem * (outer + inner);
+                if self.leaflet_core > 0.0 {
+                    let tl = 0.35 * t;
+                    let core = shell_body(rho, a - tl, c - tl, t - 2.0 * tl, dz)
+                        + shell_body(rho, ai - tl, ci - tl, t - 2.0 * tl, dz);
+                    d -= self.leaflet_core * self.rho_mem * core;
+                }
                 if mat > 0.0 {
-                    d += (RHO_CYTO + self.d_matrix) * mat * (1.0 + 0.35 * tex[idx]);
+                    d += (RHO_CYTO + self.d_matrix) * mat * (1.0 + self.tex_amp * tex[idx]);
                     let v = f.v / k;
                     for cr in &self.cristae {
                         // Distance to the crista's centre line (shaft), rounded at the tip.
@@ -215,22 +269,33 @@ impl Mito {
                         if x.abs() < 3.0 * t {
                             let g = (-x * x / (0.5 * t * t)).exp();
                             let strength = crista_k * cr.strength + (1.0 - crista_k) * 0.8;
-                            d += RHO_MEMBRANE * strength * mat * g;
+                            d += self.rho_mem * strength * mat * g;
+                        }
+                    }
+                    for &(ru, rv, rr) in &self.rings {
+                        let (du, dv) = (f.u - ru, v - rv * am);
+                        let x = (du * du + dv * dv).sqrt() - rr;
+                        if x.abs() < 3.0 * t {
+                            d += self.rho_mem * 0.7 * mat.min(1.0) * (-x * x / (0.5 * t * t)).exp();
                         }
                     }
                     for &(gu, gv, gr) in &self.granules {
                         let du = f.u - gu;
                         let dv = v - gv * am;
                         let r2 = (du * du + dv * dv).sqrt();
-                        d += 1.4 * body(r2, gr, gr, dz.map(|_| 0.0));
+                        d += self.granule_rho * body(r2, gr, gr, dz.map(|_| 0.0));
                     }
                 }
                 cv.density[idx] += d;
-                if outer > MEMBRANE_EPS {
+                if outer > MEMBRANE_EPS && label > 0 {
                     cv.membrane[idx] = label;
                 }
                 if body(rho, a, c, dz) > 0.5 {
-                    cv.region[idx] = region::MITOCHONDRION;
+                    if self.code == region::MITOCHONDRION {
+                        cv.region[idx] = region::MITOCHONDRION;
+                    } else {
+                        cv.set_region(idx, self.code);
+                    }
                 }
                 let occ = match dz {
                     None => chord(rho, a, c),
@@ -311,6 +376,15 @@ pub(crate) fn sample_mito(
         cristae,
         granules,
         zc: 0.0,
+        rho_mem: RHO_MEMBRANE,
+        leaflet_core: 0.0,
+        tex_amp: 0.35,
+        granule_rho: 1.4,
+        rings: Vec::new(),
+        pinch: None,
+        dent: None,
+        branch: None,
+        code: region::MITOCHONDRION,
     }
 }
 
@@ -328,6 +402,24 @@ pub(crate) fn place_mitos(
     c_max: f32,
     p_incomplete: f32,
 ) -> Vec<Mito> {
+    place_mitos_with(rng, h, w, n, p_incomplete, false, |rng, centre, scale| {
+        sample_mito(rng, centre, px_nm, c_max, scale)
+    })
+}
+
+/// [`place_mitos`] with any shape sampler `sample(rng, centre, scale)`. With `allow_huge`, a
+/// body too large to fit (its reach exceeds 40 % of the shorter side) is accepted whenever its
+/// spine's midpoint lies in the image: it is then cut by the border (larger than the field of
+/// view). Sizes do not shrink for huge bodies' sake when `allow_huge` (only after failures).
+pub(crate) fn place_mitos_with(
+    rng: &mut ChaCha8Rng,
+    h: usize,
+    w: usize,
+    n: usize,
+    p_incomplete: f32,
+    allow_huge: bool,
+    mut sample: impl FnMut(&mut ChaCha8Rng, P2, f32) -> Mito,
+) -> Vec<Mito> {
     let (hf, wf) = (h as f32, w as f32);
     let mut out: Vec<Mito> = Vec::new();
     let mut scale = 1.0f32;
@@ -339,11 +431,15 @@ pub(crate) fn place_mitos(
         }
         let want_cut = rng.gen_bool(p_incomplete as f64);
         let centre = [rng.gen_range(0.0..wf), rng.gen_range(0.0..hf)];
-        let m = sample_mito(rng, centre, px_nm, c_max, scale);
+        let m = sample(rng, centre, scale);
         let b = m.bounds();
         let margin = 3.0;
         let inside = b[0] >= margin && b[1] >= margin && b[2] <= wf - margin && b[3] <= hf - margin;
-        let ok_pos = if want_cut {
+        let huge = allow_huge && m.reach() * 2.0 >= 0.8 * wf.min(hf);
+        let ok_pos = if huge && !inside {
+            let c = m.spine.mid();
+            (0.0..wf).contains(&c[0]) && (0.0..hf).contains(&c[1])
+        } else if want_cut {
             let ix = (b[2].min(wf) - b[0].max(0.0)).max(0.0);
             let iy = (b[3].min(hf) - b[1].max(0.0)).max(0.0);
             let frac = ix * iy / ((b[2] - b[0]) * (b[3] - b[1]));
@@ -356,10 +452,8 @@ pub(crate) fn place_mitos(
         }
         let clear = out.iter().all(|o| {
             let lim = o.reach() + m.reach() + 4.0;
-            o.spine.pts.iter().all(|p| {
-                m.spine
-                    .pts
-                    .iter()
+            o.all_pts().all(|p| {
+                m.all_pts()
                     .all(|q| (p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2) > lim * lim)
             })
         });
@@ -386,6 +480,8 @@ pub(crate) struct Vesicle {
     pub lumen: f32,
     pub core: Option<(f32, f32)>,
     pub zc: f32,
+    /// Membrane density per px of path ([`RHO_MEMBRANE`] in the classic generator).
+    pub rho: f32,
 }
 
 impl Vesicle {
@@ -411,6 +507,7 @@ impl Vesicle {
             },
             core,
             zc: 0.0,
+            rho: RHO_MEMBRANE,
         }
     }
 
@@ -440,7 +537,7 @@ impl Vesicle {
                     continue;
                 }
                 let idx = i * cv.w + j;
-                let mut d = RHO_MEMBRANE * shell_body(rho, self.r, self.c, self.t, dz)
+                let mut d = self.rho * shell_body(rho, self.r, self.c, self.t, dz)
                     + self.lumen * body(rho, self.r - self.t, self.c - self.t, dz);
                 if let Some((rc, dc)) = self.core {
                     d += dc * body(rho, rc, rc.min(self.c), dz);
