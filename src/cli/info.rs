@@ -82,6 +82,10 @@ pub fn run(args: Args) -> Result<()> {
             "unknown file type (expected an image or an MRC file)",
         ));
     };
+    match crate::io::pixel_size::read_pixel_size(path)? {
+        Some(p) => println!("pixel      {} nm ({})", p.nm, p.source),
+        None => println!("pixel      unknown (give --pixel-size to detect, eval and train)"),
+    }
     let (lo, hi, mean, std, bad) = stats(img.view());
     println!("intensity  ({what}) min {lo} max {hi} mean {mean:.4} std {std:.4}");
     if bad > 0 {
