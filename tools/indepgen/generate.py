@@ -37,6 +37,7 @@ if __package__ in (None, ""):
 from indepgen import imaging, output, tomo  # noqa: E402
 from indepgen.render import Grid, render  # noqa: E402
 from indepgen.scene import Scene  # noqa: E402
+from indepgen.physics import counts_for_snr, shot_noise, signal_variance  # noqa: E402
 from indepgen.surfaces import Surfaces  # noqa: E402
 
 MIN_BOX_PX = 15
@@ -87,11 +88,9 @@ def projection_image(rng, sc, p, pot, optics, counts=None, snr=None):
     pot = pot + pot_s
     clean = imaging.image_intensity(pot, imaging.effective_thickness(pot, Tm, att), p, optics)
     if counts is None:
-        from indepgen.physics import counts_for_snr
         counts = counts_for_snr(clean, snr)
-    from indepgen.physics import shot_noise
     noisy = shot_noise(clean, counts, rng)
-    snr_meas = float(np.var(clean * counts) / max(np.mean(clean * counts), 1e-12))
+    snr_meas = signal_variance(clean) * counts / max(float(np.mean(clean)), 1e-12)
     return noisy, counts, snr_meas
 
 
@@ -125,7 +124,10 @@ def gen_test2d(args, root, manifest, groups):
             rows = list(range(max(0, k - navg // 2), min(nz, k - navg // 2 + navg)))
             sl = -rec[rows].mean(0)
             cl = -clean_rec[rows].mean(0)
-            snr_m = float(np.var(cl) / max(np.var(sl - cl), 1e-12))
+            if rng.random() < 0.5:  # a viewer's smoothing (3dmod / users low-pass slices)
+                s = rng.uniform(0.7, 1.5)
+                sl, cl = ndimage.gaussian_filter(sl, s), ndimage.gaussian_filter(cl, s)
+            snr_m = signal_variance(cl) / max(float(np.var(sl - cl)), 1e-12)
             img, _ = imaging.to_display(sl, rng)
             boxes = []
             for gt in gts:
@@ -155,7 +157,7 @@ def tomogram(rng, n, p, dz, T, width_range, all_rows=True):
     vol, gts = render(sc, g, "volume", rng)
     optics = imaging.draw_optics(rng)
     angles, scheme = tomo.draw_tilts(rng)
-    surf = Surfaces(np.random.default_rng(sc.ribo_seed + 7), sc)
+    surf = Surfaces(np.random.default_rng(sc.ribo_seed + 7), sc, tomogram=True)
     noisy, clean, A, defoci, counts = tomo.tilt_series(vol, g, sc, surf, optics, angles, scheme, 0.0, n, rng)
     del vol
     wn = tomo.weight(noisy, p, scheme, defoci, optics)

@@ -39,7 +39,9 @@ Poisson with the dose per pixel; a counting detector's MTF sinc(pi f / 2) (f in 
 is applied to the signal.
 
 SNR is the per-pixel ratio var(noise-free image) / var(noise), the usual definition in
-cryo-EM (Frank 2006); for projections the dose is chosen so that a drawn target SNR is met.
+cryo-EM (Frank 2006), with the noise-free image clipped to its 1-99 % percentiles (a few gold
+beads would otherwise dominate); for projections the dose is chosen so that a drawn target SNR
+is met.
 """
 
 from __future__ import annotations
@@ -163,8 +165,15 @@ def shot_noise(intensity, counts_per_pixel: float, rng):
     return rng.poisson(lam).astype(np.float64)
 
 
+def signal_variance(img) -> float:
+    """Variance of a noise-free image after clipping it to its 1st-99th percentiles, so that a
+    few gold beads or a carbon edge do not set the noise level of the whole image."""
+    lo, hi = np.percentile(img, [1.0, 99.0])
+    return float(np.var(np.clip(img, lo, hi)))
+
+
 def counts_for_snr(intensity, snr: float) -> float:
-    """Counts per pixel (unscattered beam) giving var(signal)/var(Poisson noise) = snr."""
-    var = float(np.var(intensity))
+    """Counts per pixel (unscattered beam) giving signal_variance/var(Poisson noise) = snr."""
+    var = signal_variance(intensity)
     mean = float(np.mean(intensity))
     return snr * mean / max(var, 1e-12)

@@ -7,7 +7,8 @@ the edge of a holey carbon film and crystalline-ice contamination.
 * Ice contamination: hexagonal-ice crystals (50-300 nm) deposited on the surface during
   transfer; their Bragg scattering removes electrons outside the objective aperture, so they
   appear much darker than their phase alone explains; modelled as projected thickness with a
-  3x attenuation factor.
+  3x attenuation factor. Projections only: in a tomogram they would dominate every slice with
+  streaks (real data sets with them are usually discarded).
 A layer at height z_s seen at tilt angle t is sampled at x' = x cos t - z_s sin t... handled by
 ``at_tilt``, which maps detector coordinates back to the layer and scales by 1/cos t.
 """
@@ -21,7 +22,7 @@ from .physics import V_PROTEIN
 
 
 class Surfaces:
-    def __init__(self, rng, scene):
+    def __init__(self, rng, scene, tomogram=False):
         self.carbon = None
         self.contam = []
         W, H, T = scene.W, scene.H, scene.T
@@ -32,7 +33,8 @@ class Surfaces:
             c = np.array([W / 2, H / 2]) + d * np.array([np.cos(ang), np.sin(ang)])
             self.carbon = dict(c=c, R=R, t=rng.uniform(10.0, 20.0), z=T / 2 + 10.0,
                                amp=rng.uniform(2.0, 3.0) * V_PROTEIN, seed=int(rng.integers(1 << 30)))
-        if rng.random() < 0.15:
+        contam = rng.random() < 0.15 and not tomogram
+        if contam:
             for _ in range(int(rng.integers(1, 4))):
                 self.contam.append(dict(c=np.array([rng.uniform(0, W), rng.uniform(0, H)]),
                                         r=rng.uniform(25.0, 150.0), t=rng.uniform(40.0, 200.0),

@@ -12,8 +12,8 @@ Tilt scheme: +-60 deg in 2 or 3 deg steps (the study: +-60 in 1.5 deg), total do
 with the scene's defocus +-0.1 um, inelastic attenuation over T/cos t, Poisson noise).
 Reconstruction: contrast c = 1 - I/<I> (dense = positive), optionally CTF phase flipping
 (as IMOD ctfphaseflip does), R-weighting |f| with a Gaussian roll-off beyond a cutoff of
-0.3-0.5 cycles/pixel (the IMOD `tilt` RADIAL option), in half of the tomograms with a
-low-frequency floor of 0.01-0.04 cycles/pixel (the effect of IMOD's SIRT-like filter,
+0.3-0.5 cycles/pixel (the IMOD `tilt` RADIAL option), in 30 % of the tomograms with a
+low-frequency floor of 0.005-0.02 cycles/pixel (the effect of IMOD's SIRT-like filter,
 FakeSIRTiterations: large uniform regions keep their contrast), then back projection. The result shows
 the missing-wedge elongation along z and the X-shaped streaks of a real WBP tomogram.
 """
@@ -30,7 +30,7 @@ from .physics import ctf, freq_grid, image_intensity, shot_noise
 def draw_tilts(rng):
     step = float(rng.choice([2.0, 3.0]))
     n = int(round(120 / step)) + 1
-    floor = float(rng.uniform(0.01, 0.04)) if rng.random() < 0.5 else 0.0
+    floor = float(rng.uniform(0.005, 0.02)) if rng.random() < 0.3 else 0.0
     return np.linspace(-60.0, 60.0, n), dict(step=step, dose_total=rng.uniform(60.0, 140.0),
                                              phaseflip=bool(rng.random() < 0.5),
                                              cutoff=rng.uniform(0.3, 0.5), falloff=0.05, floor=floor)
