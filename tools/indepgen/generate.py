@@ -32,7 +32,6 @@ from scipy import ndimage
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    __package__ = "indepgen"
 
 from indepgen import imaging, output, tomo  # noqa: E402
 from indepgen.render import Grid, render  # noqa: E402
@@ -70,9 +69,9 @@ def union(boxes):
 
 
 # ---- projections ---------------------------------------------------------------------------
-def projection_scene(rng, fov_nm, p, dz, T_range, width_range, max_len=None):
+def projection_scene(rng, fov_nm, p, dz, T_range, width_range, max_len=None, n_mito=None):
     T = rng.uniform(*T_range)
-    sc = Scene(rng, fov_nm, fov_nm, T, margin=20.0, width_range=width_range, max_len=max_len)
+    sc = Scene(rng, fov_nm, fov_nm, T, margin=20.0, width_range=width_range, max_len=max_len, n_mito=n_mito)
     n = int(round(fov_nm / p))
     g = Grid(0.0, 0.0, n, n, p, -T / 2, int(np.ceil(T / dz)), T / int(np.ceil(T / dz)))
     proj, gts = render(sc, g, "projection", rng)
@@ -87,11 +86,26 @@ def projection_image(rng, sc, p, pot, optics, counts=None, snr=None):
     Tm = imaging.thickness_map(xs, xs, sc.T, sc.W, optics)
     pot = pot + pot_s
     clean = imaging.image_intensity(pot, imaging.effective_thickness(pot, Tm, att), p, optics)
+    mask = specimen_mask(sc, xs, pot_s, p)
     if counts is None:
-        counts = counts_for_snr(clean, snr)
+        counts = counts_for_snr(clean, snr, mask)
     noisy = shot_noise(clean, counts, rng)
-    snr_meas = signal_variance(clean) * counts / max(float(np.mean(clean)), 1e-12)
+    m = clean[mask] if mask.any() else clean
+    snr_meas = signal_variance(clean, mask) * counts / max(float(np.mean(m)), 1e-12)
     return noisy, counts, snr_meas
+
+
+def specimen_mask(sc, xs, pot_s, p):
+    """Pixels of cellular specimen: not under carbon or contamination, inside the cell, at
+    least 25 nm from those edges (their Fresnel fringes)."""
+    bad = pot_s > 1e-3
+    if sc.pm is not None:
+        X, Y = np.meshgrid(xs, xs)
+        P = np.c_[X.ravel(), Y.ravel(), np.zeros(X.size)]
+        bad |= ~sc.pm.inside_cell(P).reshape(X.shape)
+    if bad.any():
+        bad = ndimage.binary_dilation(bad, iterations=max(1, int(25.0 / p)))
+    return ~bad
 
 
 def gen_test2d(args, root, manifest, groups):
@@ -239,7 +253,8 @@ def gen_scale(args, root):
     man = {q: [] for q in pix}
     for i in range(args.n_scale):
         rng = rng_for(args.seed, 4, i)
-        sc, g, proj, gts = projection_scene(rng, fov, p_sim, 5.0, (200.0, 400.0), (100.0, 800.0), max_len=1100.0)
+        sc, g, proj, gts = projection_scene(rng, fov, p_sim, 5.0, (200.0, 400.0), (100.0, 800.0), max_len=1100.0,
+                                            n_mito=int(rng.integers(1, 5)))
         optics = imaging.draw_optics(rng)
         snr = rng.uniform(0.05, 0.15)
         _, counts_sim, _ = projection_image(np.random.default_rng(0), sc, p_sim, proj, optics, snr=snr)

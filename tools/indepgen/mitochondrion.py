@@ -4,7 +4,7 @@ Geometry (all nm)
 -----------------
 * Body: one or more branches, each a tube of elliptic cross-section around a planar centre line
   (quadratic Bezier at height zc; a single point gives a round or oval body), in-plane
-  semi-width a(s) and z semi-height c = kappa * a (flattened, as mitochondria in thin cell
+  semi-width a(s) and z semi-height c = kappa * a, kappa 0.6-1 (flattened, as mitochondria in thin cell
   regions and lamellae are), with rounded ends. Branched bodies are unions (min of SDFs).
   Constrictions (fission sites) modulate a(s) with a Gaussian dip. Widths 90-600 nm and lengths
   up to several um: light- and electron-microscopy reviews give 0.15-1 um diameters and
@@ -26,9 +26,10 @@ Geometry (all nm)
     - vesicular: closed inner vesicles (20-80 nm diameter) detached from the IBM;
     - sparse: 1-4 lamellae; swollen: none or 1-2 remnants and a light matrix;
     - irregular: lamellae in random orientations mixed with tubes.
-* Matrix: protein-rich (up to ~500 mg/ml), denser than the cytosol; density 0.35-0.7 x protein
-  relative to ice (0.15-0.3 when swollen), with a smooth random texture (sum of plane waves,
-  15-60 nm wavelengths, +-10-30 %).
+* Matrix: protein-rich (up to ~500 mg/ml), denser than the cytosol (which holds ~200-300
+  mg/ml): 0.25-0.6 x protein above the smooth cytosol background (0.12-0.22 when swollen),
+  with a smooth random texture (24 plane waves, 15-60 nm wavelengths, +-10-30 %); the
+  intermembrane space and crista lumens 0-0.1 above the cytosol background.
 * Matrix granules: amorphous calcium-phosphate deposits (Wolf et al. 2017, eLife 6:e29929),
   16-40 nm across, 1.5-3 x protein density, 0-8 per body (none in half of them).
 Membranes use physics.Bilayer (head groups 1.1-2.2 x protein x nm per leaflet: the inner
@@ -136,8 +137,8 @@ class Mitochondrion:
         self.im = Bilayer(rng, head_range=(1.2, 2.2))
         self.s_im = rng.uniform(12.0, 20.0)
         swollen = self.kind == "swollen"
-        self.rho_ims = rng.uniform(0.05, 0.25) * V_PROTEIN
-        self.rho_mat = (rng.uniform(0.15, 0.3) if swollen else rng.uniform(0.35, 0.7)) * V_PROTEIN
+        self.rho_ims = rho_cyto + rng.uniform(0.0, 0.1) * V_PROTEIN
+        self.rho_mat = rho_cyto + (rng.uniform(0.12, 0.22) if swollen else rng.uniform(0.25, 0.6)) * V_PROTEIN
         nw = 24
         lam = rng.uniform(15.0, 60.0, nw)
         dirs = np.array([shapes.unit(v) for v in rng.normal(size=(nw, 3))])
@@ -225,7 +226,6 @@ class Mitochondrion:
                     phi = rng.uniform(0, 2 * np.pi)
                     f = rng.uniform(0, room)
                     c = p + f * (np.cos(phi) * nrm * a_loc + np.sin(phi) * np.array([0, 0, c_loc]))
-                    c = c + tan * rng.uniform(-0.5, 0.5) * br.length() * 0.0
                     out.append(Crista("ball", c=c, r=r))
         return out
 

@@ -7,7 +7,7 @@ Sizes and densities (nm; densities as multiples of protein, physics.V_PROTEIN):
   (cages 60-120 nm across).
 Lumen and core densities are drawn relative to the smooth cytosol background (which carries
 another ~0.03-0.1 x protein of explicit particles): -0.03..+0.15 x protein for vesicle, MVB, ER
-lumens, -0.08..+0.12 for lipid-droplet cores, 0..+0.2 for engulfed content.
+lumens, -0.1..+0.06 for lipid-droplet cores, 0..+0.12 for engulfed content.
 * Multivesicular bodies: 250-600 nm limiting membrane with 5-30 intraluminal vesicles of
   40-80 nm (endosome EM literature, e.g. Klumperman & Raposo 2014, CSH Perspect Biol 6:a016857).
 * Lipid droplets: 100-800 nm, bounded by a phospholipid monolayer, a homogeneous neutral-lipid
@@ -97,7 +97,7 @@ class LipidDroplet:
         self.c, self.axes = np.asarray(c, float), tuple(axes)
         self.rot = shapes.random_rotation(rng)
         self.mem = Monolayer(rng)
-        self.core = rng.uniform(-0.08, 0.12) * V_PROTEIN
+        self.core = rng.uniform(-0.1, 0.06) * V_PROTEIN
         m = max(axes) + 5
         self.box = (c[0] - m, c[0] + m, c[1] - m, c[1] + m, c[2] - m, c[2] + m)
 
@@ -124,7 +124,7 @@ class DoubleMembraneBody:
         self.m1, self.m2 = Bilayer(rng), Bilayer(rng)
         self.gap = rng.uniform(10.0, 25.0)
         self.between = rng.uniform(-0.03, 0.08) * V_PROTEIN
-        self.inside = rng.uniform(0.0, 0.2) * V_PROTEIN
+        self.inside = rng.uniform(0.0, 0.12) * V_PROTEIN
         m = max(axes) + 5
         self.box = (c[0] - m, c[0] + m, c[1] - m, c[1] + m, c[2] - m, c[2] + m)
 

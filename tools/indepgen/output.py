@@ -62,6 +62,8 @@ def write_mrc(path, vol, voxel_nm):
     with mrcfile.new(path, overwrite=False) as m:
         m.set_data(np.ascontiguousarray(vol, dtype=np.float32))
         m.voxel_size = voxel_nm * 10.0
+        m.header.label[0] = b"tools/indepgen synthetic tomogram (no timestamp: reproducible)".ljust(80)
+        m.header.nlabl = 1
 
 
 def write_json(path, obj):

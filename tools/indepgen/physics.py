@@ -39,8 +39,9 @@ Poisson with the dose per pixel; a counting detector's MTF sinc(pi f / 2) (f in 
 is applied to the signal.
 
 SNR is the per-pixel ratio var(noise-free image) / var(noise), the usual definition in
-cryo-EM (Frank 2006), with the noise-free image clipped to its 1-99 % percentiles (a few gold
-beads would otherwise dominate); for projections the dose is chosen so that a drawn target SNR
+cryo-EM (Frank 2006), measured over the cellular area (no carbon, contamination or ice outside
+the cell) with the noise-free image clipped to its 1-99 % percentiles there (a few gold beads
+or a carbon edge would otherwise set the noise for the whole image); for projections the dose is chosen so that a drawn target SNR
 is met.
 """
 
@@ -165,15 +166,19 @@ def shot_noise(intensity, counts_per_pixel: float, rng):
     return rng.poisson(lam).astype(np.float64)
 
 
-def signal_variance(img) -> float:
-    """Variance of a noise-free image after clipping it to its 1st-99th percentiles, so that a
-    few gold beads or a carbon edge do not set the noise level of the whole image."""
-    lo, hi = np.percentile(img, [1.0, 99.0])
-    return float(np.var(np.clip(img, lo, hi)))
+def signal_variance(img, mask=None) -> float:
+    """Variance of a noise-free image over the specimen area `mask` (the cell, without carbon
+    film or ice contamination; default all pixels) after clipping it to its 1st-99th
+    percentiles there, so that a few gold beads, a carbon edge or the cell edge do not set the
+    noise level of the whole image."""
+    v = img if mask is None or not mask.any() else img[mask]
+    lo, hi = np.percentile(v, [1.0, 99.0])
+    return float(np.var(np.clip(v, lo, hi)))
 
 
-def counts_for_snr(intensity, snr: float) -> float:
+def counts_for_snr(intensity, snr: float, mask=None) -> float:
     """Counts per pixel (unscattered beam) giving signal_variance/var(Poisson noise) = snr."""
-    var = signal_variance(intensity)
-    mean = float(np.mean(intensity))
+    var = signal_variance(intensity, mask)
+    v = intensity if mask is None or not mask.any() else intensity[mask]
+    mean = float(np.mean(v))
     return snr * mean / max(var, 1e-12)

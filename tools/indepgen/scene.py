@@ -90,7 +90,7 @@ class Scene:
         width = float(np.exp(rng.uniform(np.log(width_range[0]), np.log(width_range[1]))))
         a = width / 2
         shape = rng.choice(SHAPES, p=[0.14, 0.2, 0.22, 0.16, 0.14, 0.14])
-        kappa = rng.uniform(0.45, 1.0)
+        kappa = rng.uniform(0.6, 1.0)
         cmax = T / 2 - 8.0
         c = min(kappa * a, cmax)
         room = T / 2 - c - 4.0
@@ -191,7 +191,7 @@ class Scene:
                 pts = np.array([c + R * (u * e1 + v * e2) for u in g for v in g if u * u + v * v <= 1])
                 inside = np.abs(pts[:, 2]) < self.T / 2 - h
                 pts = pts[inside]
-                if len(pts) and self._free(pts, h + 5, bodies=[b for b in self.bodies]):
+                if len(pts) and self._free(pts, h + 5):
                     sh = ERSheet(rng, c, n, h, R, self.rho_cyto)
                     self.bodies.append(sh)
                     if rng.random() < 0.6:
@@ -304,6 +304,6 @@ class Scene:
         if key not in self._kcache:
             rng = np.random.default_rng(self.ribo_seed)
             ks = ribosome_kernels(rng, grid.p, grid.dz, self.rho_cyto)
-            ks.append(gold_kernel(grid.p, grid.dz) - 0.0)
+            ks.append(gold_kernel(grid.p, grid.dz))
             self._kcache[key] = ks
         return self._kcache[key]
