@@ -12,7 +12,7 @@ Writes
   OUT/scale/px{0.60,1.25,2.50,5.00}/{images,annotations}/, manifest.csv: the same scenes
       (1600 nm fields, mitochondria 100-800 nm wide and up to ~1.5 um long) projected at four
       pixel sizes with one dose per scene (SNR 0.05-0.15 at 1.25 nm/px);
-  OUT/stacks/stackN.mrc (float32, voxel size in the header) + stackN_gt.json (3D ground truth,
+  OUT/stacks/stackN.mrc (8 by default, 2-5 mitochondria each; float32, voxel size in the header) + stackN_gt.json (3D ground truth,
       the format of tools/eval_3d.py) + stackN_slices/ (LabelImg XML per slice).
 Everything is drawn from --seed; the same seed gives the same files. The models and their
 sources are in the module docstrings of physics, mitochondrion, organelles, particles,
@@ -159,12 +159,12 @@ def gen_test2d(args, root, manifest, groups):
 
 
 # ---- tomograms -------------------------------------------------------------------------------
-def tomogram(rng, n, p, dz, T, width_range, all_rows=True):
+def tomogram(rng, n, p, dz, T, width_range, n_mito=None):
     """Simulates a tilt series of a scene (field n x n px at p) and its WBP reconstruction on
     the scene's z grid. Returns (rec, clean rec, volume grid, scene, GTs, info string)."""
     fov = n * p
     margin = T / 2 * np.tan(np.deg2rad(60.0)) + 10.0
-    sc = Scene(rng, fov, fov, T, margin=margin + 20.0, width_range=width_range)
+    sc = Scene(rng, fov, fov, T, margin=margin + 20.0, width_range=width_range, n_mito=n_mito)
     mx = int(np.ceil(margin / p))
     nz = int(np.ceil(T / dz))
     g = Grid(-mx * p, 0.0, n + 2 * mx, n, p, -T / 2, nz, T / nz)
@@ -199,7 +199,7 @@ def gen_stacks(args, root):
     for i in range(args.n_stacks):
         rng = rng_for(args.seed, 3, i)
         T = rng.uniform(100.0, 180.0)
-        rec, rec_c, g, sc, gts, info = tomogram(rng, n, p, p, T, (90.0, 600.0))
+        rec, rec_c, g, sc, gts, info = tomogram(rng, n, p, p, T, (90.0, 600.0), n_mito=int(rng.integers(2, 6)))
         vol = -rec  # dense = dark, as a tomogram is displayed
         vol = (vol - vol.mean()) / (vol.std() + 1e-12)
         stem = f"stack{i}"
@@ -300,7 +300,7 @@ def main(argv=None):
     ap.add_argument("--n-scale", type=int, default=30)
     ap.add_argument("--scale-fov-nm", type=float, default=1600.0)
     ap.add_argument("--scale-pixels", default="0.6,1.25,2.5,5.0")
-    ap.add_argument("--n-stacks", type=int, default=4)
+    ap.add_argument("--n-stacks", type=int, default=8)
     ap.add_argument("--stack-size", type=int, default=512)
     ap.add_argument("--stack-pixel-nm", type=float, default=2.5)
     a = ap.parse_args(argv)
