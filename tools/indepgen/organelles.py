@@ -12,8 +12,9 @@ lumens, -0.1..+0.06 for lipid-droplet cores, 0..+0.12 for engulfed content.
   40-80 nm (endosome EM literature, e.g. Klumperman & Raposo 2014, CSH Perspect Biol 6:a016857).
 * Lipid droplets: 100-800 nm, bounded by a phospholipid monolayer, a homogeneous neutral-lipid
   core -- they look smooth and textureless in cryo-ET.
-* Endoplasmic reticulum: tubules 30-60 nm across and sheets with a 30-60 nm lumen (Shibata et
-  al. 2006, J Biol Chem 281:19793 / Terasaki's ER sheet-tubule work); rough
+* Endoplasmic reticulum: tubules 30-60 nm across and sheets with a 30-60 nm lumen (the
+  sheet/tubule review of Shibata, Voeltz & Rapoport 2006, "Rough sheets and smooth tubules",
+  Cell 126:435); rough
   ER carries ribosomes (placed by particles.py).
 * Double-membrane organelles that are not mitochondria (autophagosomes, ~300-900 nm, two
   membranes 10-25 nm apart, engulfed cytosol inside): hard negatives for the detector.

@@ -3,8 +3,8 @@
 
 * Ribosomes: the 80S ribosome is ~25-30 nm across, a large (60S) and a small (40S) subunit,
   ~60 % RNA, hence denser than protein (1.4-1.6 x protein here). Cytosolic concentrations of
-  the order of 10^3-10^4 per um^3 are seen in cryo-ET of mammalian cells (e.g. Mahamid et al.
-  2016, Science 351:969). Some are drawn as polysomes (chains with ~30 nm spacing) or bound to
+  the order of 10^3 per um^3 are seen in cryo-ET of mammalian cells (e.g. Mahamid et al.
+  2016, Science 351:969); we draw 300-4000 per um^3. Some are drawn as polysomes (chains with ~30 nm spacing) or bound to
   the rough ER surface.
 * Soluble proteins: the cytosol holds ~200-300 mg/ml of protein (macromolecular crowding,
   Ellis 2001, Trends Biochem Sci 26:597); we draw globular proteins of 2.5-6 nm radius as small

@@ -9,8 +9,9 @@ the edge of a holey carbon film and crystalline-ice contamination.
   appear much darker than their phase alone explains; modelled as projected thickness with a
   3x attenuation factor. Projections only: in a tomogram they would dominate every slice with
   streaks (real data sets with them are usually discarded).
-A layer at height z_s seen at tilt angle t is sampled at x' = x cos t - z_s sin t... handled by
-``at_tilt``, which maps detector coordinates back to the layer and scales by 1/cos t.
+A layer at height z_s seen at tilt angle t about the axis x = xc (the tilt axis of tomo.py)
+reaches the detector at u = xc + (x - xc) cos t + z_s sin t; ``maps`` inverts this for each
+detector pixel and scales the layer's thickness by 1 / cos t.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ class Surfaces:
                                         r=rng.uniform(25.0, 150.0), t=rng.uniform(40.0, 200.0),
                                         z=rng.choice([-1, 1]) * (T / 2 + 40.0)))
 
-    def maps(self, xs, ys, tilt_deg=0.0):
+    def maps(self, xs, ys, tilt_deg=0.0, xc=0.0):
         """(projected potential V nm, extra attenuation thickness nm) on pixel centres xs (nx,)
-        (detector coordinates) and ys (ny,), for a tilt about the y axis."""
+        (detector coordinates) and ys (ny,), for a tilt about the axis parallel to y at x = xc."""
         t = np.deg2rad(tilt_deg)
         ct, st = np.cos(t), np.sin(t)
         pot = np.zeros((len(ys), len(xs)))
@@ -50,7 +51,7 @@ class Surfaces:
         Y = ys[:, None]
         if self.carbon is not None:
             cb = self.carbon
-            X = (xs[None, :] - cb["z"] * st) / ct
+            X = xc + (xs[None, :] - xc - cb["z"] * st) / ct
             r = np.sqrt((X - cb["c"][0]) ** 2 + (Y - cb["c"][1]) ** 2)
             film = 1.0 / (1.0 + np.exp(-(r - cb["R"]) / 1.5))
             rng = np.random.default_rng(cb["seed"])
@@ -60,7 +61,7 @@ class Surfaces:
             pot += cb["amp"] * thick
             att += 0.8 * thick
         for ic in self.contam:
-            X = (xs[None, :] - ic["z"] * st) / ct
+            X = xc + (xs[None, :] - xc - ic["z"] * st) / ct
             r = np.sqrt((X - ic["c"][0]) ** 2 + (Y - ic["c"][1]) ** 2)
             prof = np.sqrt(np.clip(1 - (r / ic["r"]) ** 2, 0, 1))
             thick = ic["t"] * prof / ct

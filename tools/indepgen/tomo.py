@@ -74,7 +74,7 @@ def tilt_series(vol, grid, scene, surfaces, optics, angles, scheme, fov_x0, ndet
     clean = np.empty(P.shape, np.float32)
     defoci = []
     for t, ang in enumerate(angles):
-        pot_s, att = surfaces.maps(xs, ys, ang)
+        pot_s, att = surfaces.maps(xs, ys, ang, xc=scene.W / 2)
         pot = P[t] + pot_s
         Tm = thickness_map(xs, ys, scene.T, scene.W, optics, ang)
         o = dict(optics)
