@@ -250,7 +250,8 @@ pub struct Ranges {
     pub fov_nm: (f32, f32),
     /// Image side clamp, px.
     pub side: (usize, usize),
-    /// Fixed `(h, w)`: the side no longer follows the field of view.
+    /// Fixed `(h, w)`: the side no longer follows the field of view (the pixel size then
+    /// follows it within `pixel_nm`, [`Ranges::pixel_range`]).
     pub size: Option<(usize, usize)>,
     /// Fixed SNR range (overrides the family's).
     pub snr: Option<(f32, f32)>,
@@ -269,6 +270,25 @@ impl Default for Ranges {
 }
 
 impl Ranges {
+    /// The pixel sizes drawn from. With a fixed `size`, the pixel range is narrowed to the
+    /// sizes that give a field of view within `fov_nm` (`fov / side`); when the two do not
+    /// overlap, the bound of `pixel_nm` nearest to them.
+    pub fn pixel_range(&self) -> (f32, f32) {
+        let (a, b) = self.pixel_nm;
+        let Some((h, w)) = self.size else {
+            return (a, b);
+        };
+        let side = h.max(w) as f32;
+        let (lo, hi) = (self.fov_nm.0 / side, self.fov_nm.1 / side);
+        if lo.max(a) <= hi.min(b) {
+            (lo.max(a), hi.min(b))
+        } else if lo > b {
+            (b, b)
+        } else {
+            (a, a)
+        }
+    }
+
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |m: String| Err(crate::Error::invalid(m));
         let (a, b) = self.pixel_nm;
@@ -343,7 +363,7 @@ impl Appearance {
     pub fn draw(family: Family, ranges: &Ranges, rng: &mut ChaCha8Rng) -> Appearance {
         use Family as F;
         // Scale: pixel size, then the side from the field of view (or fixed).
-        let pixel_nm = log_uniform(rng, ranges.pixel_nm);
+        let pixel_nm = log_uniform(rng, ranges.pixel_range());
         let fov = log_uniform(rng, ranges.fov_nm);
         let size = ranges.size.unwrap_or_else(|| {
             let s = ((fov / pixel_nm).round() as usize).clamp(ranges.side.0, ranges.side.1);

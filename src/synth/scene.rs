@@ -217,6 +217,11 @@ impl Mito {
         let (am, cm) = (ai - t, ci - t); // matrix
         let mid = self.spine.mid();
         let crista_k = if dz.is_none() { 1.0 } else { 0.0 };
+        let crista_trig: Vec<(f32, f32)> = self
+            .cristae
+            .iter()
+            .map(|cr| (cr.tilt.tan(), cr.tilt.cos()))
+            .collect();
         for i in ri {
             for j in rj.clone() {
                 let p = centre(i, j);
@@ -254,12 +259,12 @@ impl Mito {
                 if mat > 0.0 {
                     d += (RHO_CYTO + self.d_matrix) * mat * (1.0 + self.tex_amp * tex[idx]);
                     let v = f.v / k;
-                    for cr in &self.cristae {
+                    for (cr, &(tan_t, cos_t)) in self.cristae.iter().zip(&crista_trig) {
                         // Distance to the crista's centre line (shaft), rounded at the tip.
                         let s = cr.side * v; // towards the attached side: am .. am (1 - 2 reach)
                         let s_tip = am * (1.0 - 2.0 * cr.reach);
-                        let delta = f.u - (cr.u0 + cr.tilt.tan() * v + cr.bend * v * v / a);
-                        let shaft = delta.abs() * cr.tilt.cos();
+                        let delta = f.u - (cr.u0 + tan_t * v + cr.bend * v * v / a);
+                        let shaft = delta.abs() * cos_t;
                         let dc = if s < s_tip {
                             (shaft * shaft + (s_tip - s) * (s_tip - s)).sqrt()
                         } else {
