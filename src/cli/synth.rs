@@ -28,10 +28,10 @@ use crate::draw;
 use crate::io::mrc::write_mrc;
 use crate::io::voc::{write_voc, VocAnnotation, VocObject};
 use crate::synth::{self, Family, RandomConfig, Ranges, SynthBox, SynthConfig, SynthImage};
-use std::io::BufWriter;
 use crate::{Error, Result};
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
@@ -131,10 +131,7 @@ fn families(args: &Args) -> Result<Vec<Family>> {
             .map(|n| {
                 Family::parse(n).ok_or_else(|| {
                     let all: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
-                    Error::invalid(format!(
-                        "unknown family {n:?} (known: {})",
-                        all.join(", ")
-                    ))
+                    Error::invalid(format!("unknown family {n:?} (known: {})", all.join(", ")))
                 })
             })
             .collect()

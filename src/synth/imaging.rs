@@ -60,7 +60,9 @@ pub(crate) fn transfer(density: &Array2<f32>, px_nm: f32, im: &Imaging) -> Array
     let src = density.as_standard_layout();
     let src = src.as_slice().expect("standard layout");
     let bin = im.bin_sigma;
-    let wedge = im.wedge.map(|(ang, half, res)| (ang.cos(), ang.sin(), half.cos(), res));
+    let wedge = im
+        .wedge
+        .map(|(ang, half, res)| (ang.cos(), ang.sin(), half.cos(), res));
     let tf = |fy: f32, fx: f32| -> f32 {
         let f = (fy * fy + fx * fx).sqrt();
         let mut t = ctf(f / px_nm, im);
@@ -190,7 +192,11 @@ pub(crate) fn form(
 /// the few extreme pixels of ice or carbon (which would otherwise set the noise level).
 pub(crate) fn robust_var(x: &Array2<f32>, mask: &[bool]) -> f32 {
     let (lo, hi) = percentiles(x, mask, 1.0, 99.0);
-    let sel = x.iter().zip(mask).filter(|(_, &m)| m).map(|(v, _)| v.clamp(lo, hi));
+    let sel = x
+        .iter()
+        .zip(mask)
+        .filter(|(_, &m)| m)
+        .map(|(v, _)| v.clamp(lo, hi));
     let (_, v) = mean_var(sel);
     if v > 0.0 {
         v

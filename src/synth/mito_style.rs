@@ -56,7 +56,13 @@ pub(crate) fn sample_styled(
     let (a, len, k0, k1, wob) = match shape {
         Shape::Round | Shape::Cup => {
             let a = base_a * rng.gen_range(1.0..1.3) * scale;
-            (a, a * rng.gen_range(0.05..0.5), 0.0, 0.0, Wobble::random(rng, 0.07, 0.0, 1.0))
+            (
+                a,
+                a * rng.gen_range(0.05..0.5),
+                0.0,
+                0.0,
+                Wobble::random(rng, 0.07, 0.0, 1.0),
+            )
         }
         Shape::Huge => {
             let a = half_field * rng.gen_range(0.6..1.2);

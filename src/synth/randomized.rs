@@ -23,8 +23,8 @@
 use super::appearance::{Appearance, Family, Mode, Ranges};
 use super::field::smooth_field_any;
 use super::scene::{place_mitos_with, Canvas, Mito, RHO_CYTO};
-use super::{context as ctx, imaging, mito_style, region};
 use super::{boxes_from_membranes, SynthImage};
+use super::{context as ctx, imaging, mito_style, region};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -194,7 +194,9 @@ fn build_scene(cfg: &RandomConfig, app: &Appearance, rng: &mut ChaCha8Rng) -> (C
     } else {
         let vol_um3 = area_um2 * cx.thickness_nm / 1000.0;
         let n_rib = (cx.ribosomes_per_um3 * vol_um3) as usize;
-        ribs.extend(super::scene::sample_ribosomes(rng, &cv, n_rib, px, thickness));
+        ribs.extend(super::scene::sample_ribosomes(
+            rng, &cv, n_rib, px, thickness,
+        ));
     }
     for r in &ribs {
         let dz = slice.then(|| rng.gen_range(-0.9..0.9) * r.r);

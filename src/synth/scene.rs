@@ -63,7 +63,10 @@ impl Canvas {
     }
 
     /// Pixel index range `(i0..i1, j0..j1)` covering the box `[x1, y1, x2, y2]`, clipped.
-    pub(crate) fn span(&self, b: [f32; 4]) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+    pub(crate) fn span(
+        &self,
+        b: [f32; 4],
+    ) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
         let j0 = b[0].floor().max(0.0) as usize;
         let i0 = b[1].floor().max(0.0) as usize;
         let j1 = (b[2].ceil().max(0.0) as usize).min(self.w);
@@ -200,7 +203,12 @@ impl Mito {
         let mut b = self.spine.bbox();
         if let Some((br, _)) = &self.branch {
             let c = br.bbox();
-            b = [b[0].min(c[0]), b[1].min(c[1]), b[2].max(c[2]), b[3].max(c[3])];
+            b = [
+                b[0].min(c[0]),
+                b[1].min(c[1]),
+                b[2].max(c[2]),
+                b[3].max(c[3]),
+            ];
         }
         let r = self.reach() + 1.5;
         [b[0] - r, b[1] - r, b[2] + r, b[3] + r]
