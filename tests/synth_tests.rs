@@ -724,7 +724,8 @@ fn cli_classic_writes_pixel_size_too() {
 #[test]
 fn cli_rejects_bad_ranges_and_families() {
     let tmp = TmpDir::new("bad");
-    let cases: Vec<(Box<dyn Fn(&mut cryodet::cli::synth::Args)>, &str)> = vec![
+    type SetArg = Box<dyn Fn(&mut cryodet::cli::synth::Args)>;
+    let cases: Vec<(SetArg, &str)> = vec![
         (
             Box::new(|a| a.families = vec!["nope".into()]),
             "unknown family",

@@ -107,6 +107,9 @@ pub fn image_name(index: usize, group: usize) -> String {
     format!("synth_g{group:03}_{index:05}")
 }
 
+/// One manifest row: file stem, group, family (randomized), pixel size (nm), SNR.
+type ManifestRow = (String, usize, Option<Family>, f32, f32);
+
 /// A range `A,B` of two numbers (`what` names the option in the error).
 fn parse_range(s: &str, what: &str) -> Result<(f32, f32)> {
     let parts: Vec<&str> = s.split(',').map(str::trim).collect();
@@ -230,7 +233,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.preview {
         std::fs::create_dir_all(&preview).map_err(|e| Error::io(&preview, e))?;
     }
-    let results: Vec<Result<(String, usize, Option<Family>, f32, f32)>> = (0..args.n)
+    let results: Vec<Result<ManifestRow>> = (0..args.n)
         .into_par_iter()
         .map(|index| {
             let group = index / args.groups;
@@ -346,7 +349,8 @@ fn write_png(path: &Path, img: &Array2<f32>, bits: u8, pixel_nm: f32) -> Result<
     write_png_gray_with_pixel_size(path, img.view(), bits, pixel_nm)
 }
 
-/// The synth generator's own PNG writer (see [`write_png`]).
+/// The synth generator's own PNG writer: gray 8/16 bits from `[0, 1]`, with the pHYs chunk
+/// `pixels_per_metre = round(1e9 / pixel_nm)` (unit metre).
 pub fn write_png_gray_with_pixel_size(
     path: &Path,
     img: ArrayView2<f32>,

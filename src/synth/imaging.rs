@@ -1,7 +1,7 @@
 //! Image formation of the randomized generator: projected (or sectioned) density -> CTF ->
 //! missing wedge -> noise -> gradients -> display conversions.
 //!
-//! 1. **Transfer** (one FFT pass, [`super::fft::filter_real`]), frequency `k` in nm^-1:
+//! 1. **Transfer** (one FFT pass, `synth/fft.rs`), frequency `k` in nm^-1:
 //!    `chi(k) = pi lambda df k^2 - pi/2 Cs lambda^3 k^4 + phase_shift`,
 //!    `CTF(k) = -(sqrt(1 - A^2) sin chi + A cos chi) exp(-B k^2 / 4)` (weak-phase object, under-focus
 //!    `df > 0`, amplitude contrast `A`), 300 kV: `lambda = 1.97 pm`, `Cs = 2.7 mm`. The sign makes

@@ -32,6 +32,7 @@ use std::f32::consts::TAU;
 
 /// Draw one mitochondrion centred at `centre`; sizes shrink by `scale` (placement retries).
 /// `half_field`: half the shorter image side, px (for huge bodies).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn sample_styled(
     rng: &mut ChaCha8Rng,
     centre: P2,

@@ -1,6 +1,6 @@
 //! Domain-randomized synthetic images: every image draws a family and its whole appearance
 //! ([`super::appearance`]), builds a scene at that physical scale (mitochondria from
-//! [`super::mito_style`], context from [`super::context`]) as a thick projection or a thin
+//! `synth/mito_style.rs`, context from `synth/context.rs`) as a thick projection or a thin
 //! section, and forms the image with a real CTF, noise and display conversions
 //! ([`super::imaging`]).
 //!
