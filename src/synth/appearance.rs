@@ -22,7 +22,7 @@
 //! | synaptic vesicles | 35-45 nm diameter, 100-600 per field cluster | Takamori et al. 2006 (Cell): 42 nm mean diameter |
 //! | ER | sheets (lumen 30-50 nm), tubes (diameter 30-70 nm) | Shibata et al. 2006 |
 //! | MVB | 250-600 nm, with 40-90 nm intraluminal vesicles | EM of endosomes |
-//! | autophagosome | 300-900 nm, double membrane 8-25 nm apart, cytoplasm-like content | hard negative: the other double-membrane organelle |
+//! | autophagosome | 300-900 nm, double membrane 14-30 nm apart, cytoplasm-like content with ribosomes | hard negative: the other double-membrane organelle |
 //! | lipid droplet | 80-500 nm radius, uniform (dense or light), no bilayer (monolayer) | cryo-ET of lipid droplets |
 //! | nuclear envelope | double membrane 20-50 nm apart, pores ~ 100 nm every 150-400 nm | perinuclear space and NPC diameter |
 //! | microtubules / actin | 25 nm tubes / bundles of 7 nm filaments 10-14 nm apart | textbook |

@@ -218,8 +218,9 @@ pub(crate) fn mvb(
 }
 
 /// An autophagosome (or another double-membrane organelle): the mitochondrion's double-membrane
-/// model without cristae, 300-900 nm across, membranes 8-25 nm apart, content like cytoplasm
-/// (+-0.05) with texture; drawn with label 0 (never a ground-truth box). A hard negative.
+/// model without cristae, 300-900 nm across, membranes 14-30 nm apart (wider than the
+/// mitochondrial 6-12 nm), content like cytoplasm (+-0.05) with texture and engulfed ribosomes;
+/// drawn with label 0 (never a ground-truth box). A hard negative.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn autophagosome(
     rng: &mut ChaCha8Rng,
@@ -246,7 +247,7 @@ pub(crate) fn autophagosome(
         a,
         c,
         t,
-        gap: rng.gen_range(8.0..25.0) / px,
+        gap: rng.gen_range(14.0..30.0) / px,
         wob: Wobble::random(rng, 0.12, 0.0, 1.0),
         d_matrix: rng.gen_range(-0.05..0.05),
         cristae: Vec::<Crista>::new(),
@@ -264,6 +265,26 @@ pub(crate) fn autophagosome(
     };
     let dz = section(rng, slice, c);
     m.render(cv, 0, dz, tex);
+    // Engulfed cytoplasm: ribosomes inside the inner membrane (what a mitochondrion's matrix
+    // never holds), 400-1500 per µm^2 of section or projected area.
+    let inner = (a - 2.0 * t - m.gap).max(1.0);
+    let area_um2 = std::f32::consts::PI * (inner * px / 1000.0).powi(2);
+    let n = (rng.gen_range(400.0..1500.0) * area_um2) as usize;
+    for _ in 0..n {
+        let (ang, d) = (
+            rng.gen_range(0.0..TAU),
+            inner * 0.85 * rng.gen_range(0.0f32..1.0).sqrt(),
+        );
+        let r = rng.gen_range(12.5..15.0) / px;
+        let rib = Ribosome {
+            centre: [p[0] + d * ang.cos(), p[1] + d * ang.sin()],
+            r,
+            rho: RHO_RIBOSOME * rng.gen_range(0.8..1.1),
+            zc: 0.0,
+        };
+        let dzr = slice.then(|| rng.gen_range(-0.9..0.9) * r);
+        rib.render(cv, dzr);
+    }
 }
 
 /// Membrane-bounded tube or flattened sheet along a curved spine (ER): lumen half-width `a`

@@ -9,6 +9,9 @@
 //! vesicles and dense-core granules, ER sheets and tubes, nuclear envelope, microtubules and
 //! actin, ribosomes, cytoplasm, cell boundary (plasma membrane / lamella edge), ice and carbon.
 //!
+//! In a section, the context is drawn only where the cut is free of mitochondria
+//! (`density = mito + context (1 - occupancy_mito)`), so nothing crosses a mitochondrion.
+//!
 //! Projection: every body is integrated through the specimen of thickness `T` (bodies flattened
 //! to `c <= 0.5 T (0.75..0.95)`), cytoplasm fills the rest of `T`. Section (tomogram slice):
 //! every body is cut at a random height within `+-0.8 c` of its centre (mitochondria within
@@ -150,6 +153,10 @@ fn build_scene(cfg: &RandomConfig, app: &Appearance, rng: &mut ChaCha8Rng) -> (C
     for (k, m) in mitos.iter().enumerate() {
         m.render(&mut cv, (k + 1) as u8, slice.then_some(m.zc), fine_s);
     }
+    // In a section nothing else can be inside a mitochondrion: keep the mitochondria's density
+    // apart and let the context show only where the section is free of them.
+    let mito_density = std::mem::replace(&mut cv.density, vec![0.0; h * w]);
+    let mito_occ = cv.occupancy.clone();
     let t = nm(st.membrane_nm).max(1.0);
     let rho = st.rho_mem;
     for _ in 0..cx.autophagosomes {
@@ -222,6 +229,14 @@ fn build_scene(cfg: &RandomConfig, app: &Appearance, rng: &mut ChaCha8Rng) -> (C
             let tex = 1.0 + cx.cyto_tex * fine[[i, j]] + 0.5 * cx.cyto_tex * coarse[[i, j]];
             cv.density[k] += RHO_CYTO * free * tex.max(0.0);
         }
+    }
+    for (k, d) in cv.density.iter_mut().enumerate() {
+        let keep = if slice {
+            1.0 - mito_occ[k].min(1.0)
+        } else {
+            1.0
+        };
+        *d = mito_density[k] + *d * keep;
     }
     // Cell boundary.
     if cx.plasma_membrane || cx.lamella_edge {
