@@ -16,7 +16,7 @@
 //! | membrane contrast | 1.2-3.2 (density per px of path; cytoplasm 0.22) | chosen so that membranes range from barely visible (thick cells, low dose) to dominant (thin lamellae) |
 //! | cristae | lamellar, tubular (round cross-sections + short segments), vesicular, sparse, none, irregular | cryo-ET of cell lines (lamellar), neurons (tubular), swollen/damaged mitochondria (none/vesicular) |
 //! | matrix density | -0.15 (lighter than cytoplasm, swollen) to +0.6 (much darker) relative to cytoplasm 0.22 | cryo-ET: matrix ranges from pale (swollen) to very dense (condensed) |
-//! | matrix granules | 20-50 nm diameter, dense (1.5-3), 0-25 per mitochondrion (`neuron`) | calcium phosphate granules in neuronal mitochondria (Wolf et al. 2017, PNAS) |
+//! | matrix granules | `neuron`: 4-25 per ~300 nm of body length, 20-50 nm diameter; other families 0-4, 10-30 nm (`swollen`: none); density 1.5-3 | calcium phosphate granules in neuronal mitochondria (Wolf et al. 2017, PNAS) |
 //! | cell thickness (projections) | 150-400 nm | cell periphery / FIB lamellae 100-300 nm |
 //! | ribosomes | 500-9000 per µm^3 | crowded cytoplasm (HeLa ~ 10^6-10^7 ribosomes per cell) |
 //! | synaptic vesicles | 35-45 nm diameter, 100-600 per field cluster | Takamori et al. 2006 (Cell): 42 nm mean diameter |

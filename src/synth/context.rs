@@ -5,7 +5,6 @@
 //! Sizes (nm) and their sources are tabulated in [`super::appearance`]; each function states its
 //! model.
 
-use super::appearance::uniform;
 use super::field::smooth_field_any;
 use super::region;
 use super::scene::{
@@ -649,10 +648,4 @@ pub(crate) fn section_ribosomes(rng: &mut ChaCha8Rng, cv: &mut Canvas, px: f32, 
         };
         rib.render(cv, Some(rng.gen_range(-0.9..0.9) * r));
     }
-}
-
-/// Uniform in a range, re-exported for the scene builder.
-#[allow(dead_code)]
-pub(crate) fn draw(rng: &mut ChaCha8Rng, r: (f32, f32)) -> f32 {
-    uniform(rng, r)
 }

@@ -41,7 +41,8 @@ pub struct RandomConfig {
     pub ranges: Ranges,
     /// Mitochondria per image, `min..=max` (default 1..=5).
     pub n_mito: (usize, usize),
-    /// Probability that a mitochondrion is placed across the border (default 0.3).
+    /// Probability that a mitochondrion is placed across the border (default 0.3); bodies
+    /// larger than the field of view (shape `Huge`) are cut whatever this is.
     pub p_incomplete: f32,
 }
 
