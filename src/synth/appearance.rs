@@ -27,7 +27,7 @@
 //! | nuclear envelope | double membrane 20-50 nm apart, pores ~ 100 nm every 150-400 nm | perinuclear space and NPC diameter |
 //! | microtubules / actin | 25 nm tubes / bundles of 7 nm filaments 10-14 nm apart | textbook |
 //! | defocus | 1-8 µm under-focus (phase plate: 0.3-1.5 µm) | brief; typical cryo-ET 2-6 µm |
-//! | CTF | `sin(pi lambda df k^2 - pi/2 Cs lambda^3 k^4 + phase_shift)` mixed with amplitude contrast 0.07-0.1, 300 kV (lambda = 1.97 pm), Cs = 2.7 mm, B 10-150 nm^2 | standard weak-phase CTF |
+//! | CTF | `sin(pi lambda df k^2 - pi/2 Cs lambda^3 k^4 + phase_shift)` mixed with amplitude contrast 0.07-0.1, 300 kV (lambda = 1.97 pm), Cs = 2.7 mm, B 10-150 nm^2 (slices 40-300 nm^2: tomograms resolve ~3-7 nm) | standard weak-phase CTF |
 //! | phase plate | phase shift 0.4-0.6 pi (Volta: ~pi/2) | Danev et al. 2014 (PNAS) |
 //! | SNR | 0.03-0.5 (projections), 0.3-3 (reconstructed, filtered slices), log-uniform | the study: 0.06-0.12 for single projections |
 //! | noise | white + correlated (Gaussian sigma 0.7-2.5 px, 0-70 % of the variance) | reconstruction and binning correlate noise |
@@ -517,7 +517,13 @@ impl Appearance {
             } else {
                 0.0
             },
-            b_nm2: rng.gen_range(10.0..150.0),
+            // Tomograms resolve less than single projections (alignment, dose, missing wedge):
+            // envelope 1/e at ~3-7 nm in slices, ~1.5-4 nm in projections.
+            b_nm2: if slice {
+                rng.gen_range(40.0..300.0)
+            } else {
+                rng.gen_range(10.0..150.0)
+            },
             ctf_flip: slice && rng.gen_bool(0.7),
             wedge: slice.then(|| {
                 (

@@ -14,7 +14,8 @@
 //!   view, always cut by the border.
 //!
 //! Cristae (`MitoStyle::cristae_w`), spacing and geometry in nm:
-//! - **lamellar**: sheets across the matrix, spacing 25-60 nm, near-parallel (as classic);
+//! - **lamellar**: sheets across the matrix, spacing 25-60 nm, near-parallel (tilt +-0.08 rad
+//!   around a common direction, bend +-0.12: neighbours do not cross);
 //! - **tubular**: ring cross-sections (radius 8-18 nm, tubules seen end-on) every ~40-90 nm
 //!   plus short lamellar segments (reach 0.15-0.4);
 //! - **vesicular**: rings of radius 15-45 nm (swollen, vesiculated cristae);
@@ -135,8 +136,9 @@ pub(crate) fn sample_styled(
             let mut u = -am + rng.gen_range(0.0..spacing);
             while u < u_end {
                 if rng.gen_bool(0.85) {
-                    let tilt = main_tilt + rng.gen_range(-0.25..0.25);
-                    cristae.push(sheet(rng, u, tilt, (0.3, 0.95), 0.3));
+                    // Near-parallel: neighbouring lamellae (25-60 nm apart) must not cross.
+                    let tilt = main_tilt + rng.gen_range(-0.08..0.08);
+                    cristae.push(sheet(rng, u, tilt, (0.3, 0.95), 0.12));
                 }
                 u += spacing * rng.gen_range(0.7..1.3);
             }
