@@ -1,4 +1,17 @@
-//! Synthetic cryo-ET projection images of mammalian cells, with exact ground truth.
+//! Synthetic cryo-ET images of mammalian cells, with exact ground truth.
+//!
+//! Two generators share the scene models of `synth/scene.rs`:
+//! - the **randomized** generator ([`generate_random`], `synth/randomized.rs`; `cryodet synth`'s
+//!   default): every image draws one of eight appearance families and, within it, its pixel
+//!   size (0.8-4 nm), field of view (0.6-3 µm), membrane model, mitochondrial shapes, cristae
+//!   and matrix, cellular context (hard negatives included), thick projection or thin tomogram
+//!   slice, CTF or phase plate, noise, gradients and display conversions. Every range and its
+//!   source is tabulated in `synth/appearance.rs`; image formation in `synth/imaging.rs`;
+//! - the **classic** generator ([`generate`], `cryodet synth --classic`), documented below:
+//!   one rendering style at one scale, what the first shipped models were trained on. Its
+//!   output is unchanged (byte-identical) by the randomized generator's additions.
+//!
+//! The rest of this page describes the classic generator.
 //!
 //! The study's tomograms (INS-1E cells, 3708 x 3838 px at 2.6 Å/px, i.e. a ~1 µm field) are
 //! not public. This module draws look-alikes so that detection, training and evaluation can be

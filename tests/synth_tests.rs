@@ -503,3 +503,300 @@ fn cli_writes_a_readable_dataset() {
     assert!(n_boxes > 0, "no object in any slice");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Randomized generator (domain randomization, `cryodet synth` default).
+
+use cryodet::synth::{appearance_of, generate_random, Family, RandomConfig};
+
+/// A fast randomized configuration: small fixed size, the given families.
+fn rcfg(seed: u64, families: &[Family]) -> RandomConfig {
+    let mut c = RandomConfig::new(seed);
+    c.families = families.to_vec();
+    c.ranges.size = Some(SIZE);
+    c
+}
+
+/// Box checks shared by the tests: inside the image, tight on the object's membrane pixels,
+/// `incomplete` iff it touches the border.
+fn check_boxes(s: &SynthImage, what: &str) -> usize {
+    let (h, w) = s.image.dim();
+    for (k, b) in s.boxes.iter().enumerate() {
+        assert!(
+            b.bbox[0] >= 0.0 && b.bbox[1] >= 0.0 && b.bbox[2] <= w as f32 && b.bbox[3] <= h as f32,
+            "{what} box {k} {:?} outside {w}x{h}",
+            b.bbox
+        );
+        let (j0, i0, j1, i1) = extent(s, (k + 1) as u8).expect("every box has membrane pixels");
+        assert_eq!(
+            b.bbox,
+            [j0 as f32, i0 as f32, (j1 + 1) as f32, (i1 + 1) as f32],
+            "{what} box {k} not tight on its membrane"
+        );
+        let touches =
+            b.bbox[0] <= 0.0 || b.bbox[1] <= 0.0 || b.bbox[2] >= w as f32 || b.bbox[3] >= h as f32;
+        assert_eq!(b.incomplete, touches, "{what} box {k}");
+    }
+    s.boxes.len()
+}
+
+#[test]
+fn every_family_renders_with_tight_boxes() {
+    for (fi, &f) in Family::ALL.iter().enumerate() {
+        let c = rcfg(70 + fi as u64, &[f]);
+        let mut n_boxes = 0;
+        for index in 0..2 {
+            let s = generate_random(&c, index);
+            assert_eq!(s.family, Some(f));
+            assert_eq!(s.image.dim(), SIZE);
+            assert!(
+                s.image
+                    .iter()
+                    .chain(s.clean.iter())
+                    .all(|v| (0.0..=1.0).contains(v)),
+                "{}: values outside [0, 1]",
+                f.name()
+            );
+            let (lo, hi) = s
+                .image
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+            assert!(hi - lo > 0.5, "{}: flat image [{lo}, {hi}]", f.name());
+            assert!(s.pixel_nm > 0.0 && s.snr > 0.0);
+            n_boxes += check_boxes(&s, f.name());
+        }
+        assert!(n_boxes >= 1, "{}: no mitochondrion in 2 images", f.name());
+    }
+}
+
+#[test]
+fn randomized_is_deterministic_per_seed_and_index() {
+    let c = rcfg(81, &Family::ALL);
+    let a = generate_random(&c, 5);
+    let b = generate_random(&c, 5);
+    assert_eq!(a.image, b.image);
+    assert_eq!(a.boxes, b.boxes);
+    assert_eq!((a.family, a.pixel_nm, a.snr), (b.family, b.pixel_nm, b.snr));
+    assert_eq!(appearance_of(&c, 5).family, a.family.unwrap());
+    assert_ne!(a.image, generate_random(&c, 6).image);
+    assert_ne!(a.image, generate_random(&rcfg(82, &Family::ALL), 5).image);
+}
+
+/// The default ranges: pixel size in 0.8-4 nm, side in 256..=1600 following the field of view
+/// (0.6-3 µm) unless clamped; families drawn uniformly (each of 8 seen in 64 draws).
+#[test]
+fn scale_and_families_follow_the_ranges() {
+    let c = RandomConfig::new(91);
+    let mut seen = std::collections::HashSet::new();
+    for index in 0..64 {
+        let a = appearance_of(&c, index);
+        seen.insert(a.family);
+        assert!((0.8..=4.0).contains(&a.pixel_nm), "pixel {}", a.pixel_nm);
+        let (h, w) = a.size;
+        assert_eq!(h, w);
+        assert!((256..=1600).contains(&h), "side {h}");
+        let fov = h as f32 * a.pixel_nm;
+        if h > 256 && h < 1600 {
+            assert!(
+                (599.0..=3001.0).contains(&fov),
+                "field {fov} nm at side {h}"
+            );
+        }
+    }
+    assert_eq!(seen.len(), 8, "families seen: {seen:?}");
+    // A fixed side: the pixel size keeps the field within 0.6-3 µm where it can.
+    let mut c = RandomConfig::new(92);
+    c.ranges.size = Some((1000, 1000));
+    for index in 0..16 {
+        let a = appearance_of(&c, index);
+        assert_eq!(a.size, (1000, 1000));
+        assert!((0.8..=3.0).contains(&a.pixel_nm), "pixel {}", a.pixel_nm);
+    }
+}
+
+/// A temporary output directory removed on drop.
+struct TmpDir(std::path::PathBuf);
+impl TmpDir {
+    fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("cryodet_synth_{tag}_{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        TmpDir(p)
+    }
+}
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn args(out: &std::path::Path, n: usize) -> cryodet::cli::synth::Args {
+    cryodet::cli::synth::Args {
+        out: out.to_path_buf(),
+        n,
+        size: Some(128),
+        snr: None,
+        seed: 3,
+        groups: 2,
+        bit_depth: 8,
+        mrc_slices: None,
+        min_mito: 1,
+        max_mito: 3,
+        p_incomplete: 0.3,
+        pixel_nm: None,
+        preview: false,
+        slice_images: false,
+        classic: false,
+        families: vec![],
+        exclude_family: vec![],
+        pixel_nm_range: None,
+        fov_nm_range: None,
+        snr_range: None,
+    }
+}
+
+/// The pHYs chunk of a PNG, read back with the png crate: pixel size in nm.
+fn png_pixel_nm(path: &std::path::Path) -> f64 {
+    let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let rd = dec.read_info().unwrap();
+    let d = rd.info().pixel_dims.expect("pHYs chunk");
+    assert_eq!(d.unit, png::Unit::Meter);
+    assert_eq!(d.xppu, d.yppu);
+    1e9 / d.xppu as f64
+}
+
+/// The CLI: manifest columns `image,group,family,pixel_nm,snr`, every PNG with its pixel size
+/// in pHYs, annotations equal to `generate_random`, `--families` and `--exclude-family` select.
+#[test]
+fn cli_randomized_dataset_with_families_and_pixel_size() {
+    use cryodet::cli::synth::{image_name, run};
+    use cryodet::io::voc::read_voc;
+    let tmp = TmpDir::new("rand");
+    let mut a = args(&tmp.0, 4);
+    a.families = vec!["slice".into(), "neuron".into()];
+    a.exclude_family = vec!["neuron".into()];
+    run(a).expect("synth run");
+    let manifest = std::fs::read_to_string(tmp.0.join("manifest.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = manifest.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows[0], ["image", "group", "family", "pixel_nm", "snr"]);
+    assert_eq!(rows.len(), 5);
+    let mut c = RandomConfig::new(3);
+    c.families = vec![Family::Slice];
+    c.ranges.size = Some((128, 128));
+    c.n_mito = (1, 3);
+    for index in 0..4 {
+        let name = image_name(index, index / 2);
+        let r = &rows[index + 1];
+        assert_eq!(r[0], format!("{name}.png"));
+        assert_eq!(r[1], format!("g{:03}", index / 2));
+        assert_eq!(r[2], "slice");
+        let s = generate_random(&c, index);
+        let px: f64 = r[3].parse().unwrap();
+        assert!((px - s.pixel_nm as f64).abs() < 1e-3);
+        assert!((r[4].parse::<f64>().unwrap() - s.snr as f64).abs() < 1e-3 * s.snr as f64 + 1e-4);
+        let png_px = png_pixel_nm(&tmp.0.join("images").join(format!("{name}.png")));
+        // pixels_per_metre = round(1e9 / pixel_nm): relative rounding error < 1e-4 here.
+        assert!(
+            (png_px - px).abs() / px < 1e-3,
+            "pHYs {png_px} nm vs {px} nm"
+        );
+        let ann = read_voc(&tmp.0.join("annotations").join(format!("{name}.xml"))).unwrap();
+        let got: Vec<[f32; 4]> = ann.objects.iter().map(|o| o.bbox).collect();
+        let want: Vec<[f32; 4]> = s.boxes.iter().map(|b| b.bbox).collect();
+        assert_eq!(got, want);
+    }
+}
+
+/// `--classic` keeps the old manifest (two columns) and writes pHYs with the classic pixel size.
+#[test]
+fn cli_classic_writes_pixel_size_too() {
+    let tmp = TmpDir::new("classic");
+    let mut a = args(&tmp.0, 1);
+    a.classic = true;
+    cryodet::cli::synth::run(a).unwrap();
+    let m = std::fs::read_to_string(tmp.0.join("manifest.csv")).unwrap();
+    assert_eq!(m.lines().next(), Some("image,group"));
+    let px = png_pixel_nm(&tmp.0.join("images/synth_g000_00000.png"));
+    let want = cryodet::synth::default_pixel_nm((128, 128)) as f64;
+    assert!((px - want).abs() / want < 1e-3, "{px} vs {want}");
+}
+
+/// Bad ranges and family names fail with a one-line error naming the problem.
+#[test]
+fn cli_rejects_bad_ranges_and_families() {
+    let tmp = TmpDir::new("bad");
+    type SetArg = Box<dyn Fn(&mut cryodet::cli::synth::Args)>;
+    let cases: Vec<(SetArg, &str)> = vec![
+        (
+            Box::new(|a| a.families = vec!["nope".into()]),
+            "unknown family",
+        ),
+        (
+            Box::new(|a| {
+                a.exclude_family = cryodet::synth::Family::ALL
+                    .iter()
+                    .map(|f| f.name().to_string())
+                    .collect()
+            }),
+            "no family",
+        ),
+        (
+            Box::new(|a| a.pixel_nm_range = Some("4,1".into())),
+            "A must be <= B",
+        ),
+        (
+            Box::new(|a| a.pixel_nm_range = Some("1".into())),
+            "two numbers",
+        ),
+        (
+            Box::new(|a| a.pixel_nm_range = Some("0.01,1".into())),
+            "pixel size range",
+        ),
+        (
+            Box::new(|a| a.fov_nm_range = Some("10,20".into())),
+            "field of view",
+        ),
+        (Box::new(|a| a.snr_range = Some("0,1".into())), "snr range"),
+        (
+            Box::new(|a| {
+                a.classic = true;
+                a.families = vec!["slice".into()];
+            }),
+            "--classic",
+        ),
+    ];
+    for (k, (set, want)) in cases.iter().enumerate() {
+        let mut a = args(&tmp.0.join(format!("c{k}")), 1);
+        set(&mut a);
+        let e = cryodet::cli::synth::run(a).expect_err(want).to_string();
+        assert!(e.contains(want), "case {k}: {e:?} lacks {want:?}");
+        assert!(!e.contains('\n'), "case {k}: multi-line error {e:?}");
+    }
+}
+
+/// The membrane is drawn: in the noise-free image of non-inverted families the outer membrane's
+/// rim is darker than the ring just outside it for most objects (CTF fringes and neighbours
+/// allow a few exceptions).
+#[test]
+fn randomized_outer_membrane_is_dark() {
+    let fams: Vec<Family> = Family::ALL
+        .into_iter()
+        .filter(|f| *f != Family::Inverted)
+        .collect();
+    let c = rcfg(95, &fams);
+    let (mut dark, mut total) = (0, 0);
+    for index in 0..14 {
+        let s = generate_random(&c, index);
+        for k in 0..s.boxes.len() {
+            let (inner, outer) = rim_means(&s, (k + 1) as u8, 2, 3);
+            total += 1;
+            if inner < outer {
+                dark += 1;
+            }
+        }
+    }
+    println!("dark rim in {dark}/{total}");
+    assert!(
+        total >= 10 && dark * 10 >= total * 7,
+        "dark rim in {dark}/{total}"
+    );
+}

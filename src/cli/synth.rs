@@ -28,10 +28,10 @@ use crate::draw;
 use crate::io::mrc::write_mrc;
 use crate::io::voc::{write_voc, VocAnnotation, VocObject};
 use crate::synth::{self, Family, RandomConfig, Ranges, SynthBox, SynthConfig, SynthImage};
-use std::io::BufWriter;
 use crate::{Error, Result};
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
@@ -107,6 +107,9 @@ pub fn image_name(index: usize, group: usize) -> String {
     format!("synth_g{group:03}_{index:05}")
 }
 
+/// One manifest row: file stem, group, family (randomized), pixel size (nm), SNR.
+type ManifestRow = (String, usize, Option<Family>, f32, f32);
+
 /// A range `A,B` of two numbers (`what` names the option in the error).
 fn parse_range(s: &str, what: &str) -> Result<(f32, f32)> {
     let parts: Vec<&str> = s.split(',').map(str::trim).collect();
@@ -131,10 +134,7 @@ fn families(args: &Args) -> Result<Vec<Family>> {
             .map(|n| {
                 Family::parse(n).ok_or_else(|| {
                     let all: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
-                    Error::invalid(format!(
-                        "unknown family {n:?} (known: {})",
-                        all.join(", ")
-                    ))
+                    Error::invalid(format!("unknown family {n:?} (known: {})", all.join(", ")))
                 })
             })
             .collect()
@@ -233,7 +233,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.preview {
         std::fs::create_dir_all(&preview).map_err(|e| Error::io(&preview, e))?;
     }
-    let results: Vec<Result<(String, usize, Option<Family>, f32, f32)>> = (0..args.n)
+    let results: Vec<Result<ManifestRow>> = (0..args.n)
         .into_par_iter()
         .map(|index| {
             let group = index / args.groups;
@@ -349,7 +349,8 @@ fn write_png(path: &Path, img: &Array2<f32>, bits: u8, pixel_nm: f32) -> Result<
     write_png_gray_with_pixel_size(path, img.view(), bits, pixel_nm)
 }
 
-/// The synth generator's own PNG writer (see [`write_png`]).
+/// The synth generator's own PNG writer: gray 8/16 bits from `[0, 1]`, with the pHYs chunk
+/// `pixels_per_metre = round(1e9 / pixel_nm)` (unit metre).
 pub fn write_png_gray_with_pixel_size(
     path: &Path,
     img: ArrayView2<f32>,

@@ -16,18 +16,18 @@
 //! | membrane contrast | 1.2-3.2 (density per px of path; cytoplasm 0.22) | chosen so that membranes range from barely visible (thick cells, low dose) to dominant (thin lamellae) |
 //! | cristae | lamellar, tubular (round cross-sections + short segments), vesicular, sparse, none, irregular | cryo-ET of cell lines (lamellar), neurons (tubular), swollen/damaged mitochondria (none/vesicular) |
 //! | matrix density | -0.15 (lighter than cytoplasm, swollen) to +0.6 (much darker) relative to cytoplasm 0.22 | cryo-ET: matrix ranges from pale (swollen) to very dense (condensed) |
-//! | matrix granules | 20-50 nm diameter, dense (1.5-3), 0-25 per mitochondrion (`neuron`) | calcium phosphate granules in neuronal mitochondria (Wolf et al. 2017, PNAS) |
+//! | matrix granules | `neuron`: 4-25 per ~300 nm of body length, 20-50 nm diameter; other families 0-4, 10-30 nm (`swollen`: none); density 1.5-3 | calcium phosphate granules in neuronal mitochondria (Wolf et al. 2017, PNAS) |
 //! | cell thickness (projections) | 150-400 nm | cell periphery / FIB lamellae 100-300 nm |
 //! | ribosomes | 500-9000 per µm^3 | crowded cytoplasm (HeLa ~ 10^6-10^7 ribosomes per cell) |
 //! | synaptic vesicles | 35-45 nm diameter, 100-600 per field cluster | Takamori et al. 2006 (Cell): 42 nm mean diameter |
 //! | ER | sheets (lumen 30-50 nm), tubes (diameter 30-70 nm) | Shibata et al. 2006 |
 //! | MVB | 250-600 nm, with 40-90 nm intraluminal vesicles | EM of endosomes |
-//! | autophagosome | 300-900 nm, double membrane 8-25 nm apart, cytoplasm-like content | hard negative: the other double-membrane organelle |
+//! | autophagosome | 300-900 nm, double membrane 14-30 nm apart, cytoplasm-like content with ribosomes | hard negative: the other double-membrane organelle |
 //! | lipid droplet | 80-500 nm radius, uniform (dense or light), no bilayer (monolayer) | cryo-ET of lipid droplets |
 //! | nuclear envelope | double membrane 20-50 nm apart, pores ~ 100 nm every 150-400 nm | perinuclear space and NPC diameter |
 //! | microtubules / actin | 25 nm tubes / bundles of 7 nm filaments 10-14 nm apart | textbook |
 //! | defocus | 1-8 µm under-focus (phase plate: 0.3-1.5 µm) | brief; typical cryo-ET 2-6 µm |
-//! | CTF | `sin(pi lambda df k^2 - pi/2 Cs lambda^3 k^4 + phase_shift)` mixed with amplitude contrast 0.07-0.1, 300 kV (lambda = 1.97 pm), Cs = 2.7 mm, B 10-150 nm^2 | standard weak-phase CTF |
+//! | CTF | `sin(pi lambda df k^2 - pi/2 Cs lambda^3 k^4 + phase_shift)` mixed with amplitude contrast 0.07-0.1, 300 kV (lambda = 1.97 pm), Cs = 2.7 mm, B 10-150 nm^2 (slices 40-300 nm^2: tomograms resolve ~3-7 nm) | standard weak-phase CTF |
 //! | phase plate | phase shift 0.4-0.6 pi (Volta: ~pi/2) | Danev et al. 2014 (PNAS) |
 //! | SNR | 0.03-0.5 (projections), 0.3-3 (reconstructed, filtered slices), log-uniform | the study: 0.06-0.12 for single projections |
 //! | noise | white + correlated (Gaussian sigma 0.7-2.5 px, 0-70 % of the variance) | reconstruction and binning correlate noise |
@@ -250,7 +250,8 @@ pub struct Ranges {
     pub fov_nm: (f32, f32),
     /// Image side clamp, px.
     pub side: (usize, usize),
-    /// Fixed `(h, w)`: the side no longer follows the field of view.
+    /// Fixed `(h, w)`: the side no longer follows the field of view (the pixel size then
+    /// follows it within `pixel_nm`, [`Ranges::pixel_range`]).
     pub size: Option<(usize, usize)>,
     /// Fixed SNR range (overrides the family's).
     pub snr: Option<(f32, f32)>,
@@ -269,6 +270,25 @@ impl Default for Ranges {
 }
 
 impl Ranges {
+    /// The pixel sizes drawn from. With a fixed `size`, the pixel range is narrowed to the
+    /// sizes that give a field of view within `fov_nm` (`fov / side`); when the two do not
+    /// overlap, the bound of `pixel_nm` nearest to them.
+    pub fn pixel_range(&self) -> (f32, f32) {
+        let (a, b) = self.pixel_nm;
+        let Some((h, w)) = self.size else {
+            return (a, b);
+        };
+        let side = h.max(w) as f32;
+        let (lo, hi) = (self.fov_nm.0 / side, self.fov_nm.1 / side);
+        if lo.max(a) <= hi.min(b) {
+            (lo.max(a), hi.min(b))
+        } else if lo > b {
+            (b, b)
+        } else {
+            (a, a)
+        }
+    }
+
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |m: String| Err(crate::Error::invalid(m));
         let (a, b) = self.pixel_nm;
@@ -343,7 +363,7 @@ impl Appearance {
     pub fn draw(family: Family, ranges: &Ranges, rng: &mut ChaCha8Rng) -> Appearance {
         use Family as F;
         // Scale: pixel size, then the side from the field of view (or fixed).
-        let pixel_nm = log_uniform(rng, ranges.pixel_nm);
+        let pixel_nm = log_uniform(rng, ranges.pixel_range());
         let fov = log_uniform(rng, ranges.fov_nm);
         let size = ranges.size.unwrap_or_else(|| {
             let s = ((fov / pixel_nm).round() as usize).clamp(ranges.side.0, ranges.side.1);
@@ -497,7 +517,13 @@ impl Appearance {
             } else {
                 0.0
             },
-            b_nm2: rng.gen_range(10.0..150.0),
+            // Tomograms resolve less than single projections (alignment, dose, missing wedge):
+            // envelope 1/e at ~3-7 nm in slices, ~1.5-4 nm in projections.
+            b_nm2: if slice {
+                rng.gen_range(40.0..300.0)
+            } else {
+                rng.gen_range(10.0..150.0)
+            },
             ctf_flip: slice && rng.gen_bool(0.7),
             wedge: slice.then(|| {
                 (

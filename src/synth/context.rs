@@ -5,7 +5,6 @@
 //! Sizes (nm) and their sources are tabulated in [`super::appearance`]; each function states its
 //! model.
 
-use super::appearance::uniform;
 use super::field::smooth_field_any;
 use super::region;
 use super::scene::{
@@ -19,7 +18,10 @@ use std::f32::consts::{PI, TAU};
 
 /// A random point in the image.
 pub(crate) fn anywhere(rng: &mut ChaCha8Rng, cv: &Canvas) -> P2 {
-    [rng.gen_range(0.0..cv.w as f32), rng.gen_range(0.0..cv.h as f32)]
+    [
+        rng.gen_range(0.0..cv.w as f32),
+        rng.gen_range(0.0..cv.h as f32),
+    ]
 }
 
 /// True when a disc of radius `r` at `p` overlaps no mitochondrion (tested on a 9 x 9 grid of
@@ -81,7 +83,10 @@ pub(crate) fn vesicle_field(
         if placed.len() >= n {
             break;
         }
-        let (ang, d) = (rng.gen_range(0.0..TAU), rad * rng.gen_range(0.0f32..1.0).sqrt());
+        let (ang, d) = (
+            rng.gen_range(0.0..TAU),
+            rad * rng.gen_range(0.0f32..1.0).sqrt(),
+        );
         let p = [c0[0] + d * ang.cos(), c0[1] + d * ang.sin()];
         let r = nm(rng.gen_range(17.5..22.5));
         if placed
@@ -101,7 +106,13 @@ pub(crate) fn vesicle_field(
 /// A lipid droplet: a sphere of radius 80-500 nm with a uniform neutral-lipid core (denser than
 /// cytoplasm, 0.3-0.7, or lighter, 0.05-0.15, per px of path) and a phospholipid monolayer (a
 /// thin dense rim, no bilayer).
-pub(crate) fn lipid_droplet(rng: &mut ChaCha8Rng, cv: &mut Canvas, px: f32, c_max: f32, slice: bool) {
+pub(crate) fn lipid_droplet(
+    rng: &mut ChaCha8Rng,
+    cv: &mut Canvas,
+    px: f32,
+    c_max: f32,
+    slice: bool,
+) {
     let r = rng.gen_range(80.0..500.0) / px;
     let Some(p) = (0..20)
         .map(|_| anywhere(rng, cv))
@@ -117,8 +128,12 @@ pub(crate) fn lipid_droplet(rng: &mut ChaCha8Rng, cv: &mut Canvas, px: f32, c_ma
     };
     let t = (2.5 / px).max(0.7);
     let dz = section(rng, slice, c);
-    let Some((ri, rj)) = cv.span([p[0] - r - 1.0, p[1] - r - 1.0, p[0] + r + 1.0, p[1] + r + 1.0])
-    else {
+    let Some((ri, rj)) = cv.span([
+        p[0] - r - 1.0,
+        p[1] - r - 1.0,
+        p[0] + r + 1.0,
+        p[1] + r + 1.0,
+    ]) else {
         return;
     };
     for i in ri {
@@ -170,8 +185,17 @@ pub(crate) fn mvb(
         if ri + t >= 0.9 * r {
             continue;
         }
-        let (ang, d) = (rng.gen_range(0.0..TAU), (r - ri - t) * rng.gen_range(0.0f32..1.0).sqrt());
-        let v = clear_vesicle(rng, [p[0] + d * ang.cos(), p[1] + d * ang.sin()], ri, t, rho);
+        let (ang, d) = (
+            rng.gen_range(0.0..TAU),
+            (r - ri - t) * rng.gen_range(0.0f32..1.0).sqrt(),
+        );
+        let v = clear_vesicle(
+            rng,
+            [p[0] + d * ang.cos(), p[1] + d * ang.sin()],
+            ri,
+            t,
+            rho,
+        );
         let dzi = section(rng, slice, ri);
         v.render(cv, dzi);
     }
@@ -180,7 +204,12 @@ pub(crate) fn mvb(
     for di in -rr..=rr {
         for dj in -rr..=rr {
             let (i, j) = (p[1] as isize + di, p[0] as isize + dj);
-            if i >= 0 && j >= 0 && (i as usize) < cv.h && (j as usize) < cv.w && di * di + dj * dj < rr * rr {
+            if i >= 0
+                && j >= 0
+                && (i as usize) < cv.h
+                && (j as usize) < cv.w
+                && di * di + dj * dj < rr * rr
+            {
                 cv.set_region(i as usize * cv.w + j as usize, code);
             }
         }
@@ -188,8 +217,9 @@ pub(crate) fn mvb(
 }
 
 /// An autophagosome (or another double-membrane organelle): the mitochondrion's double-membrane
-/// model without cristae, 300-900 nm across, membranes 8-25 nm apart, content like cytoplasm
-/// (+-0.05) with texture; drawn with label 0 (never a ground-truth box). A hard negative.
+/// model without cristae, 300-900 nm across, membranes 14-30 nm apart (wider than the
+/// mitochondrial 6-12 nm), content like cytoplasm (+-0.05) with texture and engulfed ribosomes;
+/// drawn with label 0 (never a ground-truth box). A hard negative.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn autophagosome(
     rng: &mut ChaCha8Rng,
@@ -216,7 +246,7 @@ pub(crate) fn autophagosome(
         a,
         c,
         t,
-        gap: rng.gen_range(8.0..25.0) / px,
+        gap: rng.gen_range(14.0..30.0) / px,
         wob: Wobble::random(rng, 0.12, 0.0, 1.0),
         d_matrix: rng.gen_range(-0.05..0.05),
         cristae: Vec::<Crista>::new(),
@@ -234,6 +264,26 @@ pub(crate) fn autophagosome(
     };
     let dz = section(rng, slice, c);
     m.render(cv, 0, dz, tex);
+    // Engulfed cytoplasm: ribosomes inside the inner membrane (what a mitochondrion's matrix
+    // never holds), 400-1500 per µm^2 of section or projected area.
+    let inner = (a - 2.0 * t - m.gap).max(1.0);
+    let area_um2 = std::f32::consts::PI * (inner * px / 1000.0).powi(2);
+    let n = (rng.gen_range(400.0..1500.0) * area_um2) as usize;
+    for _ in 0..n {
+        let (ang, d) = (
+            rng.gen_range(0.0..TAU),
+            inner * 0.85 * rng.gen_range(0.0f32..1.0).sqrt(),
+        );
+        let r = rng.gen_range(12.5..15.0) / px;
+        let rib = Ribosome {
+            centre: [p[0] + d * ang.cos(), p[1] + d * ang.sin()],
+            r,
+            rho: RHO_RIBOSOME * rng.gen_range(0.8..1.1),
+            zc: 0.0,
+        };
+        let dzr = slice.then(|| rng.gen_range(-0.9..0.9) * r);
+        rib.render(cv, dzr);
+    }
 }
 
 /// Membrane-bounded tube or flattened sheet along a curved spine (ER): lumen half-width `a`
@@ -251,8 +301,12 @@ fn tube(
     code: u8,
 ) {
     let b = spine.bbox();
-    let Some((ri, rj)) = cv.span([b[0] - a - 1.0, b[1] - a - 1.0, b[2] + a + 1.0, b[3] + a + 1.0])
-    else {
+    let Some((ri, rj)) = cv.span([
+        b[0] - a - 1.0,
+        b[1] - a - 1.0,
+        b[2] + a + 1.0,
+        b[3] + a + 1.0,
+    ]) else {
         return;
     };
     for i in ri {
@@ -303,7 +357,17 @@ pub(crate) fn er(
         24,
     );
     let dz = section(rng, slice, c);
-    tube(cv, &spine, a, c, t, rho, rng.gen_range(0.0..0.12), dz, region::ER);
+    tube(
+        cv,
+        &spine,
+        a,
+        c,
+        t,
+        rho,
+        rng.gen_range(0.0..0.12),
+        dz,
+        region::ER,
+    );
     let mut ribs = Vec::new();
     if sheet && rng.gen_bool(0.6) {
         let mut s = rng.gen_range(0.0..nm(40.0));
@@ -352,8 +416,12 @@ pub(crate) fn filament(rng: &mut ChaCha8Rng, cv: &mut Canvas, px: f32, actin: bo
         let p = [p0[0] + nx * off, p0[1] + ny * off];
         let spine = Spine::curved(p, len * rng.gen_range(0.7..1.0), theta, k0, 0.0, 8);
         let b = spine.bbox();
-        let Some((ri, rj)) = cv.span([b[0] - r - 1.0, b[1] - r - 1.0, b[2] + r + 1.0, b[3] + r + 1.0])
-        else {
+        let Some((ri, rj)) = cv.span([
+            b[0] - r - 1.0,
+            b[1] - r - 1.0,
+            b[2] + r + 1.0,
+            b[3] + r + 1.0,
+        ]) else {
             continue;
         };
         let dz = section(rng, slice, r);
@@ -420,14 +488,19 @@ pub(crate) fn nuclear_envelope(
                 } else {
                     sheet(d) + sheet(d - gap - t)
                 };
-                let m = if in_pore && (d < 0.0 || d > gap + 2.0 * t) { 0.0 } else { m };
+                let m = if in_pore && (d < 0.0 || d > gap + 2.0 * t) {
+                    0.0
+                } else {
+                    m
+                };
                 cv.density[idx] += rho * m.max(0.0) * depth.min(nm(150.0));
                 if d > 0.0 && d < gap + 2.0 * t {
                     cv.set_region(idx, region::NUCLEUS);
                 }
             }
             if d >= gap + 2.0 * t && cv.region[idx] != region::MITOCHONDRION {
-                cv.density[idx] += RHO_CYTO * chrom / 0.22 * depth * (1.0 + 0.6 * tex[[i, j]]).max(0.0);
+                cv.density[idx] +=
+                    RHO_CYTO * chrom / 0.22 * depth * (1.0 + 0.6 * tex[[i, j]]).max(0.0);
                 cv.set_region(idx, region::NUCLEUS);
                 cv.occupancy[idx] = cv.occupancy[idx].max(depth * 0.5);
             }
@@ -439,18 +512,17 @@ pub(crate) fn nuclear_envelope(
 /// with extracellular vitreous ice beyond it, or a lamella edge (beyond it no specimen: density
 /// `-outside_rho` relative to ice). Placed so that no mitochondrion lies outside (up to 10
 /// tries); returns the outside mask (true = outside) or None.
-pub(crate) fn cell_boundary(
-    rng: &mut ChaCha8Rng,
-    cv: &Canvas,
-    px: f32,
-) -> Option<Vec<bool>> {
+pub(crate) fn cell_boundary(rng: &mut ChaCha8Rng, cv: &Canvas, px: f32) -> Option<Vec<bool>> {
     let (wf, hf) = (cv.w as f32, cv.h as f32);
     for _ in 0..10 {
         let rr = rng.gen_range(1000.0..6000.0) / px;
         let ang = rng.gen_range(0.0..TAU);
         let off = rng.gen_range(0.15..0.45) * wf.min(hf);
         // Cell centre on the far side: the boundary passes `off` from the image centre.
-        let cx = [wf * 0.5 - ang.cos() * (rr - off), hf * 0.5 - ang.sin() * (rr - off)];
+        let cx = [
+            wf * 0.5 - ang.cos() * (rr - off),
+            hf * 0.5 - ang.sin() * (rr - off),
+        ];
         let mut mask = vec![false; cv.h * cv.w];
         let mut ok = true;
         for i in 0..cv.h {
@@ -478,7 +550,13 @@ pub(crate) fn cell_boundary(
 
 /// Apply a cell boundary: outside pixels lose every organelle's density and get `outside`
 /// (per pixel); with `membrane_rho > 0` a bilayer of thickness `t` is drawn along the boundary.
-pub(crate) fn apply_boundary(cv: &mut Canvas, mask: &[bool], outside: f32, membrane_rho: f32, t: f32) {
+pub(crate) fn apply_boundary(
+    cv: &mut Canvas,
+    mask: &[bool],
+    outside: f32,
+    membrane_rho: f32,
+    t: f32,
+) {
     let (h, w) = (cv.h, cv.w);
     for i in 0..h {
         for j in 0..w {
@@ -493,7 +571,12 @@ pub(crate) fn apply_boundary(cv: &mut Canvas, mask: &[bool], outside: f32, membr
                 for d in 1..=tt {
                     for (di, dj) in [(-d, 0), (d, 0), (0, -d), (0, d)] {
                         let (ii, jj) = (i as isize + di, j as isize + dj);
-                        if ii >= 0 && jj >= 0 && (ii as usize) < h && (jj as usize) < w && mask[ii as usize * w + jj as usize] {
+                        if ii >= 0
+                            && jj >= 0
+                            && (ii as usize) < h
+                            && (jj as usize) < w
+                            && mask[ii as usize * w + jj as usize]
+                        {
                             near = true;
                         }
                     }
@@ -565,10 +648,4 @@ pub(crate) fn section_ribosomes(rng: &mut ChaCha8Rng, cv: &mut Canvas, px: f32, 
         };
         rib.render(cv, Some(rng.gen_range(-0.9..0.9) * r));
     }
-}
-
-/// Uniform in a range, re-exported for the scene builder.
-#[allow(dead_code)]
-pub(crate) fn draw(rng: &mut ChaCha8Rng, r: (f32, f32)) -> f32 {
-    uniform(rng, r)
 }

@@ -11,13 +11,30 @@
 /// A complex number `(re, im)`.
 pub(crate) type C = (f32, f32);
 
+/// Twiddle factors `exp(-2 pi i k / n)`, `k < n / 2`, for transforms of length `n` (f64-accurate).
+pub(crate) fn twiddles(n: usize) -> Vec<C> {
+    (0..n / 2)
+        .map(|k| {
+            let a = -2.0 * std::f64::consts::PI * k as f64 / n as f64;
+            (a.cos() as f32, a.sin() as f32)
+        })
+        .collect()
+}
+
 /// In-place FFT of `x` (length a power of two); `inverse` uses `+i` and divides by `N`.
+#[cfg(test)]
 pub(crate) fn fft(x: &mut [C], inverse: bool) {
+    let tw = twiddles(x.len());
+    fft_with(x, inverse, &tw);
+}
+
+/// [`fft`] with precomputed [`twiddles`] of `x.len()`.
+pub(crate) fn fft_with(x: &mut [C], inverse: bool, tw: &[C]) {
     let n = x.len();
     if n <= 1 {
         return;
     }
-    debug_assert!(n.is_power_of_two());
+    debug_assert!(n.is_power_of_two() && tw.len() == n / 2);
     let bits = n.trailing_zeros();
     for i in 0..n {
         let j = i.reverse_bits() >> (usize::BITS - bits);
@@ -25,21 +42,14 @@ pub(crate) fn fft(x: &mut [C], inverse: bool) {
             x.swap(i, j);
         }
     }
-    let sign = if inverse { 1.0f64 } else { -1.0 };
     let mut len = 2;
     while len <= n {
-        let ang = sign * 2.0 * std::f64::consts::PI / len as f64;
         let half = len / 2;
-        // Twiddles of this stage, computed in f64 once.
-        let tw: Vec<C> = (0..half)
-            .map(|k| {
-                let a = ang * k as f64;
-                (a.cos() as f32, a.sin() as f32)
-            })
-            .collect();
+        let step = n / len;
         for start in (0..n).step_by(len) {
             for k in 0..half {
-                let (wr, wi) = tw[k];
+                let (wr, wi) = tw[k * step];
+                let wi = if inverse { -wi } else { wi };
                 let (ar, ai) = x[start + k];
                 let (br, bi) = x[start + k + half];
                 let (tr, ti) = (br * wr - bi * wi, br * wi + bi * wr);
@@ -57,15 +67,16 @@ pub(crate) fn fft(x: &mut [C], inverse: bool) {
 
 /// 2-D FFT of a row-major `hh x ww` grid (both powers of two).
 pub(crate) fn fft2(x: &mut [C], hh: usize, ww: usize, inverse: bool) {
+    let (tw_w, tw_h) = (twiddles(ww), twiddles(hh));
     for row in x.chunks_mut(ww) {
-        fft(row, inverse);
+        fft_with(row, inverse, &tw_w);
     }
     let mut col = vec![(0.0, 0.0); hh];
     for j in 0..ww {
         for i in 0..hh {
             col[i] = x[i * ww + j];
         }
-        fft(&mut col, inverse);
+        fft_with(&mut col, inverse, &tw_h);
         for i in 0..hh {
             x[i * ww + j] = col[i];
         }
@@ -84,16 +95,16 @@ pub(crate) fn freq(k: usize, n: usize) -> f32 {
 }
 
 /// Filter a real `h x w` image (row-major) by the transfer function `tf(fy, fx)` (frequencies in
-/// cycles per pixel, in `[-0.5, 0.5)`): embed it in the next power-of-two grid with mirrored
-/// borders, transform, multiply, transform back, crop. Returns the filtered `h x w` image.
+/// cycles per pixel, in `[-0.5, 0.5)`): embed it in the next power-of-two grid of at least
+/// `h + 8` x `w + 8` with mirrored borders, transform, multiply, transform back, crop. Returns the filtered `h x w` image.
 pub(crate) fn filter_real(
     img: &[f32],
     h: usize,
     w: usize,
     tf: impl Fn(f32, f32) -> f32,
 ) -> Vec<f32> {
-    let hh = (h + h / 8).next_power_of_two();
-    let ww = (w + w / 8).next_power_of_two();
+    let hh = (h + 8).next_power_of_two();
+    let ww = (w + 8).next_power_of_two();
     let (oi, oj) = ((hh - h) / 2, (ww - w) / 2);
     let refl = |k: isize, n: usize| -> usize {
         let n = n as isize;

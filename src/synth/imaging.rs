@@ -1,7 +1,7 @@
 //! Image formation of the randomized generator: projected (or sectioned) density -> CTF ->
 //! missing wedge -> noise -> gradients -> display conversions.
 //!
-//! 1. **Transfer** (one FFT pass, [`super::fft::filter_real`]), frequency `k` in nm^-1:
+//! 1. **Transfer** (one FFT pass, `synth/fft.rs`), frequency `k` in nm^-1:
 //!    `chi(k) = pi lambda df k^2 - pi/2 Cs lambda^3 k^4 + phase_shift`,
 //!    `CTF(k) = -(sqrt(1 - A^2) sin chi + A cos chi) exp(-B k^2 / 4)` (weak-phase object, under-focus
 //!    `df > 0`, amplitude contrast `A`), 300 kV: `lambda = 1.97 pm`, `Cs = 2.7 mm`. The sign makes
@@ -60,7 +60,9 @@ pub(crate) fn transfer(density: &Array2<f32>, px_nm: f32, im: &Imaging) -> Array
     let src = density.as_standard_layout();
     let src = src.as_slice().expect("standard layout");
     let bin = im.bin_sigma;
-    let wedge = im.wedge.map(|(ang, half, res)| (ang.cos(), ang.sin(), half.cos(), res));
+    let wedge = im
+        .wedge
+        .map(|(ang, half, res)| (ang.cos(), ang.sin(), half.cos(), res));
     let tf = |fy: f32, fx: f32| -> f32 {
         let f = (fy * fy + fx * fx).sqrt();
         let mut t = ctf(f / px_nm, im);
@@ -190,7 +192,11 @@ pub(crate) fn form(
 /// the few extreme pixels of ice or carbon (which would otherwise set the noise level).
 pub(crate) fn robust_var(x: &Array2<f32>, mask: &[bool]) -> f32 {
     let (lo, hi) = percentiles(x, mask, 1.0, 99.0);
-    let sel = x.iter().zip(mask).filter(|(_, &m)| m).map(|(v, _)| v.clamp(lo, hi));
+    let sel = x
+        .iter()
+        .zip(mask)
+        .filter(|(_, &m)| m)
+        .map(|(v, _)| v.clamp(lo, hi));
     let (_, v) = mean_var(sel);
     if v > 0.0 {
         v
@@ -286,4 +292,63 @@ fn guided(x: &Array2<f32>, r: usize, range: f32) -> Array2<f32> {
     let b = &m - &(&a * &m);
     let (ma, mb) = (box_mean(&a, r), box_mean(&b, r));
     &(&ma * x) + &mb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn imaging(defocus_nm: f32, amp: f32, phase: f32) -> Imaging {
+        Imaging {
+            mode: super::super::appearance::Mode::Projection,
+            defocus_nm,
+            amp_contrast: amp,
+            lowfreq: 0.0,
+            phase_shift: phase,
+            b_nm2: 0.0,
+            ctf_flip: false,
+            wedge: None,
+            streaks: 0.0,
+            snr: 1.0,
+            noise_sigma: 1.0,
+            noise_mix: 0.0,
+            gradient: [0.0; 2],
+            bump: 0.0,
+            bin_sigma: 0.0,
+            clip: (0.0, 100.0),
+            gamma: 1.0,
+            smooth: Smooth::None,
+            invert: false,
+        }
+    }
+
+    /// The CTF is the documented formula (checked in f64 at 300 kV, Cs 2.7 mm): pure phase
+    /// contrast `-sin(chi)`, amplitude contrast `-A` at k = 0, a phase plate's `-1` at k = 0.
+    #[test]
+    fn ctf_is_the_weak_phase_formula() {
+        let im = imaging(4000.0, 0.0, 0.0);
+        for k in [0.01f64, 0.05, 0.1, 0.2, 0.3] {
+            let (lam, cs, df) = (1.97e-3f64, 2.7e6f64, 4000.0f64);
+            let chi = std::f64::consts::PI * lam * df * k * k
+                - std::f64::consts::FRAC_PI_2 * cs * lam.powi(3) * k.powi(4);
+            let want = -chi.sin();
+            let got = ctf(k as f32, &im) as f64;
+            assert!((got - want).abs() < 1e-4, "k {k}: {got} vs {want}");
+        }
+        assert!((ctf(0.0, &imaging(4000.0, 0.1, 0.0)) + 0.1).abs() < 1e-6);
+        let pp = imaging(500.0, 0.0, std::f32::consts::FRAC_PI_2);
+        assert!((ctf(0.0, &pp) + 1.0).abs() < 1e-6);
+        // First zero of a 4 µm under-focus CTF near k = 1 / sqrt(lambda df) = 0.356 nm^-1.
+        assert!(ctf(0.34, &im) < 0.0 && ctf(0.37, &im) > 0.0);
+    }
+
+    #[test]
+    fn guided_filter_keeps_constants_and_smooths_noise() {
+        let c = Array2::from_elem((20, 30), 0.7f32);
+        assert!(guided(&c, 3, 0.5).iter().all(|v| (v - 0.7).abs() < 1e-5));
+        let n = Array2::from_shape_fn((40, 40), |(i, j)| (((i * 31 + j * 17) % 13) as f32) / 13.0);
+        let (_, v0) = mean_var(n.iter().copied());
+        let (_, v1) = mean_var(guided(&n, 3, 1.0).iter().copied());
+        assert!(v1 < 0.5 * v0, "{v1} vs {v0}");
+    }
 }

@@ -14,7 +14,8 @@
 //!   view, always cut by the border.
 //!
 //! Cristae (`MitoStyle::cristae_w`), spacing and geometry in nm:
-//! - **lamellar**: sheets across the matrix, spacing 25-60 nm, near-parallel (as classic);
+//! - **lamellar**: sheets across the matrix, spacing 25-60 nm, near-parallel (tilt +-0.08 rad
+//!   around a common direction, bend +-0.12: neighbours do not cross);
 //! - **tubular**: ring cross-sections (radius 8-18 nm, tubules seen end-on) every ~40-90 nm
 //!   plus short lamellar segments (reach 0.15-0.4);
 //! - **vesicular**: rings of radius 15-45 nm (swollen, vesiculated cristae);
@@ -32,6 +33,7 @@ use std::f32::consts::TAU;
 
 /// Draw one mitochondrion centred at `centre`; sizes shrink by `scale` (placement retries).
 /// `half_field`: half the shorter image side, px (for huge bodies).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn sample_styled(
     rng: &mut ChaCha8Rng,
     centre: P2,
@@ -56,7 +58,13 @@ pub(crate) fn sample_styled(
     let (a, len, k0, k1, wob) = match shape {
         Shape::Round | Shape::Cup => {
             let a = base_a * rng.gen_range(1.0..1.3) * scale;
-            (a, a * rng.gen_range(0.05..0.5), 0.0, 0.0, Wobble::random(rng, 0.07, 0.0, 1.0))
+            (
+                a,
+                a * rng.gen_range(0.05..0.5),
+                0.0,
+                0.0,
+                Wobble::random(rng, 0.07, 0.0, 1.0),
+            )
         }
         Shape::Huge => {
             let a = half_field * rng.gen_range(0.6..1.2);
@@ -128,8 +136,9 @@ pub(crate) fn sample_styled(
             let mut u = -am + rng.gen_range(0.0..spacing);
             while u < u_end {
                 if rng.gen_bool(0.85) {
-                    let tilt = main_tilt + rng.gen_range(-0.25..0.25);
-                    cristae.push(sheet(rng, u, tilt, (0.3, 0.95), 0.3));
+                    // Near-parallel: neighbouring lamellae (25-60 nm apart) must not cross.
+                    let tilt = main_tilt + rng.gen_range(-0.08..0.08);
+                    cristae.push(sheet(rng, u, tilt, (0.3, 0.95), 0.12));
                 }
                 u += spacing * rng.gen_range(0.7..1.3);
             }

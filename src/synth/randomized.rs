@@ -1,6 +1,6 @@
 //! Domain-randomized synthetic images: every image draws a family and its whole appearance
 //! ([`super::appearance`]), builds a scene at that physical scale (mitochondria from
-//! [`super::mito_style`], context from [`super::context`]) as a thick projection or a thin
+//! `synth/mito_style.rs`, context from `synth/context.rs`) as a thick projection or a thin
 //! section, and forms the image with a real CTF, noise and display conversions
 //! ([`super::imaging`]).
 //!
@@ -8,6 +8,9 @@
 //! (autophagosomes, MVBs, lipid droplets, placed clear of mitochondria), vesicle fields, clear
 //! vesicles and dense-core granules, ER sheets and tubes, nuclear envelope, microtubules and
 //! actin, ribosomes, cytoplasm, cell boundary (plasma membrane / lamella edge), ice and carbon.
+//!
+//! In a section, the context is drawn only where the cut is free of mitochondria
+//! (`density = mito + context (1 - occupancy_mito)`), so nothing crosses a mitochondrion.
 //!
 //! Projection: every body is integrated through the specimen of thickness `T` (bodies flattened
 //! to `c <= 0.5 T (0.75..0.95)`), cytoplasm fills the rest of `T`. Section (tomogram slice):
@@ -23,8 +26,8 @@
 use super::appearance::{Appearance, Family, Mode, Ranges};
 use super::field::smooth_field_any;
 use super::scene::{place_mitos_with, Canvas, Mito, RHO_CYTO};
-use super::{context as ctx, imaging, mito_style, region};
 use super::{boxes_from_membranes, SynthImage};
+use super::{context as ctx, imaging, mito_style, region};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -38,7 +41,8 @@ pub struct RandomConfig {
     pub ranges: Ranges,
     /// Mitochondria per image, `min..=max` (default 1..=5).
     pub n_mito: (usize, usize),
-    /// Probability that a mitochondrion is placed across the border (default 0.3).
+    /// Probability that a mitochondrion is placed across the border (default 0.3); bodies
+    /// larger than the field of view (shape `Huge`) are cut whatever this is.
     pub p_incomplete: f32,
 }
 
@@ -150,6 +154,10 @@ fn build_scene(cfg: &RandomConfig, app: &Appearance, rng: &mut ChaCha8Rng) -> (C
     for (k, m) in mitos.iter().enumerate() {
         m.render(&mut cv, (k + 1) as u8, slice.then_some(m.zc), fine_s);
     }
+    // In a section nothing else can be inside a mitochondrion: keep the mitochondria's density
+    // apart and let the context show only where the section is free of them.
+    let mito_density = std::mem::replace(&mut cv.density, vec![0.0; h * w]);
+    let mito_occ = cv.occupancy.clone();
     let t = nm(st.membrane_nm).max(1.0);
     let rho = st.rho_mem;
     for _ in 0..cx.autophagosomes {
@@ -194,7 +202,9 @@ fn build_scene(cfg: &RandomConfig, app: &Appearance, rng: &mut ChaCha8Rng) -> (C
     } else {
         let vol_um3 = area_um2 * cx.thickness_nm / 1000.0;
         let n_rib = (cx.ribosomes_per_um3 * vol_um3) as usize;
-        ribs.extend(super::scene::sample_ribosomes(rng, &cv, n_rib, px, thickness));
+        ribs.extend(super::scene::sample_ribosomes(
+            rng, &cv, n_rib, px, thickness,
+        ));
     }
     for r in &ribs {
         let dz = slice.then(|| rng.gen_range(-0.9..0.9) * r.r);
@@ -220,6 +230,14 @@ fn build_scene(cfg: &RandomConfig, app: &Appearance, rng: &mut ChaCha8Rng) -> (C
             let tex = 1.0 + cx.cyto_tex * fine[[i, j]] + 0.5 * cx.cyto_tex * coarse[[i, j]];
             cv.density[k] += RHO_CYTO * free * tex.max(0.0);
         }
+    }
+    for (k, d) in cv.density.iter_mut().enumerate() {
+        let keep = if slice {
+            1.0 - mito_occ[k].min(1.0)
+        } else {
+            1.0
+        };
+        *d = mito_density[k] + *d * keep;
     }
     // Cell boundary.
     if cx.plasma_membrane || cx.lamella_edge {

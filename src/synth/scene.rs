@@ -63,7 +63,10 @@ impl Canvas {
     }
 
     /// Pixel index range `(i0..i1, j0..j1)` covering the box `[x1, y1, x2, y2]`, clipped.
-    pub(crate) fn span(&self, b: [f32; 4]) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+    pub(crate) fn span(
+        &self,
+        b: [f32; 4],
+    ) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
         let j0 = b[0].floor().max(0.0) as usize;
         let i0 = b[1].floor().max(0.0) as usize;
         let j1 = (b[2].ceil().max(0.0) as usize).min(self.w);
@@ -200,7 +203,12 @@ impl Mito {
         let mut b = self.spine.bbox();
         if let Some((br, _)) = &self.branch {
             let c = br.bbox();
-            b = [b[0].min(c[0]), b[1].min(c[1]), b[2].max(c[2]), b[3].max(c[3])];
+            b = [
+                b[0].min(c[0]),
+                b[1].min(c[1]),
+                b[2].max(c[2]),
+                b[3].max(c[3]),
+            ];
         }
         let r = self.reach() + 1.5;
         [b[0] - r, b[1] - r, b[2] + r, b[3] + r]
@@ -217,6 +225,11 @@ impl Mito {
         let (am, cm) = (ai - t, ci - t); // matrix
         let mid = self.spine.mid();
         let crista_k = if dz.is_none() { 1.0 } else { 0.0 };
+        let crista_trig: Vec<(f32, f32)> = self
+            .cristae
+            .iter()
+            .map(|cr| (cr.tilt.tan(), cr.tilt.cos()))
+            .collect();
         for i in ri {
             for j in rj.clone() {
                 let p = centre(i, j);
@@ -254,12 +267,12 @@ impl Mito {
                 if mat > 0.0 {
                     d += (RHO_CYTO + self.d_matrix) * mat * (1.0 + self.tex_amp * tex[idx]);
                     let v = f.v / k;
-                    for cr in &self.cristae {
+                    for (cr, &(tan_t, cos_t)) in self.cristae.iter().zip(&crista_trig) {
                         // Distance to the crista's centre line (shaft), rounded at the tip.
                         let s = cr.side * v; // towards the attached side: am .. am (1 - 2 reach)
                         let s_tip = am * (1.0 - 2.0 * cr.reach);
-                        let delta = f.u - (cr.u0 + cr.tilt.tan() * v + cr.bend * v * v / a);
-                        let shaft = delta.abs() * cr.tilt.cos();
+                        let delta = f.u - (cr.u0 + tan_t * v + cr.bend * v * v / a);
+                        let shaft = delta.abs() * cos_t;
                         let dc = if s < s_tip {
                             (shaft * shaft + (s_tip - s) * (s_tip - s)).sqrt()
                         } else {
