@@ -30,8 +30,8 @@ cargo build --release
 CRYODET=${CRYODET:-${CARGO_TARGET_DIR:-target}/release/cryodet}
 mkdir -p "$OUT"
 
-[ -d "$OUT/train_data/images" ] || "$CRYODET" synth "$OUT/train_data" --n "$N_TRAIN" --size "$GEN_SIZE" --snr "$SNR" --seed 1 --groups 10
-[ -d "$OUT/test_data/images" ] || "$CRYODET" synth "$OUT/test_data" --n "$N_TEST" --size "$GEN_SIZE" --snr "$SNR" --seed 2 --groups 10
+[ -d "$OUT/train_data/images" ] || "$CRYODET" synth "$OUT/train_data" --classic --n "$N_TRAIN" --size "$GEN_SIZE" --snr "$SNR" --seed 1 --groups 10
+[ -d "$OUT/test_data/images" ] || "$CRYODET" synth "$OUT/test_data" --classic --n "$N_TEST" --size "$GEN_SIZE" --snr "$SNR" --seed 2 --groups 10
 
 for variant in preprocessed raw; do
   flags=()

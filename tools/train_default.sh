@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# (The round-1 recipe of the classic single-style model; the shipped model now comes from
+# tools/train_general.sh. Kept to reproduce that model and its measurements.)
 # Trains the shipped default model (weights/default.safetensors) on a synthetic data set:
 #   cryodet synth -> cryodet train -> cryodet detect (held-out split) -> cryodet eval
 #
@@ -50,7 +52,7 @@ mkdir -p "$WORK"
 
 # 1. Synthetic images with LabelImg annotations and a group manifest.
 if [ ! -d "$WORK/data/images" ]; then
-  "$CRYODET" synth "$WORK/data" --n "$N" --size "$GEN_SIZE" --snr "$SNR" --seed "$SEED" --groups 10
+  "$CRYODET" synth "$WORK/data" --classic --n "$N" --size "$GEN_SIZE" --snr "$SNR" --seed "$SEED" --groups 10
 fi
 
 # 2. Training (resumes if a previous run was interrupted).
@@ -80,7 +82,7 @@ cp "$WORK/run/best.safetensors" weights/default.safetensors
 python3 tools/set_metadata.py weights/default.safetensors "score_thresh=$THRESH"
 
 # 5. The acceptance test: a fresh synthetic test set (seed 2, never seen), P/R/F1 at that threshold.
-[ -d "$WORK/fresh_test/images" ] || "$CRYODET" synth "$WORK/fresh_test" --n 60 --size "$GEN_SIZE" --snr "$SNR" --seed 2 --groups 10
+[ -d "$WORK/fresh_test/images" ] || "$CRYODET" synth "$WORK/fresh_test" --classic --n 60 --size "$GEN_SIZE" --snr "$SNR" --seed 2 --groups 10
 "$CRYODET" eval --gt "$WORK/fresh_test/annotations" --weights weights/default.safetensors \
   --images "$WORK/fresh_test/images" --groups "$WORK/fresh_test/manifest.csv" --score-thresh "$THRESH" \
   --out "$WORK/eval_fresh"

@@ -50,7 +50,7 @@ mkdir -p "$WORK/data/images" "$WORK/data/annotations"
 #    is its name up to the last '_' (train --split-by-group).
 for s in $TRAIN_SEEDS; do
   d="$WORK/stacks/s$s"
-  [ -d "$d/slices/images" ] || "$CRYODET" synth "$d" --n 0 --size "$GEN_SIZE" --snr "$SNR" --seed "$s" \
+  [ -d "$d/slices/images" ] || "$CRYODET" synth "$d" --classic --n 0 --size "$GEN_SIZE" --snr "$SNR" --seed "$s" \
     --mrc-slices "$NZ" --slice-images > /dev/null
   rm -f "$d/stack.mrc" # only the slice images are needed
   for f in "$d"/slices/images/*.png; do
@@ -97,7 +97,7 @@ python3 tools/set_metadata.py weights/slices.safetensors "score_thresh=$THRESH" 
 status=0
 for s in $DEV_SEEDS $TEST_SEEDS; do
   d="$WORK/test3d/t$s"
-  [ -f "$d/stack.mrc" ] || "$CRYODET" synth "$d" --n 0 --size "$GEN_SIZE" --snr "$SNR" --seed "$s" \
+  [ -f "$d/stack.mrc" ] || "$CRYODET" synth "$d" --classic --n 0 --size "$GEN_SIZE" --snr "$SNR" --seed "$s" \
     --mrc-slices "$NZ" > /dev/null
   "$CRYODET" detect "$d/stack.mrc" --3d --weights weights/slices.safetensors --out "$d/det" 2> /dev/null
   echo "== tomogram seed $s"
