@@ -123,9 +123,11 @@ fn json(p: &Path) -> serde_json::Value {
 /// A gray image `[H, W]` saved as 8-bit PNG.
 fn png(path: &Path, img: &Array2<u8>) {
     let (h, w) = img.dim();
-    image::GrayImage::from_fn(w as u32, h as u32, |x, y| image::Luma([img[[y as usize, x as usize]]]))
-        .save(path)
-        .unwrap();
+    image::GrayImage::from_fn(w as u32, h as u32, |x, y| {
+        image::Luma([img[[y as usize, x as usize]]])
+    })
+    .save(path)
+    .unwrap();
 }
 
 /// A 64x64 test picture: a bright disc at (cy, cx) on a ramp.
@@ -184,10 +186,17 @@ fn trailing_bytes_are_a_one_line_warning() {
     b.extend_from_slice(&[7u8; 512]);
     std::fs::write(&p, &b).unwrap();
     let (_, e) = ok(&["info", s(&p)]);
-    assert!(e.contains("tail.mrc: 512 byte(s) after the voxel data ignored"), "{e}");
+    assert!(
+        e.contains("tail.mrc: 512 byte(s) after the voxel data ignored"),
+        "{e}"
+    );
     let (code, _, e) = detect(&[s(&p)], &d.join("out"), &[]);
     assert_eq!(code, 0, "{e}");
-    assert_eq!(e.matches("512 byte(s) after the voxel data").count(), 1, "{e}");
+    assert_eq!(
+        e.matches("512 byte(s) after the voxel data").count(),
+        1,
+        "{e}"
+    );
     assert_eq!(json(&d.join("out/tail.json"))["depth"], 2);
 }
 
@@ -219,7 +228,10 @@ fn mrc_recognized_by_header_and_decompressed() {
         ("vol.map.bz2", "bzip2 compressed"),
     ] {
         let (o, _) = ok(&["info", s(&d.join(name))]);
-        assert!(o.contains("type       MRC") && o.contains(what), "{name}: {o}");
+        assert!(
+            o.contains("type       MRC") && o.contains(what),
+            "{name}: {o}"
+        );
         assert_eq!(intensity_line(&o), reference, "{name}");
     }
     // A compressed file that is not an MRC: the message names the compression.
@@ -228,7 +240,10 @@ fn mrc_recognized_by_header_and_decompressed() {
     e.write_all(b"\x89PNG not really").unwrap();
     std::fs::write(&png_gz, e.finish().unwrap()).unwrap();
     let (code, _, err) = run(&["info", s(&png_gz)]);
-    assert!(code == 1 && err.contains("img.png.gz") && err.contains("gzip compressed"), "{err}");
+    assert!(
+        code == 1 && err.contains("img.png.gz") && err.contains("gzip compressed"),
+        "{err}"
+    );
     // detect reads them as stacks; a directory includes the MRC of an unknown extension.
     let out = d.join("out");
     let (code, _, err) = detect(&[s(&gz), s(&bz)], &out, &[]);
@@ -267,11 +282,18 @@ fn no_objects_no_point_file_and_labels_keep_the_geometry() {
     );
     assert_eq!(code, 0, "{e}");
     assert!(e.contains("no IMOD point file"), "{e}");
-    assert!(!out.join("geo.objects.txt").exists(), "empty/stale point file left");
+    assert!(
+        !out.join("geo.objects.txt").exists(),
+        "empty/stale point file left"
+    );
     assert!(out.join("geo.objects.json").is_file());
     let h = mrc::read_header(&out.join("geo.labels.mrc")).unwrap();
     for i in 0..3 {
-        assert!((h.voxel_size[i] - geom.voxel_size[i]).abs() < 1e-3, "{:?}", h.voxel_size);
+        assert!(
+            (h.voxel_size[i] - geom.voxel_size[i]).abs() < 1e-3,
+            "{:?}",
+            h.voxel_size
+        );
     }
     assert_eq!(h.origin, geom.origin);
     assert_eq!(h.nstart, geom.nstart);
@@ -305,12 +327,20 @@ fn boxes_are_clipped_to_the_image_after_mapping_back() {
             .map(|x| x.as_f64().unwrap())
             .collect();
         assert!(
-            0.0 <= b[0] && b[0] < b[2] && b[2] <= 100.0 && 0.0 <= b[1] && b[1] < b[3] && b[3] <= 100.0,
+            0.0 <= b[0]
+                && b[0] < b[2]
+                && b[2] <= 100.0
+                && 0.0 <= b[1]
+                && b[1] < b[3]
+                && b[3] <= 100.0,
             "box outside the 100x100 image: {b:?}"
         );
         at_border += usize::from(b[2] == 100.0 || b[3] == 100.0);
     }
-    assert!(at_border > 0, "no box reaches the border: the test checks nothing");
+    assert!(
+        at_border > 0,
+        "no box reaches the border: the test checks nothing"
+    );
 }
 
 // ---------------------------------------------------------------------------------- item 8
@@ -342,8 +372,14 @@ fn output_names_are_unique_within_a_run() {
     let out = d.join("out_c");
     let (code, _, e) = detect(&[s(&d.join("c"))], &out, &[]);
     assert_eq!(code, 0, "{e}");
-    assert!(json(&out.join("x.json"))["image"].as_str().unwrap().ends_with("x.png"));
-    assert!(json(&out.join("x_1.json"))["image"].as_str().unwrap().ends_with("x.tif"));
+    assert!(json(&out.join("x.json"))["image"]
+        .as_str()
+        .unwrap()
+        .ends_with("x.png"));
+    assert!(json(&out.join("x_1.json"))["image"]
+        .as_str()
+        .unwrap()
+        .ends_with("x.tif"));
 }
 
 // ---------------------------------------------------------------------------------- item 11
@@ -362,10 +398,17 @@ fn a_nan_slice_leaves_no_output_and_names_the_slice() {
         e.contains("st.mrc") && e.contains("slice 3") && e.contains("--mask-nonfinite"),
         "{e}"
     );
-    let left: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).collect();
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert!(left.is_empty(), "outputs left by a failed input: {left:?}");
     // With the option: every output, no temporary directory.
-    let (code, _, e) = detect(&[s(&p)], &out, &["--format", "json,csv,voc", "--mask-nonfinite"]);
+    let (code, _, e) = detect(
+        &[s(&p)],
+        &out,
+        &["--format", "json,csv,voc", "--mask-nonfinite"],
+    );
     assert_eq!(code, 0, "{e}");
     assert!(e.contains("slice 3: 1 NaN/Inf pixel(s) replaced"), "{e}");
     let names: Vec<String> = std::fs::read_dir(&out)
@@ -487,11 +530,18 @@ fn info_skips_blank_labels_and_garbage_types_and_explains_smooth_snr() {
     b[104..108].copy_from_slice(&[0xff, 0x01, 0x9c, 0x00]);
     std::fs::write(&p, &b).unwrap();
     let (o, _) = ok(&["info", s(&p)]);
-    assert_eq!(o.lines().filter(|l| l.starts_with("label")).count(), 1, "{o}");
+    assert_eq!(
+        o.lines().filter(|l| l.starts_with("label")).count(),
+        1,
+        "{o}"
+    );
     assert!(o.contains("(type unset)"), "{o}");
     // A ramp: the autocorrelation finds no noise.
     let ramp = d.join("ramp.png");
-    png(&ramp, &Array2::from_shape_fn((64, 64), |(y, x)| (x + y) as u8));
+    png(
+        &ramp,
+        &Array2::from_shape_fn((64, 64), |(y, x)| (x + y) as u8),
+    );
     let (o, _) = ok(&["info", s(&ramp)]);
     assert!(o.contains("SNR        not estimated"), "{o}");
 }

@@ -285,7 +285,10 @@ fn mrc_errors_are_typed_and_allocate_nothing() {
     // Trailing bytes are counted, not an error (mrcfile warns, IMOD reads such files).
     let p = corrupted("mode2.mrc", "trailing.mrc", |b| b.extend([0u8; 8]));
     assert_eq!(mrc::read_header(&p).unwrap().trailing_bytes, 8);
-    assert_eq!(mrc::read_volume(&p).unwrap(), mrc::read_volume(&fx("mode2.mrc")).unwrap());
+    assert_eq!(
+        mrc::read_volume(&p).unwrap(),
+        mrc::read_volume(&fx("mode2.mrc")).unwrap()
+    );
     let p = fx("mode2.mrc");
     let h = mrc::read_header(&p).unwrap();
     assert!(err_text(mrc::read_slice(&p, &h, 3)).contains("out of range"));

@@ -167,7 +167,10 @@ fn mrc_malformed_headers_and_sizes() {
     std::fs::write(&p, &b).unwrap();
     let (code, err) = run(&["info", s(&p)]);
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("trailing.mrc: 10 byte(s) after the voxel data"), "{err}");
+    assert!(
+        err.contains("trailing.mrc: 10 byte(s) after the voxel data"),
+        "{err}"
+    );
     // 4. unsupported mode
     let mut b = good.clone();
     put_i32(&mut b, 12, 3);

@@ -193,8 +193,7 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// File stem, after removing a `.gz` / `.bz2` suffix (`emd_1.map.gz` -> `emd_1`).
 fn stem(p: &Path) -> String {
     let mut p = p.to_path_buf();
-    if p
-        .extension()
+    if p.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("gz") || e.eq_ignore_ascii_case("bz2"))
     {
@@ -378,7 +377,9 @@ pub fn run(args: Args) -> Result<()> {
         let t0 = Instant::now();
         let result = Staging::new(&args.out, name).and_then(|mut stage| {
             let summary = match open_stack(input, &args)? {
-                Some(stack) => detect_stack(&model, input, &stack, name, &args, &cfg, &formats, &mut stage)?,
+                Some(stack) => detect_stack(
+                    &model, input, &stack, name, &args, &cfg, &formats, &mut stage,
+                )?,
                 None => detect_image(&model, input, name, &args, &cfg, &formats, &mut stage)?,
             };
             stage.commit()?;
@@ -510,7 +511,12 @@ pub fn open_stack(input: &Path, args: &Args) -> Result<Option<Stack>> {
 }
 
 /// Non-finite pixels: the error names the slice (stacks) and `--mask-nonfinite`.
-fn read_checked(path: &Path, raw: Array2<f32>, mask: bool, z: Option<usize>) -> Result<Array2<f32>> {
+fn read_checked(
+    path: &Path,
+    raw: Array2<f32>,
+    mask: bool,
+    z: Option<usize>,
+) -> Result<Array2<f32>> {
     let where_ = z.map_or(String::new(), |z| format!("slice {z}: "));
     let (img, masked) = image::check_finite_hint(
         path,

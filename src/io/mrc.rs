@@ -343,7 +343,10 @@ pub fn parse_header(path: &Path, b: &[u8; HEADER_LEN]) -> Result<MrcHeader> {
         }
     }
     let raw_type = &b[104..108];
-    let exttyp = if raw_type.iter().all(|&c| c == 0 || c.is_ascii_graphic() || c == b' ') {
+    let exttyp = if raw_type
+        .iter()
+        .all(|&c| c == 0 || c.is_ascii_graphic() || c == b' ')
+    {
         String::from_utf8_lossy(raw_type)
             .trim_matches(['\0', ' '])
             .to_string()
@@ -394,7 +397,8 @@ pub fn read_header(path: &Path) -> Result<MrcHeader> {
     if comp != Compression::None {
         let mut r = open_stream(path, comp)?;
         let (h, mut len) = read_stream_header(path, comp, &mut r)?;
-        len += std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| stream_err(path, comp, e))?;
+        len +=
+            std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| stream_err(path, comp, e))?;
         let mut h = h;
         h.trailing_bytes = check_size(path, &h, len)?;
         return Ok(h);
@@ -591,7 +595,8 @@ impl MrcReader {
             .read_to_end(&mut data)
             .map_err(|e| stream_err(path, comp, e))?;
         len += data.len() as u64;
-        len += std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| stream_err(path, comp, e))?;
+        len +=
+            std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| stream_err(path, comp, e))?;
         h.trailing_bytes = check_size(path, &h, len)?;
         Ok(MrcReader {
             path: path.to_path_buf(),
@@ -839,7 +844,8 @@ impl MrcWriter {
         let h = self.header_bytes();
         self.f.flush().map_err(|e| Error::io(&path, e))?;
         let f = self.f.get_mut();
-        f.seek(SeekFrom::Start(0)).map_err(|e| Error::io(&path, e))?;
+        f.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io(&path, e))?;
         f.write_all(&h).map_err(|e| Error::io(&path, e))?;
         f.flush().map_err(|e| Error::io(&path, e))
     }
