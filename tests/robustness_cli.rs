@@ -160,10 +160,17 @@ fn mrc_malformed_headers_and_sizes() {
         &good[..half],
         &["MRC size mismatch", "truncated?"],
     );
-    // 3. trailing bytes
+    // 3. trailing bytes: read (as mrcfile and IMOD do), with a one-line warning (tests/files.rs)
     let mut b = good.clone();
     b.extend_from_slice(&[0u8; 10]);
-    info_fails(&d, "trailing.mrc", &b, &["trailing data"]);
+    let p = d.join("trailing.mrc");
+    std::fs::write(&p, &b).unwrap();
+    let (code, err) = run(&["info", s(&p)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("trailing.mrc: 10 byte(s) after the voxel data"),
+        "{err}"
+    );
     // 4. unsupported mode
     let mut b = good.clone();
     put_i32(&mut b, 12, 3);
@@ -277,7 +284,7 @@ fn mrc_nan_pixels_fail_or_are_masked_and_slices_and_tilts_are_checked() {
     let (code, err) = run(&args);
     assert_eq!(code, 0, "{err}");
     assert!(
-        err.contains("nan_stack.mrc: 1 NaN/Inf pixel(s) replaced by the median"),
+        err.contains("nan_stack.mrc: slice 0: 1 NaN/Inf pixel(s) replaced by the median"),
         "{err}"
     );
     // 16. --slices outside the stack

@@ -1,11 +1,23 @@
-//! `cryodet detect`: organelles in images (PNG, TIFF, JPEG; 8/16-bit), MRC stacks (slice by
-//! slice, optionally linked into 3D objects) and directories of them.
+//! `cryodet detect`: organelles in images (PNG, TIFF, JPEG; 8/16-bit), stacks (MRC files, also
+//! `.gz`/`.bz2` compressed or recognized by their header whatever their name, and multi-page
+//! TIFF files; slice by slice, optionally linked into 3D objects) and directories of them.
 //!
 //! Writes, per input `NAME`, into `--out`: `NAME.json` (always), `NAME.csv` and `NAME.xml`
 //! (LabelImg VOC, per slice `NAME_z0007.xml` for stacks) by `--format`, `NAME.overlay.png` by
 //! `--overlay` (predictions blue, ground truth from `--gt` red, as the study's Fig. 5), and for
-//! `--3d`: `NAME.objects.json`, `NAME.objects.csv`, `NAME.objects.txt` (IMOD point2model input),
-//! `NAME.montage.png`, and `NAME.labels.mrc` with `--label-volume`.
+//! `--3d`: `NAME.objects.json`, `NAME.objects.csv`, `NAME.objects.txt` (IMOD point2model input;
+//! not written, with a note, when there is no object: IMOD cannot read an empty point file),
+//! `NAME.montage.png`, and `NAME.labels.mrc` with `--label-volume` (the input's voxel size per
+//! axis, origin and start indices).
+//!
+//! Output names ([`output_names`]): `NAME` is the file stem (`.gz`/`.bz2` removed first). When
+//! several inputs of one run have the same stem (`a/x.png b/x.png`, or `x.tif x.png`), the first
+//! keeps `NAME` and each later one gets the first free `NAME_1`, `NAME_2`, ..., with a note on
+//! stderr; the names are fixed over the whole input list before `--shard` splits it. Files from
+//! an earlier run with the same names are replaced (the normal rerun).
+//!
+//! All-or-nothing: an input's outputs are written into a temporary directory inside `--out`
+//! and renamed into place when the input is done; a failing input leaves no output of its own.
 //! A failing input is reported on one line and skipped; the exit code is non-zero if any failed.
 
 use crate::draw::{draw_rect, draw_text, gray_to_rgb};
@@ -13,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::io::detections::{
     write_csv, write_json, Detection, ImageDetections, SliceDetections, StackDetections,
 };
+use crate::io::pixel_size::PixelSize;
 use crate::io::{image, mrc, voc};
 use crate::model::FasterRcnn;
 use crate::pipeline::{default_slice_weights, default_weights, detect_raw_at, PipelineConfig};
@@ -23,7 +36,8 @@ use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Images, MRC stacks (.mrc .st .ali .rec .mrcs) or directories of them.
+    /// Images, stacks (MRC: .mrc .st .ali .rec .mrcs .map .ccp4 .preali, .gz/.bz2, or any name
+    /// with an MRC header; multi-page TIFF) or directories of them.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// Weight file; default: the shipped weights/default.safetensors (projections and images),
@@ -90,9 +104,27 @@ pub struct Args {
     /// Process every N-th input starting at I (`I/N`, 0-based), e.g. `$SLURM_ARRAY_TASK_ID/16`.
     #[arg(long)]
     pub shard: Option<String>,
+    /// MRC mode 0: read bytes as signed (-128..127) or unsigned (0..255). Default: IMOD's
+    /// flag when the file has IMOD's stamp, else signed (MRC2014).
+    #[arg(long, value_name = "yes|no")]
+    pub mrc_signed_bytes: Option<YesNo>,
     /// Threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+/// A yes/no option value.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum YesNo {
+    Yes,
+    No,
+}
+
+impl YesNo {
+    /// `Some(true)` for yes; `None` when the option was not given.
+    pub fn flag(v: Option<YesNo>) -> Option<bool> {
+        v.map(|v| v == YesNo::Yes)
+    }
 }
 
 /// Parses `I/N`.
@@ -132,7 +164,8 @@ pub fn parse_slices(s: &str, nz: usize) -> Result<std::ops::Range<usize>> {
     Ok(r)
 }
 
-/// Files named on the command line, directories expanded (sorted; images and MRC files only).
+/// Files named on the command line, directories expanded (sorted; images and MRC files only:
+/// an image extension, an MRC extension, or an MRC header).
 pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in inputs {
@@ -140,7 +173,7 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
             let mut v: Vec<PathBuf> = std::fs::read_dir(p)
                 .map_err(|e| Error::io(p, e))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.is_file() && (image::is_image_path(f) || mrc::is_mrc_path(f)))
+                .filter(|f| f.is_file() && (image::is_image_path(f) || mrc::is_mrc_file(f)))
                 .collect();
             v.sort();
             if v.is_empty() {
@@ -157,9 +190,45 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// File stem, after removing a `.gz` / `.bz2` suffix (`emd_1.map.gz` -> `emd_1`).
 fn stem(p: &Path) -> String {
+    let mut p = p.to_path_buf();
+    if p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz") || e.eq_ignore_ascii_case("bz2"))
+    {
+        p = PathBuf::from(p.file_stem().unwrap_or_default());
+    }
     p.file_stem()
         .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned())
+}
+
+/// Output base names of `inputs`, unique within the run (compared case-insensitively, as on
+/// macOS and Windows file systems): the stem, or for a stem already used by an earlier input
+/// the first `STEM_k` (k = 1, 2, ...) that is neither another input's stem nor already given.
+pub fn output_names(inputs: &[PathBuf]) -> Vec<String> {
+    let stems: Vec<String> = inputs.iter().map(|p| stem(p)).collect();
+    let reserved: std::collections::HashSet<String> =
+        stems.iter().map(|s| s.to_lowercase()).collect();
+    let mut given = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(stems.len());
+    for s in &stems {
+        if given.insert(s.to_lowercase()) {
+            out.push(s.clone());
+            continue;
+        }
+        let mut k = 1;
+        loop {
+            let c = format!("{s}_{k}");
+            let key = c.to_lowercase();
+            if !reserved.contains(&key) && given.insert(key) {
+                out.push(c);
+                break;
+            }
+            k += 1;
+        }
+    }
+    out
 }
 
 struct Formats {
@@ -187,6 +256,65 @@ fn parse_formats(s: &str) -> Result<Formats> {
     Ok(f)
 }
 
+/// The outputs of one input, written under a temporary directory inside the output directory
+/// and renamed into place by [`Staging::commit`]; dropped without a commit, they are deleted.
+struct Staging {
+    out: PathBuf,
+    tmp: PathBuf,
+    files: Vec<String>,
+    /// Files of an earlier run that this input's outputs make stale (deleted at the commit).
+    stale: Vec<String>,
+    committed: bool,
+}
+
+impl Staging {
+    /// `name` is the input's unique output name (unique across `--shard` jobs too).
+    fn new(out: &Path, name: &str) -> Result<Staging> {
+        let tmp = out.join(format!(".cryodet-partial-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        Ok(Staging {
+            out: out.to_path_buf(),
+            tmp,
+            files: Vec::new(),
+            stale: Vec::new(),
+            committed: false,
+        })
+    }
+    /// Temporary path of the output file `name`.
+    fn file(&mut self, name: String) -> PathBuf {
+        let p = self.tmp.join(&name);
+        self.files.push(name);
+        p
+    }
+    /// Final path of the output file `name` (for messages).
+    fn final_path(&self, name: &str) -> PathBuf {
+        self.out.join(name)
+    }
+    fn commit(mut self) -> Result<()> {
+        for name in &self.stale {
+            let p = self.out.join(name);
+            if p.is_file() {
+                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+                eprintln!("  note: removed {} of an earlier run", p.display());
+            }
+        }
+        for name in &self.files {
+            let to = self.out.join(name);
+            std::fs::rename(self.tmp.join(name), &to).map_err(|e| Error::io(&to, e))?;
+        }
+        self.committed = true;
+        std::fs::remove_dir_all(&self.tmp).map_err(|e| Error::io(&self.tmp, e))
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
     crate::nn::gemm::set_threads(args.threads.unwrap_or_else(super::trace::num_threads));
     let formats = parse_formats(&args.format)?;
@@ -205,14 +333,26 @@ pub fn run(args: Args) -> Result<()> {
     if args.weights.is_none() {
         eprintln!("weights: {}", weights.display());
     }
-    let mut inputs = expand_inputs(&args.inputs)?;
+    let inputs = expand_inputs(&args.inputs)?;
     if inputs.is_empty() {
         return Err(Error::invalid(
             "no input files: the given directories hold no images or MRC files",
         ));
     }
+    // Names over the whole list, so that shards of one list never collide.
+    let names = output_names(&inputs);
+    let mut jobs: Vec<(PathBuf, String)> = inputs.into_iter().zip(names).collect();
     if let Some((i, n)) = shard {
-        inputs = inputs.into_iter().skip(i).step_by(n).collect();
+        jobs = jobs.into_iter().skip(i).step_by(n).collect();
+    }
+    for (input, name) in &jobs {
+        if *name != stem(input) {
+            eprintln!(
+                "note: {}: another input has the name {:?}; its outputs are named {name}.*",
+                input.display(),
+                stem(input)
+            );
+        }
     }
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
     // --3d: the model's 3D threshold (metadata score_thresh_3d) unless --score-thresh is given.
@@ -230,16 +370,21 @@ pub fn run(args: Args) -> Result<()> {
     );
     cfg.pixel_size = crate::pipeline::check_pixel_size(args.pixel_size)?;
     cfg.max_input = crate::pipeline::check_max_input(args.max_input)?;
-    let n = inputs.len();
+    let n = jobs.len();
     let mut failures: Vec<String> = Vec::new();
     let t_all = Instant::now();
-    for (k, input) in inputs.iter().enumerate() {
+    for (k, (input, name)) in jobs.iter().enumerate() {
         let t0 = Instant::now();
-        let result = if mrc::is_mrc_path(input) {
-            detect_stack(&model, input, &args, &cfg, &formats)
-        } else {
-            detect_image(&model, input, &args, &cfg, &formats)
-        };
+        let result = Staging::new(&args.out, name).and_then(|mut stage| {
+            let summary = match open_stack(input, &args)? {
+                Some(stack) => detect_stack(
+                    &model, input, &stack, name, &args, &cfg, &formats, &mut stage,
+                )?,
+                None => detect_image(&model, input, name, &args, &cfg, &formats, &mut stage)?,
+            };
+            stage.commit()?;
+            Ok(summary)
+        });
         match result {
             Ok(summary) => eprintln!(
                 "[{}/{}] {}: {summary} ({:.2} s)",
@@ -280,32 +425,167 @@ pub fn run(args: Args) -> Result<()> {
     }
 }
 
-fn read_checked(path: &Path, raw: Array2<f32>, mask: bool) -> Result<Array2<f32>> {
-    let (img, masked) = image::check_finite(path, raw, mask)?;
+/// A stack of 2-D sections: an MRC file or a multi-page TIFF file.
+pub enum Stack {
+    Mrc(mrc::MrcReader),
+    Tiff {
+        path: PathBuf,
+        pages: usize,
+        height: usize,
+        width: usize,
+    },
+}
+
+impl Stack {
+    /// `(nz, ny, nx)`.
+    pub fn dims(&self) -> (usize, usize, usize) {
+        match self {
+            Stack::Mrc(r) => (r.header.nz, r.header.ny, r.header.nx),
+            Stack::Tiff {
+                pages,
+                height,
+                width,
+                ..
+            } => (*pages, *height, *width),
+        }
+    }
+    /// Section `z` as `[ny, nx]` raw intensities.
+    pub fn slice(&self, z: usize) -> Result<Array2<f32>> {
+        match self {
+            Stack::Mrc(r) => r.slice(z),
+            Stack::Tiff {
+                path,
+                height,
+                width,
+                ..
+            } => {
+                let img = image::read_tiff_page(path, z)?;
+                if img.dim() != (*height, *width) {
+                    return Err(Error::format(
+                        path,
+                        format!(
+                            "TIFF page {z} is {}x{} (W x H), page 0 is {width}x{height}: not a stack",
+                            img.dim().1,
+                            img.dim().0
+                        ),
+                    ));
+                }
+                Ok(img)
+            }
+        }
+    }
+    /// Geometry for the label volume: an MRC's own header; for TIFF the pixel size (Å) on
+    /// every axis, origin 0.
+    pub fn geometry(&self, pixel: Option<PixelSize>) -> mrc::MrcGeometry {
+        match self {
+            Stack::Mrc(r) => mrc::MrcGeometry::of_header(&r.header),
+            Stack::Tiff { .. } => mrc::MrcGeometry::isotropic(pixel.map_or(1.0, |p| p.nm * 10.0)),
+        }
+    }
+}
+
+/// The input as a stack (MRC by name or header; TIFF with more than one page), `None` for a
+/// single image. Prints the trailing-bytes warning of an MRC file.
+pub fn open_stack(input: &Path, args: &Args) -> Result<Option<Stack>> {
+    if mrc::is_mrc_file(input) {
+        let mut r = mrc::MrcReader::open(input)?;
+        r.set_signed_bytes(YesNo::flag(args.mrc_signed_bytes));
+        if let Some(w) = mrc::trailing_warning(input, &r.header) {
+            eprintln!("{w}");
+        }
+        return Ok(Some(Stack::Mrc(r)));
+    }
+    if image::is_tiff_file(input) {
+        let pages = image::tiff_page_count(input)?;
+        if pages > 1 {
+            let info = image::image_info(input)?;
+            return Ok(Some(Stack::Tiff {
+                path: input.to_path_buf(),
+                pages,
+                height: info.height as usize,
+                width: info.width as usize,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Non-finite pixels: the error names the slice (stacks) and `--mask-nonfinite`.
+fn read_checked(
+    path: &Path,
+    raw: Array2<f32>,
+    mask: bool,
+    z: Option<usize>,
+) -> Result<Array2<f32>> {
+    let where_ = z.map_or(String::new(), |z| format!("slice {z}: "));
+    let (img, masked) = image::check_finite_hint(
+        path,
+        raw,
+        mask,
+        "use --mask-nonfinite to replace them by the median",
+    )
+    .map_err(|e| match e {
+        Error::Format { path, reason } => Error::Format {
+            path,
+            reason: format!("{where_}{reason}"),
+        },
+        other => other,
+    })?;
     if masked > 0 {
         eprintln!(
-            "warning: {}: {masked} NaN/Inf pixel(s) replaced by the median",
+            "warning: {}: {where_}{masked} NaN/Inf pixel(s) replaced by the median",
             path.display()
         );
     }
     Ok(img)
 }
 
+/// Clip boxes to the image `[0, w] x [0, h]` after the mapping back to original pixels (the
+/// f32 ratio can overshoot the border: 640.00006 on a 640-pixel side); boxes left empty are
+/// dropped.
+pub fn clip_to_image(dets: &mut Vec<Detection>, h: usize, w: usize) {
+    let (wf, hf) = (w as f32, h as f32);
+    for d in dets.iter_mut() {
+        let b = &mut d.bbox;
+        b[0] = b[0].clamp(0.0, wf);
+        b[2] = b[2].clamp(0.0, wf);
+        b[1] = b[1].clamp(0.0, hf);
+        b[3] = b[3].clamp(0.0, hf);
+    }
+    dets.retain(|d| d.bbox[0] < d.bbox[2] && d.bbox[1] < d.bbox[3]);
+}
+
+#[allow(clippy::too_many_arguments)]
 fn detect_image(
     model: &FasterRcnn,
     input: &Path,
+    name: &str,
     args: &Args,
     cfg: &PipelineConfig,
     formats: &Formats,
+    stage: &mut Staging,
 ) -> Result<String> {
-    let raw = read_checked(input, image::read_gray(input)?, args.mask_nonfinite)?;
+    if !image::is_image_path(input) && !image::is_tiff_file(input) {
+        if let Ok(c) = mrc::compression_of(input) {
+            if c != mrc::Compression::None {
+                return Err(Error::format(
+                    input,
+                    format!(
+                        "{} compressed, but not an MRC file: decompress it first (images are \
+                         read uncompressed)",
+                        c.name()
+                    ),
+                ));
+            }
+        }
+    }
+    let raw = read_checked(input, image::read_gray(input)?, args.mask_nonfinite, None)?;
     let (h, w) = raw.dim();
     let pixel = cfg.pixel_size_of(input)?;
-    let (dets, prepared) = detect_raw_at(model, &raw, cfg, pixel)?;
-    let name = stem(input);
-    let out = &args.out;
+    let (mut dets, prepared) = detect_raw_at(model, &raw, cfg, pixel)?;
+    clip_to_image(&mut dets, h, w);
     write_json(
-        out.join(format!("{name}.json")),
+        stage.file(format!("{name}.json")),
         &ImageDetections {
             image: input.display().to_string(),
             width: w as u32,
@@ -318,15 +598,15 @@ fn detect_image(
             .iter()
             .map(|d| (input.display().to_string(), None, d.clone()))
             .collect();
-        write_csv(out.join(format!("{name}.csv")), &rows)?;
+        write_csv(stage.file(format!("{name}.csv")), &rows)?;
     }
     if formats.voc {
-        write_voc_file(&out.join(format!("{name}.xml")), input, (h, w), &dets)?;
+        write_voc_file(&stage.file(format!("{name}.xml")), input, (h, w), &dets)?;
     }
     if args.overlay {
-        let gt = read_gt(args.gt.as_deref(), &name)?;
+        let gt = read_gt(args.gt.as_deref(), &stem(input))?;
         let img = overlay(&prepared.unit, &dets, &gt);
-        save_png(&out.join(format!("{name}.overlay.png")), &img)?;
+        save_png(&stage.file(format!("{name}.overlay.png")), &img)?;
     }
     Ok(format!(
         "{}; {} detection(s)",
@@ -404,32 +684,72 @@ pub fn overlay(unit: &Array2<f32>, dets: &[Detection], gt: &[[f32; 4]]) -> ::ima
 }
 
 fn save_png(path: &Path, img: &::image::RgbImage) -> Result<()> {
-    img.save(path)
+    img.save_with_format(path, ::image::ImageFormat::Png)
         .map_err(|e| Error::format(path, format!("cannot write PNG: {e}")))
 }
 
+/// Largest side of a montage tile in pixels: 4 tiles per row keep the montage about 4096 px wide.
+pub const MONTAGE_TILE: usize = 1024;
+
+/// A montage tile: the slice downscaled by `scale` (anti-aliased; `scale` 1 keeps it).
+fn montage_tile(unit: Array2<f32>, scale: f32) -> Array2<f32> {
+    if scale >= 1.0 {
+        return unit;
+    }
+    let (h, w) = unit.dim();
+    let (th, tw) = (
+        ((h as f32 * scale).round() as usize).max(1),
+        ((w as f32 * scale).round() as usize).max(1),
+    );
+    crate::transform::resample_antialiased(unit.view(), th, tw)
+}
+
+/// The objects with their slice boxes scaled by `scale` (for the downscaled montage tiles).
+fn scaled_objects(objects: &[volume::Object3d], scale: f32) -> Vec<volume::Object3d> {
+    let mut out = objects.to_vec();
+    if scale < 1.0 {
+        for o in &mut out {
+            for (_, b) in &mut o.slices {
+                b.bbox = b.bbox.map(|v| v * scale);
+            }
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
 fn detect_stack(
     model: &FasterRcnn,
     input: &Path,
+    stack: &Stack,
+    name: &str,
     args: &Args,
     cfg: &PipelineConfig,
     formats: &Formats,
+    stage: &mut Staging,
 ) -> Result<String> {
-    let header = mrc::read_header(input)?;
-    let pixel = cfg.pixel_size_of(input)?;
+    let (nz, ny, nx) = stack.dims();
+    let pixel = match (cfg.pixel_size, stack) {
+        (Some(nm), _) => Some(PixelSize {
+            nm,
+            source: "--pixel-size",
+        }),
+        (None, Stack::Mrc(r)) => crate::io::pixel_size::mrc_pixel_size(r.header.voxel_size[0]),
+        (None, Stack::Tiff { .. }) => cfg.pixel_size_of(input)?,
+    };
     let range = match &args.slices {
-        Some(s) => parse_slices(s, header.nz)?,
-        None => 0..header.nz,
+        Some(s) => parse_slices(s, nz)?,
+        None => 0..nz,
     };
     let tilts = match volume::tilt_file_for(input) {
         Some(t) => {
             let a = volume::read_tilt_angles(&t)?;
-            if a.len() != header.nz {
+            if a.len() != nz {
                 eprintln!(
                     "warning: {}: {} tilt angles for {} images; ignored",
                     t.display(),
                     a.len(),
-                    header.nz
+                    nz
                 );
                 None
             } else {
@@ -438,65 +758,72 @@ fn detect_stack(
         }
         None => None,
     };
-    let name = stem(input);
-    let out = &args.out;
     let mut slices = Vec::new();
     let mut units: Vec<(usize, Array2<f32>)> = Vec::new();
     let zs: Vec<usize> = range.clone().step_by(args.stride.max(1)).collect();
-    let gt_all = read_gt(args.gt.as_deref(), &name)?;
+    let gt_all = read_gt(args.gt.as_deref(), &stem(input))?;
+    let t_stack = Instant::now();
+    let montage_scale = (MONTAGE_TILE as f32 / ny.max(nx) as f32).min(1.0);
     for (i, &z) in zs.iter().enumerate() {
         let t0 = Instant::now();
-        let raw = read_checked(
-            input,
-            mrc::read_slice(input, &header, z)?,
-            args.mask_nonfinite,
-        )?;
-        let (dets, prepared) = detect_raw_at(model, &raw, cfg, pixel)?;
+        let raw = read_checked(input, stack.slice(z)?, args.mask_nonfinite, Some(z))?;
+        let (mut dets, prepared) = detect_raw_at(model, &raw, cfg, pixel)?;
+        clip_to_image(&mut dets, ny, nx);
         if i == 0 {
             eprintln!("  {}", prepared.scale.note);
         }
         let angle = tilts
             .as_ref()
             .map_or(String::new(), |a| format!(", tilt {:+.1} deg", a[z]));
+        // ETA: the mean time per slice so far times the slices left.
+        let left = zs.len() - i - 1;
+        let eta = t_stack.elapsed().as_secs_f64() / (i + 1) as f64 * left as f64;
         eprintln!(
-            "  slice {z} ({}/{}): {} detection(s){angle}, {:.2} s",
+            "  slice {z} ({}/{}): {} detection(s){angle}, {:.2} s{}",
             i + 1,
             zs.len(),
             dets.len(),
-            t0.elapsed().as_secs_f64()
+            t0.elapsed().as_secs_f64(),
+            if left > 0 {
+                format!(", ETA {eta:.0} s")
+            } else {
+                String::new()
+            }
         );
         if formats.voc {
             write_voc_file(
-                &out.join(format!("{name}_z{z:04}.xml")),
+                &stage.file(format!("{name}_z{z:04}.xml")),
                 input,
-                (header.ny, header.nx),
+                (ny, nx),
                 &dets,
             )?;
         }
         if args.overlay && !args.three_d {
             save_png(
-                &out.join(format!("{name}_z{z:04}.overlay.png")),
+                &stage.file(format!("{name}_z{z:04}.overlay.png")),
                 &overlay(&prepared.unit, &dets, &gt_all),
             )?;
         }
-        if args.three_d {
-            units.push((z, prepared.unit));
+        // Only the slices the montage shows are kept (every montage_every-th processed one),
+        // downscaled to at most MONTAGE_TILE px.
+        if args.three_d && i % args.montage_every.max(1) == 0 {
+            units.push((z, montage_tile(prepared.unit, montage_scale)));
         }
         slices.push(SliceDetections {
             z,
             detections: dets,
         });
     }
-    let stack = StackDetections {
+    let stack_dets = StackDetections {
         image: input.display().to_string(),
-        width: header.nx as u32,
-        height: header.ny as u32,
-        depth: header.nz as u32,
+        width: nx as u32,
+        height: ny as u32,
+        depth: nz as u32,
         slices,
     };
-    write_json(out.join(format!("{name}.json")), &stack)?;
+    write_json(stage.file(format!("{name}.json")), &stack_dets)?;
     if formats.csv {
-        let rows: Vec<_> = stack
+        let rows: Vec<_> = stack_dets
             .slices
             .iter()
             .flat_map(|s| {
@@ -505,51 +832,60 @@ fn detect_stack(
                     .map(move |d| (input.display().to_string(), Some(s.z), d.clone()))
             })
             .collect();
-        write_csv(out.join(format!("{name}.csv")), &rows)?;
+        write_csv(stage.file(format!("{name}.csv")), &rows)?;
     }
     if let Some(a) = &tilts {
         let mut text = String::from("z,tilt_angle,detections\n");
-        for s in &stack.slices {
+        for s in &stack_dets.slices {
             text.push_str(&format!("{},{},{}\n", s.z, a[s.z], s.detections.len()));
         }
-        std::fs::write(out.join(format!("{name}.tilts.csv")), text)
-            .map_err(|e| Error::io(out, e))?;
+        let p = stage.file(format!("{name}.tilts.csv"));
+        std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
     }
-    let total: usize = stack.slices.iter().map(|s| s.detections.len()).sum();
+    let total: usize = stack_dets.slices.iter().map(|s| s.detections.len()).sum();
     if !args.three_d {
         return Ok(format!(
             "{} slice(s), {total} detection(s)",
-            stack.slices.len()
+            stack_dets.slices.len()
         ));
     }
     let link = args.link.config(args.stride)?;
-    let objects = volume::link_slices(&super::link::slice_boxes(&stack), &link);
+    let objects = volume::link_slices(&super::link::slice_boxes(&stack_dets), &link);
     volume::write_objects_json(
-        &out.join(format!("{name}.objects.json")),
+        &stage.file(format!("{name}.objects.json")),
         &objects,
         &model.classes,
     )?;
     volume::write_objects_csv(
-        &out.join(format!("{name}.objects.csv")),
+        &stage.file(format!("{name}.objects.csv")),
         &objects,
         &model.classes,
     )?;
-    volume::write_imod_points(&out.join(format!("{name}.objects.txt")), &objects)?;
+    let points = format!("{name}.objects.txt");
+    if objects.is_empty() {
+        eprintln!(
+            "  note: no 3D object, so no IMOD point file {} (point2model cannot read an empty one)",
+            stage.final_path(&points).display()
+        );
+        stage.stale.push(points);
+    } else {
+        volume::write_imod_points(&stage.file(points), &objects)?;
+    }
     save_png(
-        &out.join(format!("{name}.montage.png")),
-        &volume::montage(&units, &objects, args.montage_every, 4),
+        &stage.file(format!("{name}.montage.png")),
+        &volume::montage(&units, &scaled_objects(&objects, montage_scale), 1, 4),
     )?;
     if args.label_volume {
         volume::write_label_volume(
-            &out.join(format!("{name}.labels.mrc")),
+            &stage.file(format!("{name}.labels.mrc")),
             &objects,
-            (header.nz, header.ny, header.nx),
-            header.voxel_size[0],
+            (nz, ny, nx),
+            &stack.geometry(pixel),
         )?;
     }
     Ok(format!(
         "{} slice(s), {total} detection(s), {} 3D object(s)",
-        stack.slices.len(),
+        stack_dets.slices.len(),
         objects.len()
     ))
 }

@@ -10,7 +10,11 @@
 //! `convert("L")`, but without their rounding to integers). Alpha channels are ignored.
 //!
 //! Decoding goes through the `image` crate for PNG and JPEG and through the `tiff` crate for
-//! TIFF (it also decodes float and signed-integer samples, which `image` does not). Both are
+//! TIFF (it also decodes float and signed-integer samples, which `image` does not). TIFF colour
+//! may be chunky (RGBRGB...) or planar (`PlanarConfiguration` 2: all R, then all G, then all B,
+//! the default of `tifffile.imwrite` for a `(3, H, W)` array); both become the same gray image.
+//! A multi-page TIFF is a stack: [`tiff_page_count`] counts its pages and [`read_tiff_page`]
+//! reads one; [`read_gray`] reads page 1. Both are
 //! given memory limits ([`MAX_DECODE_BYTES`], [`MAX_SIDE`]) so that a corrupt header claiming
 //! a gigantic image is refused instead of allocated.
 
@@ -57,7 +61,7 @@ pub fn is_image_path(path: &Path) -> bool {
 }
 
 /// Read one image as gray f32 `[H, W]` with raw intensities (see module doc).
-/// TIFF files with several pages: the first page is read.
+/// TIFF files with several pages: the first page is read (see [`read_tiff_page`]).
 pub fn read_gray(path: &Path) -> Result<Array2<f32>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     decode_gray(path, &bytes)
@@ -140,14 +144,59 @@ fn from_samples<T: Copy>(
 
 /// TIFF bytes through the `tiff` crate: gray or RGB(A), any integer or float sample type.
 fn decode_tiff_gray(path: &Path, bytes: &[u8]) -> Result<Array2<f32>> {
+    decode_tiff_page(path, std::io::Cursor::new(bytes), bytes.len(), 0)
+}
+
+/// True when the file starts with a TIFF signature (`II*\0`, `MM\0*`, or BigTIFF's).
+pub fn is_tiff_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut m = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut m))
+        .is_ok()
+        && matches!(&m, b"II*\0" | b"MM\0*" | b"II+\0" | b"MM\0+")
+}
+
+/// Number of pages (image file directories) of a TIFF file.
+pub fn tiff_page_count(path: &Path) -> Result<usize> {
+    let bad = |e: tiff::TiffError| Error::format(path, format!("cannot decode TIFF: {e}"));
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut dec = tiff::decoder::Decoder::new(std::io::BufReader::new(file)).map_err(bad)?;
+    let mut n = 1;
+    while dec.more_images() {
+        dec.next_image().map_err(bad)?;
+        n += 1;
+        if n > 1_000_000 {
+            return Err(Error::format(path, "more than 10^6 TIFF pages (a loop?)"));
+        }
+    }
+    Ok(n)
+}
+
+/// Page `page` (0-based) of a TIFF file as gray f32 `[H, W]` (see [`read_gray`]).
+pub fn read_tiff_page(path: &Path, page: usize) -> Result<Array2<f32>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len() as usize;
+    decode_tiff_page(path, std::io::BufReader::new(file), len, page)
+}
+
+/// Page `page` of a TIFF stream through the `tiff` crate.
+fn decode_tiff_page<R: std::io::Read + std::io::Seek>(
+    path: &Path,
+    reader: R,
+    file_len: usize,
+    page: usize,
+) -> Result<Array2<f32>> {
     use tiff::decoder::{Decoder, DecodingResult, Limits};
     use tiff::ColorType;
     let bad = |e: tiff::TiffError| Error::format(path, format!("cannot decode TIFF: {e}"));
     let mut limits = Limits::default();
-    limits.decoding_buffer_size = decode_budget(bytes.len(), MAX_RATIO_TIFF) as usize;
-    let mut dec = Decoder::new(std::io::Cursor::new(bytes))
-        .map_err(bad)?
-        .with_limits(limits);
+    limits.decoding_buffer_size = decode_budget(file_len, MAX_RATIO_TIFF) as usize;
+    let mut dec = Decoder::new(reader).map_err(bad)?.with_limits(limits);
+    if page > 0 {
+        dec.seek_to_image(page)
+            .map_err(|e| Error::format(path, format!("cannot decode TIFF page {page}: {e}")))?;
+    }
     let (w, h) = dec.dimensions().map_err(bad)?;
     if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE {
         return Err(Error::format(
@@ -168,16 +217,20 @@ fn decode_tiff_gray(path: &Path, bytes: &[u8]) -> Result<Array2<f32>> {
         }
     };
     let (h, w) = (h as usize, w as usize);
-    match dec.read_image().map_err(bad)? {
-        DecodingResult::U8(v) => gray_from(path, h, w, channels, &v, |x| x as f32),
-        DecodingResult::U16(v) => gray_from(path, h, w, channels, &v, |x| x as f32),
-        DecodingResult::U32(v) => gray_from(path, h, w, channels, &v, |x| x as f32),
-        DecodingResult::I8(v) => gray_from(path, h, w, channels, &v, |x| x as f32),
-        DecodingResult::I16(v) => gray_from(path, h, w, channels, &v, |x| x as f32),
-        DecodingResult::I32(v) => gray_from(path, h, w, channels, &v, |x| x as f32),
-        DecodingResult::F16(v) => gray_from(path, h, w, channels, &v, |x| x.to_f32()),
-        DecodingResult::F32(v) => gray_from(path, h, w, channels, &v, |x| x),
-        DecodingResult::F64(v) => gray_from(path, h, w, channels, &v, |x| x as f32),
+    // read_image_to_buffer reads every plane of a planar image (read_image only the first).
+    let mut result = DecodingResult::U8(Vec::new());
+    let layout = dec.read_image_to_buffer(&mut result).map_err(bad)?;
+    let p = layout.planes > 1; // planar
+    match result {
+        DecodingResult::U8(v) => gray_from(path, h, w, channels, p, &v, |x| x as f32),
+        DecodingResult::U16(v) => gray_from(path, h, w, channels, p, &v, |x| x as f32),
+        DecodingResult::U32(v) => gray_from(path, h, w, channels, p, &v, |x| x as f32),
+        DecodingResult::I8(v) => gray_from(path, h, w, channels, p, &v, |x| x as f32),
+        DecodingResult::I16(v) => gray_from(path, h, w, channels, p, &v, |x| x as f32),
+        DecodingResult::I32(v) => gray_from(path, h, w, channels, p, &v, |x| x as f32),
+        DecodingResult::F16(v) => gray_from(path, h, w, channels, p, &v, |x| x.to_f32()),
+        DecodingResult::F32(v) => gray_from(path, h, w, channels, p, &v, |x| x),
+        DecodingResult::F64(v) => gray_from(path, h, w, channels, p, &v, |x| x as f32),
         _ => Err(Error::format(
             path,
             "unsupported TIFF sample type (64-bit integer)",
@@ -185,12 +238,14 @@ fn decode_tiff_gray(path: &Path, bytes: &[u8]) -> Result<Array2<f32>> {
     }
 }
 
-/// [`from_samples`] after checking that the decoder returned exactly `h * w * channels` samples.
+/// [`from_samples`] (chunky) or [`from_planes`] (planar) after checking that the decoder
+/// returned exactly `h * w * channels` samples.
 fn gray_from<T: Copy>(
     path: &Path,
     h: usize,
     w: usize,
     channels: usize,
+    planar: bool,
     v: &[T],
     to_f32: impl Fn(T) -> f32,
 ) -> Result<Array2<f32>> {
@@ -198,12 +253,40 @@ fn gray_from<T: Copy>(
         return Err(Error::format(
             path,
             format!(
-                "TIFF decoded {} samples, expected {h}x{w}x{channels}",
-                v.len()
+                "TIFF decoded {} samples, expected {h}x{w}x{channels}{}",
+                v.len(),
+                if planar { " (planar)" } else { "" }
             ),
         ));
     }
-    Ok(from_samples(h, w, channels, v, to_f32))
+    Ok(if planar {
+        from_planes(h, w, channels, v, to_f32)
+    } else {
+        from_samples(h, w, channels, v, to_f32)
+    })
+}
+
+/// Planar samples (`channels` planes of `h * w`, in the order gray[, alpha] or R, G, B[, A])
+/// to gray with the same weights as [`from_samples`].
+fn from_planes<T: Copy>(
+    h: usize,
+    w: usize,
+    channels: usize,
+    data: &[T],
+    to_f32: impl Fn(T) -> f32,
+) -> Array2<f32> {
+    let n = h * w;
+    let mut out = Array2::<f32>::zeros((h, w));
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = if channels <= 2 {
+            to_f32(data[i])
+        } else {
+            LUMA_601[0] * to_f32(data[i])
+                + LUMA_601[1] * to_f32(data[n + i])
+                + LUMA_601[2] * to_f32(data[2 * n + i])
+        };
+    }
+    out
 }
 
 /// Write `img` (values in [0, 1], clamped) as an 8-bit gray PNG: `v = round(255 x)`.
@@ -290,6 +373,16 @@ fn write_png_dims(
 /// replaced by the median of the finite pixels (lower median for an even count) and the number
 /// of replaced pixels is returned. An image with no finite pixel at all is always an error.
 pub fn check_finite(path: &Path, img: Array2<f32>, mask: bool) -> Result<(Array2<f32>, usize)> {
+    check_finite_hint(path, img, mask, "use masking to replace them")
+}
+
+/// [`check_finite`] whose error ends with `hint` (the caller's option, e.g. `--mask-nonfinite`).
+pub fn check_finite_hint(
+    path: &Path,
+    img: Array2<f32>,
+    mask: bool,
+    hint: &str,
+) -> Result<(Array2<f32>, usize)> {
     let bad = img.iter().filter(|v| !v.is_finite()).count();
     if bad == 0 {
         return Ok((img, 0));
@@ -302,7 +395,7 @@ pub fn check_finite(path: &Path, img: Array2<f32>, mask: bool) -> Result<(Array2
     if !mask {
         return Err(Error::format(
             path,
-            format!("{bad} non-finite pixel(s) (NaN/Inf), {first}; use masking to replace them"),
+            format!("{bad} non-finite pixel(s) (NaN/Inf), {first}; {hint}"),
         ));
     }
     let mut finite: Vec<f32> = img.iter().copied().filter(|v| v.is_finite()).collect();

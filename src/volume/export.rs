@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use ndarray::Array3;
+use ndarray::{Array2, Array3};
 use serde::Serialize;
 
 use super::link::Object3d;
@@ -159,34 +159,58 @@ fn pixel_span(lo: f32, hi: f32, n: usize) -> std::ops::Range<usize> {
 /// Where objects overlap, the one with the higher score wins (painted last; ties: higher id).
 /// Ids above 65535 are written as 65535.
 pub fn label_volume(objects: &[Object3d], nz: usize, ny: usize, nx: usize) -> Array3<u16> {
+    let order = paint_order(objects);
     let mut vol = Array3::<u16>::zeros((nz, ny, nx));
+    for z in 0..nz {
+        vol.index_axis_mut(ndarray::Axis(0), z)
+            .assign(&label_slice(&order, z, ny, nx));
+    }
+    vol
+}
+
+/// Objects by increasing (score, id): the order in which they are painted.
+fn paint_order(objects: &[Object3d]) -> Vec<&Object3d> {
     let mut order: Vec<&Object3d> = objects.iter().collect();
     order.sort_by(|a, b| a.score.total_cmp(&b.score).then(a.id.cmp(&b.id)));
+    order
+}
+
+/// Slice `z` of [`label_volume`], `[ny, nx]`; `order` from [`paint_order`].
+fn label_slice(order: &[&Object3d], z: usize, ny: usize, nx: usize) -> Array2<u16> {
+    let mut out = Array2::<u16>::zeros((ny, nx));
     for o in order {
         let label = o.id.min(u16::MAX as usize) as u16;
         let (Some(first), Some(last)) = (o.slices.first(), o.slices.last()) else {
             continue;
         };
-        for z in first.0..(last.0 + 1).min(nz) {
-            let Some(b) = o.box_at(z) else { continue };
-            for y in pixel_span(b[1], b[3], ny) {
-                for x in pixel_span(b[0], b[2], nx) {
-                    vol[[z, y, x]] = label;
-                }
+        if z < first.0 || z > last.0 {
+            continue;
+        }
+        let Some(b) = o.box_at(z) else { continue };
+        for y in pixel_span(b[1], b[3], ny) {
+            for x in pixel_span(b[0], b[2], nx) {
+                out[[y, x]] = label;
             }
         }
     }
-    vol
+    out
 }
 
 /// Writes [`label_volume`] as an MRC file (mode 6, unsigned 16-bit) that IMOD and mrcfile open
-/// beside the tomogram: voxel value = object id, 0 = background.
+/// beside the tomogram: voxel value = object id, 0 = background. `geometry` is the tomogram's
+/// (voxel size per axis, origin, start indices: `MrcGeometry::of_header`), so that ChimeraX,
+/// napari and 3dmod overlay the labels on it. Written slice by slice (memory: one slice).
 pub fn write_label_volume(
     path: &Path,
     objects: &[Object3d],
     (nz, ny, nx): (usize, usize, usize),
-    voxel_size: f32,
+    geometry: &crate::io::mrc::MrcGeometry,
 ) -> Result<()> {
-    let labels = label_volume(objects, nz, ny, nx).mapv(|v| v as f32);
-    crate::io::mrc::write_mrc(path, labels.view(), 6, voxel_size)
+    let order = paint_order(objects);
+    let mut w = crate::io::mrc::MrcWriter::create(path, (nz, ny, nx), 6, geometry)?;
+    for z in 0..nz {
+        let slice = label_slice(&order, z, ny, nx).mapv(|v| v as f32);
+        w.write_section(slice.view())?;
+    }
+    w.finish()
 }
