@@ -21,8 +21,13 @@
 //!   `--data` and easy to read from a shell script);
 //! - `train.csv`: one row per iteration: epoch, iteration, the four losses, total, lr, seconds;
 //! - `last.safetensors`: the weights after every epoch (and when `--max-iters` stops a run);
-//! - `best.safetensors`: the weights after an epoch whose mean total loss beat every earlier
-//!   epoch's (the study: "saved only if the loss after one epoch is less than the best loss");
+//! - `best.safetensors`: with `select = loss` (the default from scratch), the weights after an
+//!   epoch whose mean total loss beat every earlier epoch's (the study: "saved only if the loss
+//!   after one epoch is less than the best loss"); with `select = val-ap` (the fine-tuning
+//!   recipe's), the starting weights (epoch 0) or a later epoch whose validation AP beat them
+//!   ([`crate::train::finetune`]);
+//! - `val.csv` (`select = val-ap`): the validation AP of the starting weights and of every epoch
+//!   ([`crate::train::finetune::VAL_HEADER`]);
 //! - `optimizer.safetensors`: Adam's state; `state.json`: epoch, position, image order, rng,
 //!   best loss ([`TrainState`]).
 //!
@@ -41,6 +46,7 @@ use crate::model::FasterRcnn;
 use crate::train::adam::{Adam, AdamConfig};
 use crate::train::augment::{augment_example, Dihedral};
 use crate::train::data::{Dataset, LoadConfig, Loader, Split};
+use crate::train::finetune::{self, Validator};
 use crate::train::init::{self, Arch};
 use crate::transform::{pad_to_multiple, SIZE_DIVISIBLE};
 use rand::seq::SliceRandom;
@@ -51,6 +57,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+pub use crate::train::finetune::{Select, ValScore};
 pub use crate::train::grad::{loss_and_grads, Losses, Phase, Sampling, TrainConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -110,6 +117,9 @@ pub struct TrainOptions {
     /// options.json of older runs, which `--resume` continues in the study's order.
     #[serde(default)]
     pub scale: Option<crate::train::data::ScaleOptions>,
+    /// How best.safetensors is chosen (older runs: by the training loss).
+    #[serde(default)]
+    pub select: Select,
 }
 
 fn default_lr_gamma() -> f32 {
@@ -144,6 +154,7 @@ impl TrainOptions {
             lr_steps: Vec::new(),
             lr_gamma: default_lr_gamma(),
             scale: Some(Default::default()),
+            select: Select::Loss,
         }
     }
 
@@ -206,6 +217,9 @@ pub struct TrainState {
     pub rng_word_pos: String,
     /// Training seconds so far.
     pub seconds: f64,
+    /// `--select val-ap`: the best validation score so far (epoch 0: the starting weights).
+    #[serde(default)]
+    pub best_val: Option<ValScore>,
 }
 
 impl TrainState {
@@ -222,6 +236,7 @@ impl TrainState {
             seed,
             rng_word_pos: "0".into(),
             seconds: 0.0,
+            best_val: None,
         }
     }
 
@@ -286,6 +301,17 @@ pub fn recover(dir: &Path) -> Result<bool> {
     Ok(cleaned)
 }
 
+/// The model's weights with its metadata plus the state's `iteration` and `epoch`.
+fn save_weights(path: &Path, model: &FasterRcnn, state: &TrainState) -> Result<()> {
+    let tensors = model.export();
+    let views: Vec<(String, ndarray::ArrayViewD<f32>)> =
+        tensors.iter().map(|(n, t)| (n.clone(), t.view())).collect();
+    let mut meta = model.metadata();
+    meta.insert("iteration".into(), state.iteration.to_string());
+    meta.insert("epoch".into(), state.epoch.to_string());
+    save(path, &views, &meta, Precision::F32)
+}
+
 /// Writes a checkpoint in two phases (module doc). `best`: also replace best.safetensors.
 pub fn save_checkpoint(
     dir: &Path,
@@ -295,25 +321,9 @@ pub fn save_checkpoint(
     best: bool,
 ) -> Result<()> {
     recover(dir)?;
-    let tensors = model.export();
-    let views: Vec<(String, ndarray::ArrayViewD<f32>)> =
-        tensors.iter().map(|(n, t)| (n.clone(), t.view())).collect();
-    let mut meta = model.metadata();
-    meta.insert("iteration".into(), state.iteration.to_string());
-    meta.insert("epoch".into(), state.epoch.to_string());
-    save(
-        with_suffix(dir, "last.safetensors", ".new"),
-        &views,
-        &meta,
-        Precision::F32,
-    )?;
+    save_weights(&with_suffix(dir, "last.safetensors", ".new"), model, state)?;
     if best {
-        save(
-            with_suffix(dir, "best.safetensors", ".new"),
-            &views,
-            &meta,
-            Precision::F32,
-        )?;
+        save_weights(&with_suffix(dir, "best.safetensors", ".new"), model, state)?;
     }
     adam.save(with_suffix(dir, "optimizer.safetensors", ".new"))?;
     let json = serde_json::to_string_pretty(state).map_err(|e| Error::invalid(e.to_string()))?;
@@ -408,24 +418,49 @@ fn initial_model(o: &TrainOptions, classes: &[String]) -> Result<FasterRcnn> {
     init::build(tensors, meta)
 }
 
-/// Starts a new run in `o.out` (which must not hold one).
-pub fn train(o: TrainOptions) -> Result<()> {
-    let dir = &o.out;
-    if dir.join("state.json").exists() {
+/// Errors unless `o.out` is free for a new run (no `state.json`).
+pub fn check_new_run(o: &TrainOptions) -> Result<()> {
+    if o.out.join("state.json").exists() {
         return Err(Error::invalid(format!(
             "{} already holds a run; continue it with --resume {0} or choose another --out",
-            dir.display()
+            o.out.display()
         )));
     }
+    Ok(())
+}
+
+/// Starts a new run in `o.out` (which must not hold one), with the 5:1 split of
+/// [`Split::new`].
+pub fn train(o: TrainOptions) -> Result<()> {
+    check_new_run(&o)?;
+    let ds = Dataset::open(&o.data, o.classes.as_deref(), o.manifest.as_deref())?;
+    let split = Split::new(&ds, o.seed, o.split_by_group);
+    start(o, ds, split)
+}
+
+/// Starts a new run in `o.out` on data set `ds` with `split` (the fine-tuning recipe's may
+/// validate on the training images: `crate::train::finetune`).
+pub fn start(o: TrainOptions, ds: Dataset, split: Split) -> Result<()> {
+    check_new_run(&o)?;
+    let dir = &o.out;
     if o.epochs == 0 {
         return Err(Error::invalid("--epochs must be at least 1"));
     }
-    let ds = Dataset::open(&o.data, o.classes.as_deref(), o.manifest.as_deref())?;
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let split = Split::new(&ds, o.seed, o.split_by_group);
     if split.train.is_empty() {
         return Err(Error::invalid("the training split is empty"));
     }
+    let val_objects = split
+        .test
+        .iter()
+        .flat_map(|&i| &ds.samples[i].objects)
+        .filter(|x| !x.difficult)
+        .count();
+    if o.select == Select::ValAp && val_objects == 0 {
+        return Err(Error::invalid(
+            "--select val-ap: the validation images hold no (non-difficult) object to compute an AP on; annotate some or use --select loss",
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     split.save(&dir.join("split.json"))?;
     for (name, idx) in [("train.txt", &split.train), ("test.txt", &split.test)] {
         write_atomic(&dir.join(name), ds.list_file(idx).as_bytes())?;
@@ -448,10 +483,21 @@ pub fn train(o: TrainOptions) -> Result<()> {
         lr: o.lr,
         ..AdamConfig::default()
     });
+    let held = if split.test == split.train {
+        "validating on the same images".to_string()
+    } else {
+        format!(
+            "{} held out for {}",
+            split.test.len(),
+            match o.select {
+                Select::ValAp => "validation",
+                Select::Loss => "testing",
+            }
+        )
+    };
     eprintln!(
-        "training on {} images ({} held out for testing), classes {:?}",
+        "training on {} images ({held}), classes {:?}",
         split.train.len(),
-        split.test.len(),
         &ds.classes[1..]
     );
     run_loop(&o, &ds, &split, model, adam, TrainState::new(o.seed))
@@ -559,6 +605,33 @@ fn run_loop(
             intensity: o.augment,
         });
     let mut csv = open_csv(&dir.join("train.csv"), state.iteration)?;
+    // --select val-ap: the validation images are scored after every epoch, the starting weights
+    // being epoch 0 and the first best.safetensors (crate::train::finetune).
+    let mut validator = match o.select {
+        Select::ValAp => Some(Validator::open(
+            dir,
+            &split.test,
+            o.scale.as_ref(),
+            state.epoch,
+        )?),
+        Select::Loss => None,
+    };
+    let mut val_secs = 0.0;
+    if let Some(v) = validator.as_mut() {
+        if state.best_val.is_none() && state.iteration == 0 {
+            let (s, secs) = finetune::timed_score(v, &model, ds, 0)?;
+            v.log(&s, 0, None, secs, true)?;
+            save_weights(&dir.join("best.safetensors"), &model, &state)?;
+            eprintln!(
+                "epoch 0 (starting weights): validation AP@0.5 {:.4}, AP@0.7 {:.4} on {} images ({secs:.1} s); saved best.safetensors",
+                s.ap50,
+                s.ap70,
+                v.len()
+            );
+            state.best_val = Some(s);
+            val_secs = secs;
+        }
+    }
     let n = split.train.len();
     let total_iters = (o.epochs as u64 * n as u64).min(o.max_iters.unwrap_or(u64::MAX));
     let started = Instant::now();
@@ -648,16 +721,35 @@ fn run_loop(
                 losses.box_reg,
                 total,
                 1.0 / per_iter,
-                hms(per_iter * total_iters.saturating_sub(state.iteration) as f64)
+                hms(per_iter * total_iters.saturating_sub(state.iteration) as f64
+                    + val_secs * (o.epochs - state.epoch) as f64)
             );
         }
         let mean = state.epoch_loss_sum / state.epoch_loss_n.max(1) as f64;
-        let is_best = state.best_loss.is_none_or(|b| mean < b);
-        if is_best {
+        let loss_best = state.best_loss.is_none_or(|b| mean < b);
+        if loss_best {
             state.best_loss = Some(mean);
         }
+        let mut val_note = String::new();
+        let is_best = match validator.as_mut() {
+            None => loss_best,
+            Some(v) => {
+                let (s, secs) = finetune::timed_score(v, &model, ds, state.epoch + 1)?;
+                val_secs = secs;
+                let better = state.best_val.as_ref().is_none_or(|b| s.beats(b));
+                v.log(&s, state.iteration, Some(mean), secs, better)?;
+                val_note = format!(
+                    "; validation AP@0.5 {:.4}, AP@0.7 {:.4} ({secs:.1} s)",
+                    s.ap50, s.ap70
+                );
+                if better {
+                    state.best_val = Some(s);
+                }
+                better
+            }
+        };
         eprintln!(
-            "epoch {} done: mean loss {mean:.4}{}",
+            "epoch {} done: mean loss {mean:.4}{val_note}{}",
             state.epoch + 1,
             if is_best {
                 " (best so far, saved best.safetensors)"
@@ -679,6 +771,17 @@ fn run_loop(
         state.iteration,
         hms(state.seconds)
     );
+    match &state.best_val {
+        Some(b) if b.epoch == 0 => eprintln!(
+            "note: no epoch beat the starting weights on the validation images (AP@0.5 {:.4}, AP@0.7 {:.4}): best.safetensors is the starting model",
+            b.ap50, b.ap70
+        ),
+        Some(b) => eprintln!(
+            "best.safetensors: epoch {} (validation AP@0.5 {:.4}, AP@0.7 {:.4})",
+            b.epoch, b.ap50, b.ap70
+        ),
+        None => {}
+    }
     Ok(())
 }
 
