@@ -346,15 +346,16 @@ fn write_images(dir: &Path) -> PathBuf {
 }
 
 /// True when LabelImg's integer box of `b` is empty (`round(x2) < round(x1) + 1`): a detection
-/// thinner than a pixel, e.g. squashed against the border by clipping. src/io/voc.rs then
-/// writes `xmax < xmin`, which its own reader refuses ([`voc_sub_pixel_box_round_trip`]).
+/// thinner than a pixel, e.g. squashed against the border by clipping. src/io/voc.rs writes it
+/// as the one pixel it lies in ([`voc_sub_pixel_box_round_trip`]), which is not "the same box to
+/// the pixel", so such images are left out of the exact round-trip comparison.
 fn sub_pixel(b: [f32; 4]) -> bool {
     b[2].round() < b[0].round() + 1.0 || b[3].round() < b[1].round() + 1.0
 }
 
 /// `detect --format voc` into DIR/annotations: the start model's own detections (score >= 0.05,
 /// what the validation keeps) become the ground truth. Images with a sub-pixel detection are
-/// moved out of the data set (known io bug, see [`sub_pixel`]); returns the stems kept.
+/// moved out of the data set (see [`sub_pixel`]); returns the stems kept.
 fn detect_voc(dir: &Path, model: &Path) -> Vec<String> {
     let ann = dir.join("annotations");
     let (ok, err) = run(&[
@@ -601,12 +602,10 @@ fn never_worse_keeps_the_starting_model() {
 }
 
 /// A prediction thinner than a pixel (here 0.08 px tall, against the top border, as clipping
-/// makes them) must still give a LabelImg file that reads back. Today src/io/voc.rs writes
-/// `ymin = round(0.003) + 1 = 1 > ymax = round(0.081) = 0`, its reader refuses the file, and
-/// `cryodet train` refuses the whole directory. Owned by the io/detect work (issue 17);
-/// run with `--ignored` once fixed.
+/// makes them) must still give a LabelImg file that reads back. src/io/voc.rs used to write
+/// `ymin = round(0.003) + 1 = 1 > ymax = round(0.081) = 0`, which its reader refused (and with
+/// it `cryodet train` the whole directory); it now keeps the one pixel the box lies in.
 #[test]
-#[ignore = "src/io/voc.rs writes xmax < xmin for sub-pixel boxes (not this branch's file)"]
 fn voc_sub_pixel_box_round_trip() {
     use cryodet::io::voc::{write_voc, VocAnnotation};
     let d = tmpdir("subpixel");

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Evaluates a model on every test set of the generalization issue and prints one table:
-#   own fresh sets  - randomized synth (seed 202, 100 images, never trained on) and the
+#   own fresh sets  - randomized synth as in training stages 1 and 2 (seeds 202 and 212, 100
+#                     images each, never trained on) and the
 #                     classic round-1 fresh set (synth --classic, seed 2: the no-regression check);
 #   independent     - tools/indepgen (test2d, 4 magnifications, tomogram stacks): a final test,
 #                     never trained on, nothing chosen on it;
@@ -21,16 +22,27 @@ mkdir -p "$OUT"
 
 [ -d runs/general/fresh/images ] || "$CRYODET" synth runs/general/fresh --n 100 --seed 202 --groups 10 \
   --pixel-nm-range 1.0,4 --fov-nm-range 600,2400
+[ -d runs/general/fresh2/images ] || "$CRYODET" synth runs/general/fresh2 --n 100 --seed 212 --groups 10 \
+  --pixel-nm-range 1.5,4 --fov-nm-range 1200,3000 --snr-range 0.06,3
 [ -d runs/default/fresh_test/images ] || "$CRYODET" synth runs/default/fresh_test --classic --n 60 \
   --size 1536 --snr 0.1 --seed 2 --groups 10
 
 "$CRYODET" eval --gt runs/general/fresh/annotations --weights "$W" --images runs/general/fresh/images \
   --groups runs/general/fresh/manifest.csv --iou 0.5,0.7 --out "$OUT/own_fresh" | tail -3
+"$CRYODET" eval --gt runs/general/fresh2/annotations --weights "$W" --images runs/general/fresh2/images \
+  --groups runs/general/fresh2/manifest.csv --iou 0.5,0.7 --out "$OUT/own_fresh2" | tail -3
 "$CRYODET" eval --gt runs/default/fresh_test/annotations --weights "$W" --images runs/default/fresh_test/images \
   --iou 0.5,0.7 --out "$OUT/classic_fresh" | tail -3
 if [ -d "$REAL/images_px" ]; then
   "$CRYODET" eval --gt "$REAL/annotations" --weights "$W" --images "$REAL/images_px" \
-    --iou 0.5,0.7 --out "$OUT/real" | tail -3
+    --groups "$REAL/groups.csv" --iou 0.5,0.7 --out "$OUT/real" | tail -3
+  # the 14 cryo images alone (cryo-ET slices + one projection), from the same detections
+  mkdir -p "$OUT/real_cryo_gt"
+  for f in "$REAL"/annotations/*.xml; do
+    case $(basename "$f") in hela_*|cem_*) ;; *) cp "$f" "$OUT/real_cryo_gt/" ;; esac
+  done
+  "$CRYODET" eval --gt "$OUT/real_cryo_gt" --pred "$OUT/real/detections" --iou 0.5,0.7 \
+    --out "$OUT/real_cryo" | tail -3
 fi
 if [ -d "$INDEP" ]; then
   python3 tools/indepgen/evaluate.py --cryodet "$CRYODET" --weights "$W" --weights-3d "${W3D:-weights/slices.safetensors}" \

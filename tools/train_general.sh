@@ -8,7 +8,9 @@
 #
 # Run from the repository root:   tools/train_general.sh
 # Every setting can be overridden from the environment, e.g.  EPOCHS=2 N=100 tools/train_general.sh
-# An interrupted run continues where it stopped (--resume, exact).
+# An interrupted run continues where it stopped (--resume, exact). Both stages pass every option
+# explicitly (`--select loss --trainable-layers 3 --size 600`: what the runs used, written before
+# the fine-tuning recipe of `train --init MODEL` existed).
 #
 # Choices (and why):
 # - initialized from the previous shipped model (width/8, 2 blocks per stage), whose backbone
@@ -50,7 +52,7 @@ else
   "$CRYODET" train --data "$WORK/data" --out "$WORK/run" --init "$INIT" --epochs "$EPOCHS" \
     --lr "$LR" --lr-steps "$LR_STEPS" --roi-batch 128 --seed "$SEED" --split-by-group \
     --model-pixel-size 2.5 --anchor-sizes 32,64,128,256,512 --scale-range 0.5,2 --max-input 640 \
-    --threads "$THREADS"
+    --size 600 --select loss --trainable-layers 3 --threads "$THREADS"
 fi
 
 # 3. Stage 2: fine-tuning on a second set with larger fields (1.2-3 µm) and SNR >= 0.06. In the
@@ -66,9 +68,9 @@ if [ -f "$WORK/run2/state.json" ]; then
   "$CRYODET" train --resume "$WORK/run2" --threads "$THREADS"
 else
   "$CRYODET" train --data "$WORK/data2" --out "$WORK/run2" --init "$WORK/run/best.safetensors" \
-    --epochs "${EPOCHS2:-6}" --lr 1e-4 --lr-steps "${LR_STEPS2:-5}" --roi-batch 128 --seed "$SEED" \
+    --epochs "${EPOCHS2:-5}" --lr 1e-4 --lr-steps "${LR_STEPS2:-4}" --roi-batch 128 --seed "$SEED" \
     --split-by-group --model-pixel-size 2.5 --anchor-sizes 32,64,128,256,512 --scale-range 0.5,2 \
-    --max-input 640 --threads "$THREADS"
+    --max-input 640 --size 600 --select loss --trainable-layers 3 --threads "$THREADS"
 fi
 
 # 4. Held-out split of the second set: AP and the F1-optimal score threshold at IoU 0.5

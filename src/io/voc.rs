@@ -198,6 +198,10 @@ impl VocAnnotation {
         let _ = writeln!(s, "\t<segmented>0</segmented>");
         for o in &self.objects {
             let [x1, y1, x2, y2] = o.bbox;
+            // LabelImg's 1-based inclusive corners; a box thinner than a pixel (x2 rounding below
+            // x1 + 1) keeps the one pixel it lies in, so that every written file reads back.
+            let (xmin, ymin) = (x1.round() as i64 + 1, y1.round() as i64 + 1);
+            let (xmax, ymax) = ((x2.round() as i64).max(xmin), (y2.round() as i64).max(ymin));
             let _ = writeln!(s, "\t<object>");
             let _ = writeln!(s, "\t\t<name>{}</name>", esc(&o.name));
             let _ = writeln!(s, "\t\t<pose>Unspecified</pose>");
@@ -206,10 +210,7 @@ impl VocAnnotation {
             let _ = writeln!(
                 s,
                 "\t\t<bndbox>\n\t\t\t<xmin>{}</xmin>\n\t\t\t<ymin>{}</ymin>\n\t\t\t<xmax>{}</xmax>\n\t\t\t<ymax>{}</ymax>\n\t\t</bndbox>",
-                x1.round() as i64 + 1,
-                y1.round() as i64 + 1,
-                x2.round() as i64,
-                y2.round() as i64
+                xmin, ymin, xmax, ymax
             );
             let _ = writeln!(s, "\t</object>");
         }
