@@ -18,8 +18,8 @@ pub mod transform;
 pub mod backbone;
 pub mod detection;
 pub mod model;
-pub mod params;
 pub mod nn;
+pub mod params;
 pub mod pipeline;
 
 pub mod draw;
