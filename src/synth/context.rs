@@ -8,8 +8,8 @@
 use super::field::smooth_field_any;
 use super::region;
 use super::scene::{
-    body, centre, cover, shell_body, Canvas, Crista, Mito, Ribosome, Vesicle, RHO_CYTO,
-    RHO_RIBOSOME,
+    body, centre, cover, rough_er_ribosomes, shell_body, Canvas, Crista, Mito, Ribosome, Vesicle,
+    RHO_CYTO, RHO_RIBOSOME,
 };
 use super::shape::{chord, Spine, Wobble, P2};
 use rand::Rng;
@@ -368,27 +368,11 @@ pub(crate) fn er(
         dz,
         region::ER,
     );
-    let mut ribs = Vec::new();
     if sheet && rng.gen_bool(0.6) {
-        let mut s = rng.gen_range(0.0..nm(40.0));
-        while s < spine.len() {
-            let p = spine.point_at(s);
-            let q = spine.point_at(s + 1.0);
-            let (tx, ty) = (q[0] - p[0], q[1] - p[1]);
-            let l = (tx * tx + ty * ty).sqrt().max(1e-6);
-            let side = if rng.gen_bool(0.5) { 1.0 } else { -1.0 };
-            let r = nm(rng.gen_range(12.5..15.0));
-            let off = a + r + 0.5;
-            ribs.push(Ribosome {
-                centre: [p[0] - side * ty / l * off, p[1] + side * tx / l * off],
-                r,
-                rho: RHO_RIBOSOME * rng.gen_range(0.8..1.1),
-                zc: 0.0,
-            });
-            s += nm(rng.gen_range(30.0..70.0));
-        }
+        rough_er_ribosomes(rng, &spine, a, px)
+    } else {
+        Vec::new()
     }
-    ribs
 }
 
 /// A microtubule (outer diameter 25 nm, wall 5 nm, 0.3-3 µm long, gently curved) or an actin

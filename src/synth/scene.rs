@@ -704,25 +704,39 @@ pub(crate) fn render_er(rng: &mut ChaCha8Rng, cv: &mut Canvas, px_nm: f32) -> Ve
             }
         }
     }
-    let mut ribs = Vec::new();
     if rng.gen_bool(0.6) {
-        let mut s = rng.gen_range(0.0..nm(40.0));
-        while s < spine.len() {
-            let p = spine.point_at(s);
-            let q = spine.point_at(s + 1.0);
-            let (tx, ty) = (q[0] - p[0], q[1] - p[1]);
-            let l = (tx * tx + ty * ty).sqrt().max(1e-6);
-            let side = if rng.gen_bool(0.5) { 1.0 } else { -1.0 };
-            let r = nm(rng.gen_range(12.5..15.0));
-            let off = a + r + 0.5;
-            ribs.push(Ribosome {
-                centre: [p[0] - side * ty / l * off, p[1] + side * tx / l * off],
-                r,
-                rho: RHO_RIBOSOME * rng.gen_range(0.8..1.1),
-                zc: 0.0,
-            });
-            s += nm(rng.gen_range(30.0..70.0));
-        }
+        rough_er_ribosomes(rng, &spine, a, px_nm)
+    } else {
+        Vec::new()
+    }
+}
+
+/// Ribosomes on rough ER: spheres of radius 12.5-15 nm touching the membrane (outer half-width
+/// `a` px) on a random side, every 30-70 nm along `spine`, the first within 40 nm of its start.
+pub(crate) fn rough_er_ribosomes(
+    rng: &mut ChaCha8Rng,
+    spine: &Spine,
+    a: f32,
+    px_nm: f32,
+) -> Vec<Ribosome> {
+    let nm = |x: f32| x / px_nm;
+    let mut ribs = Vec::new();
+    let mut s = rng.gen_range(0.0..nm(40.0));
+    while s < spine.len() {
+        let p = spine.point_at(s);
+        let q = spine.point_at(s + 1.0);
+        let (tx, ty) = (q[0] - p[0], q[1] - p[1]);
+        let l = (tx * tx + ty * ty).sqrt().max(1e-6);
+        let side = if rng.gen_bool(0.5) { 1.0 } else { -1.0 };
+        let r = nm(rng.gen_range(12.5..15.0));
+        let off = a + r + 0.5;
+        ribs.push(Ribosome {
+            centre: [p[0] - side * ty / l * off, p[1] + side * tx / l * off],
+            r,
+            rho: RHO_RIBOSOME * rng.gen_range(0.8..1.1),
+            zc: 0.0,
+        });
+        s += nm(rng.gen_range(30.0..70.0));
     }
     ribs
 }
