@@ -33,10 +33,14 @@ LR=${LR:-2e-4}
 INIT=${INIT:-weights/default.safetensors}
 THREADS=${THREADS:-$(nproc)}
 EXTRA_SYNTH=${EXTRA_SYNTH:-}
+# FROM_STAGE=3 skips stages 1 and 2 and starts stage 3 from the shipped stage-2 model (the
+# weights/default.safetensors of commit b38dcc1, taken from git).
+FROM_STAGE=${FROM_STAGE:-1}
 
 cargo build --release
 mkdir -p "$WORK"
 
+if [ "$FROM_STAGE" -le 2 ]; then
 # 1. Domain-randomized synthetic images (all families) with LabelImg annotations, PNG pHYs
 #    pixel sizes and a manifest (image,group,family,pixel_nm,snr).
 if [ ! -f "$WORK/data/manifest.csv" ]; then
@@ -73,20 +77,80 @@ else
     --max-input 640 --size 600 --select loss --trainable-layers 3 --threads "$THREADS"
 fi
 
-# 4. Held-out split of the second set: AP and the F1-optimal score threshold at IoU 0.5
-#    (recorded in the weights).
-rm -rf "$WORK/test_gt2"
-mkdir -p "$WORK/test_gt2"
-while read -r img ann; do
-  cp "$ann" "$WORK/test_gt2/"
-done < "$WORK/run2/test.txt"
-"$CRYODET" eval --gt "$WORK/test_gt2" --weights "$WORK/run2/best.safetensors" --images "$WORK/data2/images" \
-  --groups "$WORK/data2/manifest.csv" --out "$WORK/eval_heldout2"
-THRESH=$(python3 tools/best_f1.py "$WORK/eval_heldout2/metrics.json")
+fi # FROM_STAGE <= 2
 
-# 5. Ship it as the default model (weights/slices.safetensors, the round-1 slice model, stays
-#    what detect --3d uses: weights/README.md).
+# 4. Stage 3: twice the width (Net2WiderNet, tools/widen.py: the widened model computes the stage-2
+#    model's function, plus 1 % noise that lets the copied channels part), trained on a third set
+#    (larger fields up to 3 µm, SNR 0.04-2 for every family) mixed with classic round-1 images
+#    (the no-regression check's style; no pixel size, so they are read at --size 600). WIDEN=1
+#    keeps the width (the capacity comparison of weights/README.md, tools/capacity_stage3.sh).
+#    N3 is where the set was cut when the run was made (synth is deterministic per image index).
+WIDEN=${WIDEN:-2}
+RUN3=${RUN3:-$WORK/run3_w$WIDEN}
+if [ ! -f "$WORK/data3/manifest.csv" ]; then
+  "$CRYODET" synth "$WORK/data3" --n "${N3:-1400}" --seed "${SEED3:-121}" --groups 10 \
+    --pixel-nm-range 1.0,4 --fov-nm-range 800,3000 --snr-range 0.04,2
+fi
+if [ ! -f "$WORK/classic3/manifest.csv" ]; then
+  "$CRYODET" synth "$WORK/classic3" --classic --n "${NC3:-150}" --size 1536 --snr 0.1 --seed 131 --groups 10
+fi
+# one list file (paths relative to it): the randomized images, and the classic ones under a classic_ prefix (their
+# groups too), so that the split by group keeps the two apart
+if [ ! -f "$WORK/mix3.txt" ]; then
+  mkdir -p "$WORK/mix3/images" "$WORK/mix3/annotations"
+  : > "$WORK/mix3.txt"
+  echo "image,group" > "$WORK/mix3/manifest.csv"
+  for f in "$WORK"/data3/annotations/*.xml; do
+    s=$(basename "$f" .xml)
+    echo "data3/images/$s.png data3/annotations/$s.xml" >> "$WORK/mix3.txt"
+    echo "$s.png,${s%_*}" >> "$WORK/mix3/manifest.csv"
+  done
+  for f in "$WORK"/classic3/annotations/*.xml; do
+    s=$(basename "$f" .xml)
+    ln -sf "$(realpath "$WORK/classic3/images/$s.png")" "$WORK/mix3/images/classic_$s.png"
+    ln -sf "$(realpath "$f")" "$WORK/mix3/annotations/classic_$s.xml"
+    echo "mix3/images/classic_$s.png mix3/annotations/classic_$s.xml" >> "$WORK/mix3.txt"
+    echo "classic_$s.png,classic_${s%_*}" >> "$WORK/mix3/manifest.csv"
+  done
+fi
+INIT3="$WORK/run2/best.safetensors"
+if [ "$FROM_STAGE" -ge 3 ]; then
+  INIT3="$WORK/stage2.safetensors"
+  [ -f "$INIT3" ] || git show b38dcc1:weights/default.safetensors > "$INIT3"
+fi
+if [ "$WIDEN" != 1 ]; then
+  python3 tools/widen.py "$INIT3" "$WORK/init3_w$WIDEN.safetensors" --k "$WIDEN" --noise 0.01 --seed "$SEED"
+  INIT3="$WORK/init3_w$WIDEN.safetensors"
+fi
+if [ -f "$RUN3/state.json" ]; then
+  # shellcheck disable=SC2086
+  "$CRYODET" train --resume "$RUN3" --threads "$THREADS" ${EXTRA_TRAIN:-}
+else
+  "$CRYODET" train --data "$WORK/mix3.txt" --manifest "$WORK/mix3/manifest.csv" --out "$RUN3" \
+    --init "$INIT3" --epochs "${EPOCHS3:-12}" --lr 1e-4 --lr-steps "${LR_STEPS3:-9}" --roi-batch 128 \
+    --seed "$SEED" --split-by-group --model-pixel-size 2.5 --anchor-sizes 32,64,128,256,512 \
+    --scale-range 0.5,2 --max-input 640 --size 600 --select loss --trainable-layers 5 \
+    --threads "$THREADS" ${EXTRA_TRAIN:-}
+fi
+[ "${STAGE3_ONLY:-0}" = 1 ] && exit 0
+
+# 5. Held-out split of the third set (randomized and classic images): AP and the F1-optimal score
+#    threshold at IoU 0.5 (recorded in the weights). SHIP_RUN chooses the run shipped: the
+#    capacity comparison (weights/README.md) chose run3_w2, the width/4 network.
+SHIP_RUN=${SHIP_RUN:-$WORK/run3_w2}
+rm -rf "$WORK/test_gt3" "$WORK/test_img3"
+mkdir -p "$WORK/test_gt3" "$WORK/test_img3"
+while read -r img ann; do
+  cp "$ann" "$WORK/test_gt3/"
+  ln -s "$(realpath "$img")" "$WORK/test_img3/$(basename "$img")"
+done < "$SHIP_RUN/test.txt"
+"$CRYODET" eval --gt "$WORK/test_gt3" --weights "$SHIP_RUN/best.safetensors" --images "$WORK/test_img3" \
+  --groups "$WORK/mix3/manifest.csv" --iou 0.5,0.7 --out "$SHIP_RUN/eval_heldout"
+THRESH=$(python3 tools/best_f1.py "$SHIP_RUN/eval_heldout/metrics.json")
+
+# 6. Ship it as the default model (weights/slices.safetensors: weights/README.md says which
+#    model detect --3d uses and why).
 mkdir -p weights
-cp "$WORK/run2/best.safetensors" weights/default.safetensors
+cp "$SHIP_RUN/best.safetensors" weights/default.safetensors
 python3 tools/set_metadata.py weights/default.safetensors "score_thresh=$THRESH"
-echo "weights/default.safetensors <- $WORK/run2/best.safetensors (score_thresh $THRESH); report: $WORK/eval_heldout2"
+echo "weights/default.safetensors <- $SHIP_RUN/best.safetensors (score_thresh $THRESH); report: $SHIP_RUN/eval_heldout"

@@ -100,6 +100,24 @@ pub struct Args {
     /// tomogram slices.
     #[arg(long, requires = "mrc_slices")]
     pub slice_images: bool,
+    /// Continue an interrupted run with the same options: keep every image of OUT whose PNG and
+    /// annotation are both complete (the PNG ends in IEND, the XML parses) and generate only the
+    /// others. Generation is deterministic per image, so the result is the uninterrupted run's.
+    #[arg(long, conflicts_with = "mrc_slices")]
+    pub resume: bool,
+}
+
+/// Whether image `name` of an earlier run is complete in `images`/`anns` (`--resume`): the PNG
+/// ends with its IEND chunk and the annotation parses as XML. A file cut short by an interrupted
+/// run fails one of the two and is written again.
+fn is_complete(images: &Path, anns: &Path, name: &str) -> bool {
+    let png_ok = std::fs::read(images.join(format!("{name}.png")))
+        .map(|b| b.len() >= 12 && &b[b.len() - 8..b.len() - 4] == b"IEND")
+        .unwrap_or(false);
+    png_ok
+        && std::fs::read_to_string(anns.join(format!("{name}.xml")))
+            .map(|t| roxmltree::Document::parse(&t).is_ok())
+            .unwrap_or(false)
 }
 
 /// The file stem of image `index` in group `group`.
@@ -238,6 +256,16 @@ pub fn run(args: Args) -> Result<()> {
         .map(|index| {
             let group = index / args.groups;
             let name = image_name(index, group);
+            if args.resume && is_complete(&images, &anns, &name) {
+                // the manifest row without drawing the image again
+                return Ok(match &random {
+                    Some(r) => {
+                        let a = synth::appearance_of(r, index);
+                        (name, group, Some(a.family), a.pixel_nm, a.imaging.snr)
+                    }
+                    None => (name, group, None, classic.pixel_nm, classic.snr),
+                });
+            }
             let s = match &random {
                 Some(r) => synth::generate_random(r, index),
                 None => synth::generate(&classic, index),
