@@ -38,6 +38,8 @@ struct Opts {
     runs: usize,
     mode: String,
     json: bool,
+    /// `--precision f32|bf16` (nn::gemm::set_precision).
+    bf16: bool,
 }
 
 fn parse() -> Opts {
@@ -49,6 +51,7 @@ fn parse() -> Opts {
         runs: 5,
         mode: "all".into(),
         json: false,
+        bf16: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -60,6 +63,7 @@ fn parse() -> Opts {
             "--threads" => o.threads = val().parse().expect("--threads N"),
             "--runs" => o.runs = val().parse().expect("--runs N"),
             "--mode" => o.mode = val(),
+            "--precision" => o.bf16 = val() == "bf16",
             "--json" => {
                 o.json = true;
                 i += 1;
@@ -191,6 +195,10 @@ fn load_input(path: &str) -> Array4<f32> {
 fn main() {
     let o = parse();
     set_threads(o.threads);
+    if o.bf16 {
+        let p = cryodet::nn::gemm::set_precision(cryodet::nn::gemm::Precision::Bf16);
+        eprintln!("precision: {}", p.name());
+    }
     let model = match FasterRcnn::load(&o.weights) {
         Ok(m) => m,
         Err(e) => {

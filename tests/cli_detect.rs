@@ -239,6 +239,7 @@ fn link_relinks_a_stack_file_with_inferred_stride() {
         })
         .collect();
     let stack = StackDetections {
+        precision: None,
         image: "tomo.mrc".into(),
         width: 128,
         height: 120,

@@ -397,6 +397,7 @@ fn detection_files_round_trip_and_errors_name_the_file() {
     let dir = std::env::temp_dir().join(format!("cryodet_eval_det_{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let d = ImageDetections {
+        precision: None,
         image: "tomo_001.png".into(),
         width: 300,
         height: 200,
@@ -621,6 +622,7 @@ fn cli_eval_end_to_end() {
         )
         .unwrap();
         let d = ImageDetections {
+            precision: None,
             image: format!("{stem}.png"),
             width: 320,
             height: 200,

@@ -52,8 +52,23 @@ def torch_child(args) -> None:
     if args.mode == "train":
         torch_train_child(args, model, x)
         return
-    with torch.no_grad():
-        res = time_runs(args.runs, lambda i: model([x])[0])
+    if args.precision == "bf16":
+        # torch's fast CPU mode: autocast to bfloat16 (oneDNN AMX kernels). torchvision's CPU
+        # roi_pool needs one dtype for features and boxes, so the RoI pooling runs in f32.
+        pool = model.roi_heads.box_roi_pool
+        f32_forward = pool.forward
+
+        def pool_f32(features, proposals, image_shapes):
+            with torch.autocast("cpu", enabled=False):
+                return f32_forward({k: v.float() for k, v in features.items()}, [p.float() for p in proposals],
+                                   image_shapes)
+
+        pool.forward = pool_f32
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            res = time_runs(args.runs, lambda i: model([x])[0])
+    else:
+        with torch.no_grad():
+            res = time_runs(args.runs, lambda i: model([x])[0])
     det = res.pop("last")
     print(json.dumps(dict(res, detections=int(det["boxes"].shape[0]))))
 
@@ -167,6 +182,8 @@ def main() -> int:
     ap.add_argument("--only", choices=["torch", "cryodet"], help="run one side only")
     ap.add_argument("--mode", choices=["detect", "train"], default="detect",
                     help="whole detection (default) or one training step")
+    ap.add_argument("--precision", choices=["f32", "bf16"], default="f32",
+                    help="bf16: torch under torch.autocast('cpu', bfloat16) against cryodet --precision bf16")
     ap.add_argument("--child", choices=["torch", "gemm"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child == "torch":
@@ -184,19 +201,19 @@ def main() -> int:
     if args.only != "cryodet":
         cmd = [sys.executable, os.path.abspath(__file__), "--child", "torch", "--weights", args.weights,
                "--input", args.input, "--threads", str(args.threads), "--runs", str(args.runs),
-               "--mode", args.mode]
+               "--mode", args.mode, "--precision", args.precision]
         res["torch"] = run_child(cmd, env)
     if args.only != "torch":
         exe = args.cryodet_bin or cryodet_binary()
         cmd = [exe, "--mode", args.mode, "--json", "--weights", args.weights, "--input", args.input,
-               "--threads", str(args.threads), "--runs", str(args.runs)]
+               "--threads", str(args.threads), "--runs", str(args.runs), "--precision", args.precision]
         res["cryodet"] = run_child(cmd, env)
     gemm = run_child([sys.executable, os.path.abspath(__file__), "--child", "gemm", "--threads", str(args.threads)], env)
     load1 = os.getloadavg()
 
     flops = res["cryodet"][0].get("flops") if "cryodet" in res else None
     what = "detection" if args.mode == "detect" else "training step (forward + losses + backward)"
-    print(f"{what}, input {args.input}, {args.threads} threads, median of {args.runs} runs (+1 warm-up)")
+    print(f"{what} ({args.precision}), input {args.input}, {args.threads} threads, median of {args.runs} runs (+1 warm-up)")
     print(f"load average (1 min) before {load0[0]:.2f}, after {load1[0]:.2f}")
     for name, (r, rss, _) in res.items():
         g = f"{flops / r['median_s'] / 1e9:7.1f} GFLOP/s" if flops else ""

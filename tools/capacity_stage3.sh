@@ -19,3 +19,22 @@ while [ ! -f "$WORK/mix3/manifest.csv" ] || [ ! -f "$WORK/classic3/manifest.csv"
 sleep 5
 WIDEN=2 EPOCHS3=9 LR_STEPS3=8 taskset -c 1 tools/train_general.sh > "$WORK/run3_w2.log" 2>&1 &
 wait
+
+# Held-out split (the same for both: same data, seed and split by group), each model with
+# 2 threads after training, timed: AP@0.5/0.7 against seconds per image.
+rm -rf "$WORK/test_gt3" "$WORK/test_img3"
+mkdir -p "$WORK/test_gt3" "$WORK/test_img3"
+while read -r img ann; do
+  cp "$ann" "$WORK/test_gt3/"
+  ln -s "$(realpath "$img")" "$WORK/test_img3/$(basename "$img")"
+done < "$WORK/run3_w1/test.txt"
+CRYODET=${CRYODET:-${CARGO_TARGET_DIR:-target}/release/cryodet}
+n=$(wc -l < "$WORK/run3_w1/test.txt")
+for w in 1 2; do
+  r="$WORK/run3_w$w"
+  t0=$(date +%s.%N)
+  "$CRYODET" eval --gt "$WORK/test_gt3" --weights "$r/best.safetensors" --images "$WORK/test_img3" \
+    --groups "$WORK/mix3/manifest.csv" --iou 0.5,0.7 --out "$r/eval_heldout" | tail -3
+  t1=$(date +%s.%N)
+  echo "run3_w$w: $n held-out images in $(echo "$t1 - $t0" | bc) s (detection + evaluation, 2 threads)"
+done

@@ -359,12 +359,14 @@ fn seeds(t: Target, corpus: &Path) -> Vec<Vec<u8>> {
                 class_id: 1,
             };
             let img = detections::ImageDetections {
+                precision: None,
                 image: "a.png".into(),
                 width: 64,
                 height: 48,
                 detections: vec![d.clone(), d.clone()],
             };
             let stack = detections::StackDetections {
+                precision: None,
                 image: "s.mrc".into(),
                 width: 64,
                 height: 48,

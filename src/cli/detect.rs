@@ -111,6 +111,32 @@ pub struct Args {
     /// Threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Arithmetic of the network: f32 (the reference) or bf16 (inputs of the large matrix
+    /// products rounded to bfloat16, f32 sums, on Intel AMX tiles; f32 with a note where the CPU
+    /// or OS lacks AMX). Recorded in the JSON as "precision".
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    pub precision: PrecisionArg,
+}
+
+/// `--precision` of detect and eval.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrecisionArg {
+    F32,
+    Bf16,
+}
+
+/// Puts `--precision` in force for the process; says so in one line when bf16 is not available.
+pub fn apply_precision(p: PrecisionArg) {
+    use crate::nn::gemm::{set_precision, Precision};
+    let want = match p {
+        PrecisionArg::F32 => Precision::F32,
+        PrecisionArg::Bf16 => Precision::Bf16,
+    };
+    if set_precision(want) != want {
+        eprintln!(
+            "note: --precision bf16 needs Intel AMX (amx_bf16, amx_tile) and OS support; using f32"
+        );
+    }
 }
 
 /// A yes/no option value.
@@ -317,6 +343,7 @@ impl Drop for Staging {
 
 pub fn run(args: Args) -> Result<()> {
     crate::nn::gemm::set_threads(args.threads.unwrap_or_else(super::trace::num_threads));
+    apply_precision(args.precision);
     let formats = parse_formats(&args.format)?;
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
     if let Some(t) = args.score_thresh.filter(|t| !t.is_finite()) {
@@ -587,6 +614,7 @@ fn detect_image(
     write_json(
         stage.file(format!("{name}.json")),
         &ImageDetections {
+            precision: Some(crate::nn::gemm::precision().name().into()),
             image: input.display().to_string(),
             width: w as u32,
             height: h as u32,
@@ -815,6 +843,7 @@ fn detect_stack(
         });
     }
     let stack_dets = StackDetections {
+        precision: Some(crate::nn::gemm::precision().name().into()),
         image: input.display().to_string(),
         width: nx as u32,
         height: ny as u32,

@@ -85,6 +85,9 @@ pub struct Args {
     /// precision-recall curve; torchvision's box_score_thresh is 0.05).
     #[arg(long, default_value_t = 0.05)]
     pub keep_thresh: f32,
+    /// --weights mode: the network's arithmetic, as `detect --precision`.
+    #[arg(long, value_enum, default_value_t = super::detect::PrecisionArg::F32)]
+    pub precision: super::detect::PrecisionArg,
 }
 
 fn check_config(args: &Args) -> Result<EvalConfig> {
@@ -117,6 +120,7 @@ fn check_config(args: &Args) -> Result<EvalConfig> {
 /// file and writes `<det_dir>/<stem>.json`, as `cryodet detect` would.
 fn detect_all(weights: &Path, args: &Args, img_dir: &Path, det_dir: &Path) -> Result<()> {
     crate::nn::gemm::set_threads(super::trace::num_threads());
+    super::detect::apply_precision(args.precision);
     let model = FasterRcnn::load(weights)?;
     let mut cfg = PipelineConfig::for_model(
         &model,
@@ -150,6 +154,7 @@ fn detect_all(weights: &Path, args: &Args, img_dir: &Path, det_dir: &Path) -> Re
             dets.len()
         );
         let record = ImageDetections {
+            precision: Some(crate::nn::gemm::precision().name().into()),
             image: path.display().to_string(),
             width: w as u32,
             height: h as u32,

@@ -11,6 +11,7 @@
 //! Boxes are continuous pixel coordinates of the ORIGINAL image (before any resize):
 //! `(x1, y1)` is the top-left corner, `(x2, y2)` the bottom-right corner, pixel `i` covers `[i, i+1)`,
 //! so a box over pixels 10..=19 is `[10, .., 20, ..]` and its area is `(x2 - x1) * (y2 - y1)`.
+//! Both carry `"precision": "f32" | "bf16"` (the network's arithmetic, `detect --precision`).
 //! `class_id` follows torchvision: 0 is background, 1.. are the object classes.
 
 use crate::error::{Error, Result};
@@ -39,6 +40,10 @@ pub struct ImageDetections {
     pub width: u32,
     pub height: u32,
     pub detections: Vec<Detection>,
+    /// Arithmetic of the network that produced them (`"f32"` or `"bf16"`, `detect --precision`);
+    /// absent in files of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
 }
 
 /// Detections of one slice `z` of a stack.
@@ -56,6 +61,10 @@ pub struct StackDetections {
     pub height: u32,
     pub depth: u32,
     pub slices: Vec<SliceDetections>,
+    /// Arithmetic of the network that produced them (`"f32"` or `"bf16"`, `detect --precision`);
+    /// absent in files of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
 }
 
 /// Writes any of the structs above as pretty-printed JSON.

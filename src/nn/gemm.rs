@@ -1,5 +1,64 @@
 //! The one matrix product everything runs on: `matrixmultiply::sgemm` (SIMD kernels, its own
-//! threads for large products, `MATMUL_NUM_THREADS`).
+//! threads for large products, `MATMUL_NUM_THREADS`), or, with [`set_precision`]`(Bf16)` on a CPU
+//! with AMX, the bf16 tile kernel of [`super::amx`] for every product of at least
+//! [`BF16_MIN_DIM`] in each dimension (smaller ones stay f32: packing would cost more than it
+//! saves).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Arithmetic of the matrix products (`detect`/`eval --precision`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 throughout (the default, and the reference of `trace` and `grad`).
+    F32,
+    /// Inputs of the large products rounded to bf16, f32 accumulation, on AMX tiles.
+    Bf16,
+}
+
+impl Precision {
+    /// `"f32"` / `"bf16"`, as in `--precision` and the detection JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+static BF16: AtomicBool = AtomicBool::new(false);
+
+/// Smallest m, n and k that go to the bf16 kernel.
+pub const BF16_MIN_DIM: usize = 32;
+
+/// Chooses the products' arithmetic for the whole process. Returns the precision in force:
+/// `Bf16` asked for on a machine without AMX (see [`super::amx::available`]) gives `F32`.
+pub fn set_precision(p: Precision) -> Precision {
+    let bf16 = p == Precision::Bf16 && super::amx::available();
+    BF16.store(bf16, Ordering::Relaxed);
+    precision()
+}
+
+/// The precision in force.
+pub fn precision() -> Precision {
+    if BF16.load(Ordering::Relaxed) {
+        Precision::Bf16
+    } else {
+        Precision::F32
+    }
+}
+
+/// The bf16 product `a · b` when that path is enabled and worth it (every dimension at least
+/// [`BF16_MIN_DIM`], non-negative strides); `None` leaves the work to sgemm.
+fn try_bf16(a: &Mat, b: &Mat) -> Option<super::amx::Product> {
+    fn view<'a>(x: &Mat<'a>) -> Option<super::amx::View<'a>> {
+        let (rs, cs) = (usize::try_from(x.rs).ok()?, usize::try_from(x.cs).ok()?);
+        super::amx::View::new(x.data, x.rows, x.cols, rs, cs)
+    }
+    if !BF16.load(Ordering::Relaxed) || a.rows.min(a.cols).min(b.cols) < BF16_MIN_DIM {
+        return None;
+    }
+    super::amx::product_bf16(&view(a)?, &view(b)?)
+}
 
 /// A matrix stored in a slice with arbitrary row and column strides (in elements), so that a
 /// transposed operand costs nothing: `Mat::rows(a, m, k)` is row-major `[m, k]`,
@@ -58,6 +117,19 @@ pub fn gemm(alpha: f32, a: Mat, b: Mat, beta: f32, c: &mut [f32]) {
         c[..m * n].iter_mut().for_each(|v| *v *= beta);
         return;
     }
+    if let Some(p) = try_bf16(&a, &b) {
+        for i in 0..m {
+            for j in 0..n {
+                let v = &mut c[i * n + j];
+                *v = if beta == 0.0 {
+                    alpha * p.at(i, j)
+                } else {
+                    alpha * p.at(i, j) + beta * *v
+                };
+            }
+        }
+        return;
+    }
     // SAFETY: the asserts above and the `Mat` constructors guarantee that every index
     // `i*rs + j*cs` that sgemm reads (i < rows, j < cols) lies inside `data`, and that `c` holds
     // m*n elements written with row stride n; `c` does not alias `a` or `b` (&mut borrow).
@@ -112,6 +184,14 @@ pub fn gemm_uninit(
         "gemm: output has {} elements, too few for {m}x{n} with strides ({rsc}, {csc})",
         c.len()
     );
+    if let Some(p) = try_bf16(&a, &b) {
+        for i in 0..m {
+            for j in 0..n {
+                c[i * rsc + j * csc].write(alpha * p.at(i, j));
+            }
+        }
+        return;
+    }
     let cp = c.as_mut_ptr() as *mut f32;
     if k == 0 {
         for i in 0..m {

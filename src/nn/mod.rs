@@ -5,6 +5,7 @@
 //! convolution is then `y[Co, N*OH*OW] = W[Co, Ci*kh*kw] · col[Ci*kh*kw, N*OH*OW]`, one GEMM for
 //! the whole batch, and for N = 1 the memory is PyTorch's NCHW.
 
+pub mod amx;
 pub mod batchnorm;
 pub mod conv;
 pub mod gemm;
