@@ -453,6 +453,7 @@ fn cli_writes_a_readable_dataset() {
         pixel_nm_range: None,
         fov_nm_range: None,
         snr_range: None,
+        resume: false,
     };
     run(args).expect("synth run");
     let mut cfg = SynthConfig::new((96, 96), 0.1, 5);
@@ -651,6 +652,7 @@ fn args(out: &std::path::Path, n: usize) -> cryodet::cli::synth::Args {
         pixel_nm_range: None,
         fov_nm_range: None,
         snr_range: None,
+        resume: false,
     }
 }
 
