@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! feat      = backbone(x)                                   (stages cached from the first trained one)
-//! rpn       = rpn_head(feat);  proposals = filter(rpn)       (cfg.proposals: 12000 / 2000 in training)
+//! rpn       = rpn_head(feat);  proposals = filter(rpn)       (cfg.proposals: py-faster-rcnn's 12000 / 2000)
 //! RPN loss  on sampled anchors (targets.rs, losses.rs)        -> d_rpn -> dfeat
 //! rois      = cat(proposals, gt);  sampled RoIs -> roi_pool -> layer4 -> mean -> predictor
 //! head loss on sampled RoIs                                  -> d_head -> dfeat
@@ -36,7 +36,9 @@ pub enum Phase {
     HeadOnly,
 }
 
-/// Training-time settings (torchvision's Faster R-CNN defaults).
+/// Training-time settings: torchvision's Faster R-CNN defaults (samplers, matchers, beta), except
+/// the proposal counts, which are py-faster-rcnn's 12000 / 2000 (torchvision: 2000 / 2000; see
+/// [`ProposalConfig`]).
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
     pub rpn_batch: usize,
