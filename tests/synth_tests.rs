@@ -430,8 +430,7 @@ fn stack_objects_are_smooth_in_z() {
 fn cli_writes_a_readable_dataset() {
     use cryodet::cli::synth::{image_name, run, Args};
     use cryodet::io::voc::read_voc;
-    let out = std::env::temp_dir().join(format!("cryodet_synth_test_{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = cryodet::testutil::temp_dir("synth-cli");
     let args = Args {
         out: out.clone(),
         n: 5,
@@ -619,9 +618,7 @@ fn scale_and_families_follow_the_ranges() {
 struct TmpDir(std::path::PathBuf);
 impl TmpDir {
     fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("cryodet_synth_{tag}_{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        TmpDir(p)
+        TmpDir(cryodet::testutil::temp_dir(&format!("synth-{tag}")))
     }
 }
 impl Drop for TmpDir {

@@ -340,8 +340,7 @@ mod tests {
         adam.step(&mut w, &g).unwrap();
         assert_eq!((adam.state["a"].t, adam.state["b"].t, adam.step), (2, 1, 2));
 
-        let dir = std::env::temp_dir().join(format!("cryodet-adam-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testutil::temp_dir("adam");
         let path = dir.join("opt.safetensors");
         adam.save(&path).unwrap();
         let back = Adam::load(&path, adam.config).unwrap();

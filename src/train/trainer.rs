@@ -809,10 +809,7 @@ mod tests {
     }
 
     fn tmpdir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("cryodet-trainer-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+        crate::testutil::temp_dir(&format!("trainer-{tag}"))
     }
 
     /// A kill after phase 1 (all `.new` files complete) rolls forward to the new checkpoint; a
