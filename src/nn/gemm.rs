@@ -296,6 +296,11 @@ pub fn gemm_uninit(alpha: f32, a: Mat, b: Mat, c: MatMut) {
     unsafe { sgemm_raw(alpha, a, b, 0.0, cp, rsc, csc) }
 }
 
+/// The default thread count: all cores the OS gives us (1 if it cannot tell).
+pub fn num_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Sets the number of threads the GEMM kernels use. Must be called before the first product
 /// (matrixmultiply reads `MATMUL_NUM_THREADS` once); also sizes rayon's global pool.
 pub fn set_threads(threads: usize) {

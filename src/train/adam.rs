@@ -18,10 +18,10 @@
 //! `step` (number of [`Adam::step`] calls), `step.<name>` (per-parameter t) and the
 //! hyper-parameters, so a resumed run continues bit for bit.
 
-use crate::backbone::Grads;
 use crate::error::{Error, Result};
 use crate::io::weights::{save, Precision, WeightFile};
 use crate::model::FasterRcnn;
+use crate::nn::Grads;
 use crate::params::Kind;
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Zip};
 use std::collections::{BTreeMap, BTreeSet, HashMap};

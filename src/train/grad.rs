@@ -14,10 +14,11 @@
 //! (layer4, layer3, layer2, layer1, conv1), 3 = layer2..layer4; the RPN head and the predictor are
 //! always trained. FrozenBatchNorm tensors are buffers: never trained.
 
-use crate::backbone::{stage_trainable, Grads};
+use crate::backbone::stage_trainable;
 use crate::detection::box_coder::BoxCoder;
 use crate::detection::proposals::{filter_proposals, ProposalConfig};
 use crate::model::FasterRcnn;
+use crate::nn::Grads;
 use crate::train::losses::{head_loss, rpn_loss};
 use crate::train::targets::{assign_anchors, assign_rois, sample_labels};
 use ndarray::{Array2, Array4, ArrayView2, Axis};
