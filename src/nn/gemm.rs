@@ -10,8 +10,8 @@
 //! [`Mat`] and [`MatMut`] have private fields and are built only by checked constructors: the
 //! largest index `(rows-1)*rs + (cols-1)*cs` is computed with checked arithmetic and must lie
 //! inside the slice, strides are non-negative (`usize`) and at most `isize::MAX`, and an output's
-//! strides must map distinct `(i, j)` to distinct elements (sgemm's threads write disjoint rows of
-//! the output, so two `(i, j)` on one element would be a data race). An empty matrix (a zero
+//! strides must map distinct `(i, j)` to distinct elements (sgemm's threads each write their own
+//! blocks of `(i, j)`, so two `(i, j)` on one element could be a data race). An empty matrix (a zero
 //! dimension) is never read or written and accepts any strides. No safe call can then reach out
 //! of bounds.
 
