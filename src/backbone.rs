@@ -17,12 +17,8 @@
 use crate::error::{Error, Result};
 use crate::io::weights::WeightFile;
 use crate::nn::relu::relu_backward_inplace;
-use crate::nn::{Conv2d, FrozenBatchNorm2d, MaxPool2d};
-use ndarray::{Array1, Array4, ArrayD, Axis, Ix1, Ix4};
-use std::collections::BTreeMap;
-
-/// Gradients by torchvision weight name (as in `FasterRcnn::export`).
-pub type Grads = BTreeMap<String, ArrayD<f32>>;
+use crate::nn::{Conv2d, FrozenBatchNorm2d, Grads, MaxPool2d};
+use ndarray::{Array1, Array4, Axis, Ix1, Ix4};
 
 /// A convolution followed by a frozen batch norm. `conv` and `bn` are the parameters as stored
 /// (torchvision names); `fused` is the folded convolution the forward pass runs.

@@ -29,6 +29,9 @@ pub mod train;
 pub mod volume;
 
 pub mod cli;
+/// Test helpers: compiled for the unit tests and, through the `testutil` feature that the
+/// dev-dependency on this crate turns on, for the integration tests; not in a release build.
+#[cfg(any(test, feature = "testutil"))]
 pub mod testutil;
 
 pub use error::{Error, Result};

@@ -19,7 +19,7 @@
 //! The RoI head's layer4 runs on all P RoIs at once, so each of its convolutions is one GEMM with
 //! `N = P * 16` columns (the stride-2 first block maps 7x7 to 4x4).
 
-use crate::backbone::{take4, Backbone, Grads, Stage, StageCache};
+use crate::backbone::{take4, Backbone, Stage, StageCache};
 use crate::detection::anchors::{feature_stride, AnchorGenerator};
 use crate::detection::postprocess::{postprocess_detections, Detections, PostprocessConfig};
 use crate::detection::proposals::{filter_proposals, ProposalConfig};
@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::io::weights::WeightFile;
 use crate::nn::mean::{spatial_mean, spatial_mean_backward};
 use crate::nn::relu::relu_backward_inplace;
+use crate::nn::Grads;
 use crate::nn::{Conv2d, Linear};
 use ndarray::{Array1, Array2, Array4, ArrayD, ArrayView2, Axis, Ix1, Ix2};
 use std::path::Path;

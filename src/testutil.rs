@@ -68,6 +68,16 @@ pub fn load_fixture(path: impl AsRef<Path>) -> HashMap<String, ArrayD<f32>> {
         .collect()
 }
 
+/// A fresh, empty directory `<system temp>/cryodet-<tag>-<pid>` for one test's files (a
+/// leftover of an earlier run is removed first). The process id keeps test binaries apart; within
+/// one binary the tests run in parallel, so each test passes its own `tag`.
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("cryodet-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+    d
+}
+
 /// Path of a committed fixture: `tests/fixtures/<rel>`.
 pub fn fixture_path(rel: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -24,7 +24,8 @@ pub use export::{
     label_volume, write_imod_points, write_label_volume, write_objects_csv, write_objects_json,
 };
 pub use link::{
-    iou3d, link_slices, smooth_track, suppress_fragments, LinkConfig, Object3d, SliceBox,
+    iou3d, link_slices, slice_boxes, smooth_track, suppress_fragments, LinkConfig, Object3d,
+    SliceBox,
 };
 pub use montage::{montage, object_color, PALETTE};
 pub use tilt::{read_tilt_angles, tilt_file_for};

@@ -2,16 +2,9 @@
 //! (random weights: the boxes mean nothing, the files and their invariants do).
 
 use cryodet::io::detections::{read_image_detections, read_stack_detections};
-use cryodet::testutil::fixture_path;
-use std::path::{Path, PathBuf};
+use cryodet::testutil::{fixture_path, temp_dir};
+use std::path::Path;
 use std::process::Command;
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cryodet-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn cryodet(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_cryodet"))
@@ -44,7 +37,7 @@ fn weights() -> String {
 
 #[test]
 fn detect_writes_json_csv_voc_overlay_with_boxes_inside_the_image() {
-    let dir = tmpdir("formats");
+    let dir = temp_dir("cli-formats");
     let img = dir.join("cell_01.png");
     write_png16(&img, 211, 157);
     let out = dir.join("out");
@@ -89,7 +82,7 @@ fn detect_writes_json_csv_voc_overlay_with_boxes_inside_the_image() {
 
 #[test]
 fn detect_continues_past_bad_files_and_exits_nonzero() {
-    let dir = tmpdir("bad");
+    let dir = temp_dir("cli-bad");
     let good = dir.join("good.png");
     write_png16(&good, 120, 100);
     let truncated = dir.join("truncated.png");
@@ -123,7 +116,7 @@ fn detect_continues_past_bad_files_and_exits_nonzero() {
 
 #[test]
 fn detect_mrc_slices_and_3d_linking() {
-    let dir = tmpdir("mrc");
+    let dir = temp_dir("cli-mrc");
     let stack = dir.join("tomo.mrc");
     let vol = ndarray::Array3::from_shape_fn((5, 90, 110), |(z, y, x)| {
         ((x * 31 + y * 17 + z * 7) % 97) as f32 / 97.0
@@ -164,7 +157,7 @@ fn detect_mrc_slices_and_3d_linking() {
 
 #[test]
 fn detect_shard_takes_every_nth_input() {
-    let dir = tmpdir("shard");
+    let dir = temp_dir("cli-shard");
     for i in 0..5 {
         write_png16(&dir.join(format!("img{i}.png")), 64, 48);
     }
@@ -207,7 +200,7 @@ fn detect_shard_takes_every_nth_input() {
 #[test]
 fn link_relinks_a_stack_file_with_inferred_stride() {
     use cryodet::io::detections::{write_json, Detection, SliceDetections, StackDetections};
-    let dir = tmpdir("link");
+    let dir = temp_dir("cli-link");
     let det = |b: [f32; 4], class_id: usize| Detection {
         bbox: b,
         score: 0.9,

@@ -394,8 +394,7 @@ fn score_threshold_and_groups() {
 
 #[test]
 fn detection_files_round_trip_and_errors_name_the_file() {
-    let dir = std::env::temp_dir().join(format!("cryodet_eval_det_{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = cryodet::testutil::temp_dir("eval-det");
     let d = ImageDetections {
         precision: None,
         image: "tomo_001.png".into(),

@@ -8,18 +8,11 @@
 //! small fixture weights at a 64..90 px input: the whole file takes a few seconds.
 
 use cryodet::io::mrc::{self, write_mrc, write_mrc_with, MrcGeometry, IMOD_STAMP};
-use cryodet::testutil::fixture_path;
+use cryodet::testutil::{fixture_path, temp_dir};
 use ndarray::{Array2, Array3};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cryodet-files-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// Exit code, stdout, stderr of `cryodet ARGS`.
 fn run(args: &[&str]) -> (i32, String, String) {
@@ -146,7 +139,7 @@ fn disc(cy: i32, cx: i32, n: usize) -> Array2<u8> {
 
 #[test]
 fn imod_unsigned_bytes_follow_imods_flag_and_the_override() {
-    let d = tmpdir("imod");
+    let d = temp_dir("files-imod");
     let data: Vec<u8> = (0..256).map(|i| (10 + i % 227) as u8).collect();
     let dims = (1, 16, 16);
     let unsigned = d.join("imod_unsigned.mrc");
@@ -180,7 +173,7 @@ fn imod_unsigned_bytes_follow_imods_flag_and_the_override() {
 
 #[test]
 fn trailing_bytes_are_a_one_line_warning() {
-    let d = tmpdir("trailing");
+    let d = temp_dir("files-trailing");
     let p = d.join("tail.mrc");
     let mut b = float_mrc(&p, 2, 64, 64);
     b.extend_from_slice(&[7u8; 512]);
@@ -204,7 +197,7 @@ fn trailing_bytes_are_a_one_line_warning() {
 
 #[test]
 fn mrc_recognized_by_header_and_decompressed() {
-    let d = tmpdir("names");
+    let d = temp_dir("files-names");
     let p = d.join("vol.mrc");
     let bytes = float_mrc(&p, 2, 64, 64);
     let (o, _) = ok(&["info", s(&p)]);
@@ -262,7 +255,7 @@ fn mrc_recognized_by_header_and_decompressed() {
 
 #[test]
 fn no_objects_no_point_file_and_labels_keep_the_geometry() {
-    let d = tmpdir("objects");
+    let d = temp_dir("files-objects");
     let p = d.join("geo.mrc");
     let vol = Array3::from_shape_fn((3, 64, 64), |(z, y, x)| ((z + y * 3 + x) % 40) as f32);
     let geom = MrcGeometry {
@@ -304,7 +297,7 @@ fn no_objects_no_point_file_and_labels_keep_the_geometry() {
 
 #[test]
 fn boxes_are_clipped_to_the_image_after_mapping_back() {
-    let d = tmpdir("clip");
+    let d = temp_dir("files-clip");
     // 100 px at --size 90: the f32 ratio 100/90 maps a box edge at 90 to 100.00001.
     let p = d.join("edge.png");
     png(&p, &disc(95, 95, 100));
@@ -347,7 +340,7 @@ fn boxes_are_clipped_to_the_image_after_mapping_back() {
 
 #[test]
 fn output_names_are_unique_within_a_run() {
-    let d = tmpdir("unique");
+    let d = temp_dir("files-unique");
     for sub in ["a", "b", "c"] {
         std::fs::create_dir_all(d.join(sub)).unwrap();
     }
@@ -386,7 +379,7 @@ fn output_names_are_unique_within_a_run() {
 
 #[test]
 fn a_nan_slice_leaves_no_output_and_names_the_slice() {
-    let d = tmpdir("nan");
+    let d = temp_dir("files-nan");
     let mut vol = Array3::from_shape_fn((5, 64, 64), |(z, y, x)| ((z + y * 3 + x) % 40) as f32);
     vol[[3, 10, 20]] = f32::NAN;
     let p = d.join("st.mrc");
@@ -473,7 +466,7 @@ fn planar_rgb_tiff(w: u32, h: u32, rgb: &[[u8; 3]]) -> Vec<u8> {
 
 #[test]
 fn planar_rgb_tiff_reads_as_chunky_rgb() {
-    let d = tmpdir("planar");
+    let d = temp_dir("files-planar");
     let (w, h) = (64u32, 48u32);
     let rgb: Vec<[u8; 3]> = (0..w * h)
         .map(|i| [(i % 251) as u8, (i * 7 % 256) as u8, (255 - i % 256) as u8])
@@ -496,7 +489,7 @@ fn planar_rgb_tiff_reads_as_chunky_rgb() {
 
 #[test]
 fn multi_page_tiff_is_a_stack() {
-    let d = tmpdir("pages");
+    let d = temp_dir("files-pages");
     let p = d.join("pages.tif");
     let f = std::fs::File::create(&p).unwrap();
     let mut enc = tiff::encoder::TiffEncoder::new(f).unwrap();
@@ -523,7 +516,7 @@ fn multi_page_tiff_is_a_stack() {
 
 #[test]
 fn info_skips_blank_labels_and_garbage_types_and_explains_smooth_snr() {
-    let d = tmpdir("info");
+    let d = temp_dir("files-info");
     let p = d.join("relion.mrc");
     let mut b = float_mrc(&p, 1, 32, 32);
     put_i32(&mut b, 220, 10); // nlabl = 10, labels 2..10 blank
@@ -552,7 +545,7 @@ fn info_skips_blank_labels_and_garbage_types_and_explains_smooth_snr() {
 /// nothing (the damaged files stay) or that skips without checking completeness.
 #[test]
 fn synth_resume_completes_an_interrupted_run() {
-    let d = tmpdir("synth-resume");
+    let d = temp_dir("files-synth-resume");
     let (full, part) = (d.join("full"), d.join("part"));
     let synth = |out: &Path, extra: &[&str]| {
         let mut a = vec![

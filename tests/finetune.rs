@@ -16,7 +16,7 @@ use cryodet::io::image::write_png_gray8;
 use cryodet::io::voc::{read_voc, VocObject};
 use cryodet::io::weights::{Precision, WeightFile};
 use cryodet::model::FasterRcnn;
-use cryodet::testutil::fixture_path;
+use cryodet::testutil::{fixture_path, temp_dir};
 use cryodet::train::data::{Dataset, Sample};
 use cryodet::train::finetune::{
     plan, recipe_drop, recipe_epochs, BaseModel, Given, Select, ValScore, SCALE_RANGE,
@@ -26,13 +26,6 @@ use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cryodet-finetune-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn run(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_cryodet"))
@@ -409,7 +402,7 @@ fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
 
 #[test]
 fn detect_voc_round_trip_is_training_input() {
-    let d = tmpdir("voc");
+    let d = temp_dir("finetune-voc");
     let model = start_model(&d);
     let data = d.join("data");
     write_images(&data);
@@ -538,7 +531,7 @@ fn detect_voc_round_trip_is_training_input() {
 
 #[test]
 fn never_worse_keeps_the_starting_model() {
-    let d = tmpdir("never-worse");
+    let d = temp_dir("finetune-never-worse");
     let model = start_model(&d);
     let data = d.join("data");
     write_images(&data);
@@ -608,7 +601,7 @@ fn never_worse_keeps_the_starting_model() {
 #[test]
 fn voc_sub_pixel_box_round_trip() {
     use cryodet::io::voc::{write_voc, VocAnnotation};
-    let d = tmpdir("subpixel");
+    let d = temp_dir("finetune-subpixel");
     let p = d.join("a.xml");
     let ann = VocAnnotation {
         filename: "a.png".into(),

@@ -7,7 +7,7 @@
 
 use cryodet::io::weights::WeightFile;
 use cryodet::model::{FasterRcnn, Trace};
-use cryodet::testutil::{assert_close, fixture_path, load_fixture, EXACT, FORWARD};
+use cryodet::testutil::{assert_close, fixture_path, load_fixture, temp_dir, EXACT, FORWARD};
 use ndarray::Ix4;
 
 fn check_trace(trace_file: &str) {
@@ -146,8 +146,7 @@ fn loader_names_both_shapes_of_a_misshaped_tensor() {
 
 #[test]
 fn loader_rejects_garbage_and_wrong_class_metadata() {
-    let dir = std::env::temp_dir().join(format!("cryodet-wt-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("wt");
     let p = dir.join("garbage.safetensors");
     std::fs::write(&p, b"\xff\xff\xff\xff\xff\xff\xff\x7fnot a header").unwrap();
     let msg = FasterRcnn::load(&p).err().unwrap().to_string();
@@ -161,8 +160,7 @@ fn loader_rejects_garbage_and_wrong_class_metadata() {
 #[test]
 fn save_and_reload_roundtrip_f32_and_f16() {
     let model = FasterRcnn::load(fixture_path("model/weights_small.safetensors")).unwrap();
-    let dir = std::env::temp_dir().join(format!("cryodet-rt-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("rt");
     for (prec, tol) in [
         (cryodet::io::weights::Precision::F32, EXACT),
         (cryodet::io::weights::Precision::F16, 1e-3),

@@ -7,7 +7,7 @@
 
 use cryodet::io::mrc::write_mrc;
 use cryodet::io::weights::{save, Precision, WeightFile};
-use cryodet::testutil::fixture_path;
+use cryodet::testutil::{fixture_path, temp_dir};
 use ndarray::{Array3, ArrayD, ArrayViewD};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,13 +17,6 @@ use std::time::{Duration, Instant};
 const HUGE_CLAIM_MAX_TIME: Duration = Duration::from_secs(5);
 /// ... and within this address space (KB, `ulimit -v`): far below the 4 TB the claim implies.
 const HUGE_CLAIM_MAX_VMEM_KB: u64 = 1 << 20;
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cryodet-robust-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_cryodet")
@@ -141,7 +134,7 @@ fn detect_args<'a>(
 
 #[test]
 fn mrc_malformed_headers_and_sizes() {
-    let d = tmpdir("mrc");
+    let d = temp_dir("robust-mrc");
     let good = valid_mrc(&d, 3, 8, 6);
     assert_eq!(good.len(), 1024 + 3 * 8 * 6 * 4);
 
@@ -231,7 +224,7 @@ fn mrc_malformed_headers_and_sizes() {
 
 #[test]
 fn mrc_claiming_1e12_voxels_is_refused_fast_without_allocating() {
-    let d = tmpdir("mrc_huge");
+    let d = temp_dir("robust-mrc_huge");
     let mut b = valid_mrc(&d, 1, 4, 4);
     for off in [0, 4, 8] {
         put_i32(&mut b, off, 10_000); // 10^4 on each axis: 10^12 voxels, 4 TB of float32
@@ -265,7 +258,7 @@ fn mrc_claiming_1e12_voxels_is_refused_fast_without_allocating() {
 
 #[test]
 fn mrc_nan_pixels_fail_or_are_masked_and_slices_and_tilts_are_checked() {
-    let d = tmpdir("mrc_nan");
+    let d = temp_dir("robust-mrc_nan");
     let mut vol = Array3::from_shape_fn((2, 64, 64), |(z, y, x)| ((z + y * 3 + x) % 40) as f32);
     vol[[0, 10, 20]] = f32::NAN;
     vol[[1, 5, 5]] = f32::INFINITY;
@@ -301,7 +294,7 @@ fn mrc_nan_pixels_fail_or_are_masked_and_slices_and_tilts_are_checked() {
 
 #[test]
 fn image_malformed_files() {
-    let d = tmpdir("img");
+    let d = temp_dir("robust-img");
     let png = valid_png(&d);
     // 18. truncated PNG (header intact, pixel data cut)
     info_fails(
@@ -408,7 +401,7 @@ fn crc32(data: &[u8]) -> u32 {
 
 #[test]
 fn float_tiff_nan_pixels_fail_or_are_masked() {
-    let d = tmpdir("tif_nan");
+    let d = temp_dir("robust-tif_nan");
     let t = fixture_path("io/nan.tif");
     let w = weights_path();
     let out = d.join("out");
@@ -437,7 +430,7 @@ const GOOD_XML: &str = "<annotation>\n\t<folder>f</folder>\n\t<filename>cell.png
 
 #[test]
 fn voc_malformed_annotations() {
-    let d = tmpdir("voc");
+    let d = temp_dir("robust-voc");
     let img = d.join("cell.png");
     std::fs::write(&img, valid_png(&d)).unwrap();
     let w = weights_path();
@@ -543,7 +536,7 @@ fn save_variant(
 
 #[test]
 fn weights_malformed_files() {
-    let d = tmpdir("weights");
+    let d = temp_dir("robust-weights");
     let img = d.join("cell.png");
     std::fs::write(&img, valid_png(&d)).unwrap();
     let out = d.join("out");
@@ -654,7 +647,7 @@ fn weights_malformed_files() {
 
 #[test]
 fn bad_arguments_and_inputs() {
-    let d = tmpdir("args");
+    let d = temp_dir("robust-args");
     let img = d.join("cell.png");
     std::fs::write(&img, valid_png(&d)).unwrap();
     let w = weights_path();
@@ -696,7 +689,7 @@ fn bad_arguments_and_inputs() {
 
 #[test]
 fn eval_malformed_detection_json() {
-    let d = tmpdir("eval");
+    let d = temp_dir("robust-eval");
     let gt = d.join("gt");
     let pred = d.join("pred");
     std::fs::create_dir_all(&gt).unwrap();
@@ -769,7 +762,7 @@ fn eval_malformed_detection_json() {
 
 #[test]
 fn train_refuses_an_unknown_class() {
-    let d = tmpdir("train");
+    let d = temp_dir("robust-train");
     std::fs::create_dir_all(d.join("images")).unwrap();
     std::fs::create_dir_all(d.join("annotations")).unwrap();
     std::fs::write(d.join("images/cell.png"), valid_png(&d)).unwrap();

@@ -9,18 +9,11 @@ use cryodet::io::mrc;
 use cryodet::io::pixel_size::{pixel_size_nm, read_pixel_size};
 use cryodet::model::FasterRcnn;
 use cryodet::pipeline::{choose_scale, prepare, prepare_at, PipelineConfig};
-use cryodet::testutil::fixture_path;
+use cryodet::testutil::{fixture_path, temp_dir};
 use cryodet::transform::{antialias_taps, boxes_to_original, resample_antialiased};
 use ndarray::{Array2, Array3};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cryodet-scale-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn close(a: Option<f32>, b: f32) -> bool {
     a.is_some_and(|a| (a - b).abs() <= 1e-4 * b)
@@ -28,7 +21,7 @@ fn close(a: Option<f32>, b: f32) -> bool {
 
 #[test]
 fn mrc_header_voxel_size_zero_and_one_angstrom_unknown() {
-    let d = tmpdir("mrc");
+    let d = temp_dir("scale-mrc");
     let vol = Array3::<f32>::from_shape_fn((2, 8, 9), |(z, y, x)| (z + y + x) as f32);
     for (angstrom, want) in [
         (2.6f32, Some(0.26f32)),
@@ -83,7 +76,7 @@ fn write_tiff(
 #[test]
 fn tiff_resolution_tags_and_imagej_description() {
     use tiff::tags::ResolutionUnit;
-    let d = tmpdir("tiff");
+    let d = temp_dir("scale-tiff");
     let p = d.join("a.tif");
     // 2e7 pixels per cm = 0.5 nm per pixel.
     write_tiff(
@@ -130,7 +123,7 @@ fn tiff_resolution_tags_and_imagej_description() {
 
 #[test]
 fn png_phys_written_then_read() {
-    let d = tmpdir("png");
+    let d = temp_dir("scale-png");
     let img = Array2::from_shape_fn((5, 7), |(y, x)| ((x + y) % 3) as f32 / 2.0);
     let p = d.join("a.png");
     write_png_gray8_with_pixel_size(&p, img.view(), Some(1.25)).unwrap();
@@ -319,7 +312,7 @@ fn anchors_from_metadata_round_trip_and_mismatch_errors() {
     let m15 = build(tensors.clone(), meta.clone()).unwrap();
     assert_eq!(m15.config.anchors, anchors);
     assert_eq!(m15.rpn.cls_logits.out_channels(), 15);
-    let d = tmpdir("anchors");
+    let d = temp_dir("scale-anchors");
     let p = d.join("m.safetensors");
     m15.save(&p, cryodet::io::weights::Precision::F32).unwrap();
     let back = FasterRcnn::load(&p).unwrap();
@@ -357,7 +350,7 @@ fn run(args: &[&str]) -> (bool, String) {
 
 #[test]
 fn detect_prints_the_scale_line() {
-    let d = tmpdir("detect");
+    let d = temp_dir("scale-detect");
     let w = d.join("m.safetensors");
     model_with_pixel_size()
         .save(&w, cryodet::io::weights::Precision::F32)
@@ -418,7 +411,7 @@ fn detect_prints_the_scale_line() {
 #[test]
 fn train_scale_options_survive_resume() {
     use cryodet::io::voc::{write_voc, VocAnnotation, VocObject};
-    let d = tmpdir("train");
+    let d = temp_dir("scale-train");
     let data = d.join("data");
     std::fs::create_dir_all(data.join("images")).unwrap();
     std::fs::create_dir_all(data.join("annotations")).unwrap();

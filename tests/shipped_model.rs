@@ -55,8 +55,7 @@ fn default_model_loads_with_its_training_metadata() {
 
 #[test]
 fn readme_detect_command_runs_on_the_shipped_example() {
-    let out = std::env::temp_dir().join(format!("cryodet-shipped-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = cryodet::testutil::temp_dir("shipped");
     let out_s = out.to_str().unwrap();
     run_shipped(&[
         "detect",
@@ -103,8 +102,7 @@ fn slice_model_loads_with_its_training_metadata() {
 /// >= 0.7 (the same check as `tools/eval_3d.py`). ~1 min: the stack is made and detected here.
 #[test]
 fn detect_3d_finds_the_objects_of_a_fresh_synthetic_tomogram() {
-    let dir = std::env::temp_dir().join(format!("cryodet-3d-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = cryodet::testutil::temp_dir("3d");
     let run = run_shipped;
     let d = dir.to_str().unwrap();
     run(&[

@@ -430,8 +430,7 @@ fn stack_objects_are_smooth_in_z() {
 fn cli_writes_a_readable_dataset() {
     use cryodet::cli::synth::{image_name, run, Args};
     use cryodet::io::voc::read_voc;
-    let out = std::env::temp_dir().join(format!("cryodet_synth_test_{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = cryodet::testutil::temp_dir("synth-cli");
     let args = Args {
         out: out.clone(),
         n: 5,
@@ -447,13 +446,13 @@ fn cli_writes_a_readable_dataset() {
         pixel_nm: None,
         preview: false,
         slice_images: true,
-        resume: false,
         classic: true,
         families: vec![],
         exclude_family: vec![],
         pixel_nm_range: None,
         fov_nm_range: None,
         snr_range: None,
+        resume: false,
     };
     run(args).expect("synth run");
     let mut cfg = SynthConfig::new((96, 96), 0.1, 5);
@@ -619,9 +618,7 @@ fn scale_and_families_follow_the_ranges() {
 struct TmpDir(std::path::PathBuf);
 impl TmpDir {
     fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("cryodet_synth_{tag}_{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        TmpDir(p)
+        TmpDir(cryodet::testutil::temp_dir(&format!("synth-{tag}")))
     }
 }
 impl Drop for TmpDir {
@@ -646,13 +643,13 @@ fn args(out: &std::path::Path, n: usize) -> cryodet::cli::synth::Args {
         pixel_nm: None,
         preview: false,
         slice_images: false,
-        resume: false,
         classic: false,
         families: vec![],
         exclude_family: vec![],
         pixel_nm_range: None,
         fov_nm_range: None,
         snr_range: None,
+        resume: false,
     }
 }
 

@@ -7,7 +7,8 @@
 //! stage, 64-pixel images, 4 training images, 3 epochs).
 
 use cryodet::model::FasterRcnn;
-use std::path::{Path, PathBuf};
+use cryodet::testutil::temp_dir;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,13 +17,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_cryodet");
 const SLOW_SAVE_MS: &str = "3000";
 /// Give up waiting for the trainer after this long.
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cryodet-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn train_args(data: &Path, out: &Path) -> Vec<String> {
     [
@@ -76,7 +70,7 @@ fn state_without_time(run: &Path) -> serde_json::Value {
 
 #[test]
 fn killed_while_saving_then_resumed() {
-    let root = tmpdir("train-kill");
+    let root = temp_dir("train-kill");
     let data = root.join("data");
     // 5 images: 4 train, 1 test (5:1 split).
     run_ok(&[

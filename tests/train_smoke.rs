@@ -109,8 +109,7 @@ fn write_dataset(dir: &Path) -> Vec<(PathBuf, Vec<[f32; 4]>)> {
 
 #[test]
 fn reduced_network_learns_discs() {
-    let root = std::env::temp_dir().join(format!("cryodet-smoke-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = cryodet::testutil::temp_dir("smoke");
     let data = root.join("data");
     let images = write_dataset(&data);
     let run = root.join("run");

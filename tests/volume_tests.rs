@@ -1,9 +1,7 @@
 //! Tests of cryodet::volume: linking per-slice boxes into 3D objects, 3D IoU, the writers,
 //! tilt files, label volume, montage, and an acceptance test on synthetic ellipsoids.
 
-use std::path::PathBuf;
-
-use cryodet::testutil::{assert_close, FORWARD};
+use cryodet::testutil::{assert_close, temp_dir, FORWARD};
 use cryodet::volume::{
     iou3d, label_volume, link_slices, montage, object_color, read_tilt_angles, smooth_track,
     suppress_fragments, tilt_file_for, write_imod_points, write_objects_csv, write_objects_json,
@@ -66,12 +64,6 @@ fn tracker_only() -> LinkConfig {
 
 fn zs_of(o: &Object3d) -> Vec<usize> {
     o.slices.iter().map(|(z, _)| *z).collect()
-}
-
-fn tmp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cryodet_volume_{name}_{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -665,7 +657,7 @@ fn two_objects() -> Vec<Object3d> {
 #[test]
 fn imod_point_file_format() {
     let objs = two_objects();
-    let dir = tmp_dir("imod");
+    let dir = temp_dir("volume-imod");
     let path = dir.join("objects.txt");
     write_imod_points(&path, &objs).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
@@ -715,7 +707,7 @@ fn imod_point_file_format() {
 #[test]
 fn json_and_csv_round_trip() {
     let objs = two_objects();
-    let dir = tmp_dir("writers");
+    let dir = temp_dir("volume-writers");
     let names = ["__background__", "mitochondrion"];
 
     let jpath = dir.join("objects.json");
@@ -801,7 +793,7 @@ fn label_volume_overlap_goes_to_higher_score() {
 
 #[test]
 fn tilt_angles_good_file() {
-    let dir = tmp_dir("tilt_good");
+    let dir = temp_dir("volume-tilt_good");
     let path = dir.join("ts.tlt");
     std::fs::write(&path, "  -60.00\r\n-57.5\n\n   \n0\n  +3.0e1 \n60.00\n").unwrap();
     let a = read_tilt_angles(&path).unwrap();
@@ -811,7 +803,7 @@ fn tilt_angles_good_file() {
 
 #[test]
 fn tilt_angles_bad_files_name_file_and_line() {
-    let dir = tmp_dir("tilt_bad");
+    let dir = temp_dir("volume-tilt_bad");
     let cases = [
         ("junk.tlt", "-60\n-58\nabc\n", Some("line 3")),
         ("two.tlt", "-60\n-58 -56\n", Some("line 2")),
@@ -843,7 +835,7 @@ fn tilt_angles_bad_files_name_file_and_line() {
 
 #[test]
 fn tilt_file_is_found_beside_the_stack() {
-    let dir = tmp_dir("tilt_find");
+    let dir = temp_dir("volume-tilt_find");
     let stack = dir.join("cell_7.st");
     std::fs::write(&stack, b"").unwrap();
     assert_eq!(tilt_file_for(&stack), None);

@@ -2,7 +2,7 @@
 //! (cargo-fuzz needs nightly). See tools/FUZZING.md.
 //!
 //! ```text
-//! cargo run --release --bin cryodet-fuzz -- --target mrc --iters 1000000 --seed 1
+//! cargo run --release --features fuzz --bin cryodet-fuzz -- --target mrc --iters 1000000 --seed 1
 //! targets: mrc voc weights weights-struct detections tilt image
 //! ```
 //!
@@ -14,10 +14,14 @@
 //! whose result (Ok, or the error message with digits removed) was never seen joins the pool.
 //!
 //! Findings:
-//! - a panic: the input is saved to `tests/corpus/<target>/crash-<fnv64>` and reported;
+//! - a panic: the input is saved to `<findings>/<target>/crash-<fnv64>` and reported;
 //! - an allocation larger than `--max-alloc` MB (default 256; the inputs are a few KB): the
-//!   global allocator below saves the input as `tests/corpus/<target>/alloc-<fnv64>` and aborts
+//!   global allocator below saves the input as `<findings>/<target>/alloc-<fnv64>` and aborts
 //!   (`--max-alloc` is a hard cap: a parser must refuse such a header before allocating).
+//!
+//! `<findings>` is `--findings DIR`, by default `cryodet-fuzz` in the system's temp directory:
+//! the fuzzer never writes into the source tree unless asked (`--findings tests/corpus`). The
+//! regression corpus `tests/corpus/<target>/` (`--corpus DIR`) is only read.
 //!
 //! The RNG is ChaCha8 from `--seed`, so a run is reproducible.
 
@@ -395,18 +399,20 @@ fn seeds(t: Target, corpus: &Path) -> Vec<Vec<u8>> {
             "io/nan.tif",
         ]),
     };
-    if let Ok(rd) = std::fs::read_dir(corpus) {
-        let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        files.sort();
-        for f in files {
-            if let Ok(b) = std::fs::read(&f) {
-                s.push(b);
-            }
-        }
-    }
+    s.extend(read_dir_files(corpus));
     let _ = std::fs::remove_dir_all(&tmp);
     assert!(!s.is_empty(), "no seeds for {}", t.name());
     s
+}
+
+/// The contents of every file in `dir` (sorted by name; none if it does not exist).
+fn read_dir_files(dir: &Path) -> Vec<Vec<u8>> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    files.iter().filter_map(|f| std::fs::read(f).ok()).collect()
 }
 
 /// A complete but tiny network (2 channels everywhere, 1x1 kernels except the RPN's 3x3,
@@ -723,7 +729,7 @@ fn main() {
     let Some(target) = get("--target").as_deref().and_then(Target::parse) else {
         eprintln!(
             "usage: cryodet-fuzz --target mrc|voc|weights|weights-struct|detections|tilt|image \
-             [--iters N] [--seed S] [--max-alloc MB] [--corpus DIR]"
+             [--iters N] [--seed S] [--max-alloc MB] [--corpus DIR] [--findings DIR]"
         );
         std::process::exit(2);
     };
@@ -731,16 +737,25 @@ fn main() {
     let seed: u64 = get("--seed").map_or(1, |s| s.parse().expect("--seed S"));
     let max_alloc_mb: usize =
         get("--max-alloc").map_or(256, |s| s.parse().expect("--max-alloc MB"));
+    // Seeds are read from the regression corpus and from earlier findings; findings are written
+    // outside the source tree unless --findings says otherwise.
     let corpus_root = get("--corpus").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus"),
         PathBuf::from,
     );
-    let dir = corpus_root.join(target.name());
-    std::fs::create_dir_all(&dir).expect("corpus dir");
+    let findings_root =
+        get("--findings").map_or_else(|| std::env::temp_dir().join("cryodet-fuzz"), PathBuf::from);
+    let corpus = corpus_root.join(target.name());
+    let dir = findings_root.join(target.name());
+    std::fs::create_dir_all(&dir).expect("findings dir");
     CRASH_DIR.set(dir.clone()).unwrap();
     cryodet::nn::gemm::set_threads(1);
+    eprintln!("findings go to {}", dir.display());
 
-    let mut pool = seeds(target, &dir);
+    let mut pool = seeds(target, &corpus);
+    if dir != corpus {
+        pool.extend(read_dir_files(&dir));
+    }
     let n_seeds = pool.len();
     let mut seen: HashSet<String> = HashSet::new();
     let mut ok_pool: Vec<Vec<u8>> = Vec::new();

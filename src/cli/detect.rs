@@ -342,7 +342,7 @@ impl Drop for Staging {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    crate::nn::gemm::set_threads(args.threads.unwrap_or_else(super::trace::num_threads));
+    crate::nn::gemm::set_threads(args.threads.unwrap_or_else(crate::nn::gemm::num_threads));
     apply_precision(args.precision);
     let formats = parse_formats(&args.format)?;
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
@@ -879,7 +879,7 @@ fn detect_stack(
         ));
     }
     let link = args.link.config(args.stride)?;
-    let objects = volume::link_slices(&super::link::slice_boxes(&stack_dets), &link);
+    let objects = volume::link_slices(&volume::slice_boxes(&stack_dets), &link);
     volume::write_objects_json(
         &stage.file(format!("{name}.objects.json")),
         &objects,

@@ -119,7 +119,7 @@ fn check_config(args: &Args) -> Result<EvalConfig> {
 /// --weights mode: runs the detector (`crate::pipeline`) on the image of every ground-truth
 /// file and writes `<det_dir>/<stem>.json`, as `cryodet detect` would.
 fn detect_all(weights: &Path, args: &Args, img_dir: &Path, det_dir: &Path) -> Result<()> {
-    crate::nn::gemm::set_threads(super::trace::num_threads());
+    crate::nn::gemm::set_threads(crate::nn::gemm::num_threads());
     super::detect::apply_precision(args.precision);
     let model = FasterRcnn::load(weights)?;
     let mut cfg = PipelineConfig::for_model(

@@ -6,10 +6,11 @@
 //! Output: scalars `loss_objectness`, `loss_rpn_box_reg`, `loss_classifier`, `loss_box_reg`
 //! (shape `[1]`) and `grad.<weight name>` for every trained weight.
 
-use crate::cli::trace::{num_threads, read_input};
+use crate::cli::trace::read_input;
 use crate::error::{Error, Result};
 use crate::io::weights::{save, Precision, WeightFile};
 use crate::model::FasterRcnn;
+use crate::nn::gemm::num_threads;
 use crate::train::grad::{loss_and_grads, Phase, Sampling, TrainConfig};
 use ndarray::{Array1, Array2, ArrayD, Ix2};
 use rand::SeedableRng;

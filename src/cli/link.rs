@@ -5,8 +5,8 @@
 //! [`LinkArgs`] are the linking options shared with `cryodet detect --3d`.
 
 use crate::error::{Error, Result};
-use crate::io::detections::{read_stack_detections, StackDetections};
-use crate::volume::{self, LinkConfig, SliceBox};
+use crate::io::detections::read_stack_detections;
+use crate::volume::{self, slice_boxes, LinkConfig};
 use std::path::PathBuf;
 
 /// The 3D linking options (`crate::volume::link` documents each rule).
@@ -85,26 +85,6 @@ pub struct Args {
     pub stride: Option<usize>,
     #[command(flatten)]
     pub link: LinkArgs,
-}
-
-/// Per-slice boxes of a stack detection file, in the linker's form.
-pub fn slice_boxes(stack: &StackDetections) -> Vec<(usize, Vec<SliceBox>)> {
-    stack
-        .slices
-        .iter()
-        .map(|s| {
-            let boxes = s
-                .detections
-                .iter()
-                .map(|d| SliceBox {
-                    bbox: d.bbox,
-                    score: d.score,
-                    class_id: d.class_id,
-                })
-                .collect();
-            (s.z, boxes)
-        })
-        .collect()
 }
 
 /// The stride `detect --stride` used: gcd of the differences between sorted slice numbers (1 when

@@ -50,7 +50,7 @@ pub fn read_input(path: &std::path::Path) -> Result<Array4<f32>> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    crate::nn::gemm::set_threads(args.threads.unwrap_or_else(num_threads));
+    crate::nn::gemm::set_threads(args.threads.unwrap_or_else(crate::nn::gemm::num_threads));
     let model = FasterRcnn::load(&args.weights)?;
     let x = read_input(&args.input)?;
     let mut trace = Trace::default();
@@ -73,9 +73,4 @@ pub fn run(args: Args) -> Result<()> {
         .map(|(n, t)| (n.clone(), t.view()))
         .collect();
     save(&args.out, &views, &HashMap::new(), Precision::F32)
-}
-
-/// All cores the OS gives us.
-pub fn num_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

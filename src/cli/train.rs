@@ -131,7 +131,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    crate::nn::gemm::set_threads(args.threads.unwrap_or_else(crate::cli::trace::num_threads));
+    crate::nn::gemm::set_threads(args.threads.unwrap_or_else(crate::nn::gemm::num_threads));
     if let Some(run) = &args.resume {
         if args.out.as_ref().is_some_and(|o| o != run) {
             return Err(Error::invalid("--out and --resume name different runs"));

@@ -17,7 +17,10 @@ use ndarray::{Array2, ArrayView2, Axis};
 use super::box_coder::BoxCoder;
 use super::nms::{nms_top_k, score_desc};
 
-/// `RegionProposalNetwork` selection parameters (torchvision's defaults for Faster R-CNN).
+/// `RegionProposalNetwork` selection parameters. The algorithm is torchvision's; the counts are
+/// py-faster-rcnn's (`lib/fast_rcnn/config.py`: `RPN_PRE_NMS_TOP_N` / `RPN_POST_NMS_TOP_N`
+/// 12000 / 2000 in training, 6000 / 300 at test time), not torchvision's, whose `faster_rcnn.py`
+/// defaults are 2000 / 2000 in training and 1000 / 1000 at test time.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ProposalConfig {
     /// Highest-scoring anchors kept before NMS.
@@ -33,7 +36,7 @@ pub struct ProposalConfig {
 }
 
 impl ProposalConfig {
-    /// torchvision test-time values: 6000 before NMS, 300 after (C4 models), NMS 0.7.
+    /// Test time (py-faster-rcnn's `TEST` values): 6000 before NMS, 300 after, NMS 0.7.
     pub fn testing() -> Self {
         ProposalConfig {
             pre_nms_top_n: 6000,
@@ -44,7 +47,7 @@ impl ProposalConfig {
         }
     }
 
-    /// torchvision training-time values: 12000 before NMS, 2000 after, NMS 0.7.
+    /// Training (py-faster-rcnn's `TRAIN` values): 12000 before NMS, 2000 after, NMS 0.7.
     pub fn training() -> Self {
         ProposalConfig {
             pre_nms_top_n: 12000,

@@ -33,6 +33,7 @@
 //! The naive reference [`gemm_bf16_naive`] (same rounding, plain loops) is what the tests compare
 //! the kernel against.
 
+use super::gemm::Mat;
 use rayon::prelude::*;
 use std::sync::OnceLock;
 
@@ -108,54 +109,18 @@ fn detect() -> bool {
     false
 }
 
-/// An f32 matrix view with strides (elements), checked once on construction so that every
-/// `(i, j)` with `i < rows`, `j < cols` indexes inside `data`.
-#[derive(Clone, Copy)]
-pub struct View<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
-}
-
-impl<'a> View<'a> {
-    /// `None` when some element `(i, j)` would lie outside `data` (or the offset overflows).
-    pub fn new(data: &'a [f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Option<Self> {
-        if rows > 0 && cols > 0 {
-            let last = (rows - 1)
-                .checked_mul(rs)?
-                .checked_add((cols - 1).checked_mul(cs)?)?;
-            if last >= data.len() {
-                return None;
-            }
-        }
-        Some(View {
-            data,
-            rows,
-            cols,
-            rs,
-            cs,
-        })
-    }
-    #[inline]
-    fn at(&self, i: usize, j: usize) -> f32 {
-        self.data[i * self.rs + j * self.cs]
-    }
-}
-
 fn round_up(x: usize, m: usize) -> usize {
     x.div_ceil(m) * m
 }
 
 /// `a [m, k]` -> bf16 row-major `[mp, kp]`, zero-padded.
-fn pack_a(a: &View, mp: usize, kp: usize) -> Vec<u16> {
+fn pack_a(a: &Mat, mp: usize, kp: usize) -> Vec<u16> {
     let mut p = vec![0u16; mp * kp];
     p.par_chunks_mut(kp)
-        .take(a.rows)
+        .take(a.nrows())
         .enumerate()
         .for_each(|(i, row)| {
-            for (kk, v) in row.iter_mut().take(a.cols).enumerate() {
+            for (kk, v) in row.iter_mut().take(a.ncols()).enumerate() {
                 *v = bf16_bits(a.at(i, kk));
             }
         });
@@ -163,15 +128,15 @@ fn pack_a(a: &View, mp: usize, kp: usize) -> Vec<u16> {
 }
 
 /// `b [k, n]` -> bf16 VNNI pairs `[kp / 2, 2 np]`: element `(r, 2 j + t)` = `b[2 r + t, j]`.
-fn pack_b(b: &View, kp: usize, np: usize) -> Vec<u16> {
+fn pack_b(b: &Mat, kp: usize, np: usize) -> Vec<u16> {
     let mut p = vec![0u16; kp * np];
     p.par_chunks_mut(2 * np).enumerate().for_each(|(r, row)| {
         for t in 0..2 {
             let kk = 2 * r + t;
-            if kk >= b.rows {
+            if kk >= b.nrows() {
                 break;
             }
-            for j in 0..b.cols {
+            for j in 0..b.ncols() {
                 row[2 * j + t] = bf16_bits(b.at(kk, j));
             }
         }
@@ -261,13 +226,14 @@ unsafe fn kernel_32x32(a: *const u16, kp: usize, b: *const u16, np: usize, out: 
 /// row stride [`Product::stride`]; `None` when AMX is not [`available`].
 ///
 /// # Panics
-/// When `b.rows != a.cols`.
-pub fn product_bf16(a: &View, b: &View) -> Option<Product> {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+/// When `b.nrows() != a.ncols()`.
+pub fn product_bf16(a: &Mat, b: &Mat) -> Option<Product> {
+    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
     assert_eq!(
-        b.rows, k,
+        b.nrows(),
+        k,
         "product_bf16: inner dimensions {k} != {}",
-        b.rows
+        b.nrows()
     );
     if !available() {
         return None;
@@ -332,19 +298,19 @@ impl Product {
 /// nothing, when AMX is not [`available`].
 ///
 /// # Panics
-/// When `b.rows != a.cols` or the output pattern does not fit in `c`.
+/// When `b.nrows() != a.ncols()` or the output pattern does not fit in `c`.
 pub fn gemm_bf16(
     alpha: f32,
-    a: &View,
-    b: &View,
+    a: &Mat,
+    b: &Mat,
     beta: f32,
     c: &mut [f32],
     rsc: usize,
     csc: usize,
 ) -> bool {
-    let (m, n) = (a.rows, b.cols);
+    let (m, n) = (a.nrows(), b.ncols());
     assert!(
-        View::new(c, m, n, rsc, csc).is_some(),
+        Mat::new(c, m, n, rsc, csc).is_ok(),
         "gemm_bf16: output has {} elements, too few for {m}x{n} with strides ({rsc}, {csc})",
         c.len()
     );
@@ -364,15 +330,15 @@ pub fn gemm_bf16(
 /// The reference: the same rounding of the inputs, plain loops, f32 accumulation in k order.
 pub fn gemm_bf16_naive(
     alpha: f32,
-    a: &View,
-    b: &View,
+    a: &Mat,
+    b: &Mat,
     beta: f32,
     c: &mut [f32],
     rsc: usize,
     csc: usize,
 ) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert_eq!(b.rows, k);
+    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+    assert_eq!(b.nrows(), k);
     for i in 0..m {
         for j in 0..n {
             let mut s = 0f32;
@@ -406,15 +372,6 @@ mod tests {
         assert_eq!(round_bf16(f32::INFINITY), f32::INFINITY);
     }
 
-    #[test]
-    fn malformed_view_is_refused() {
-        let d = [0f32; 10];
-        assert!(View::new(&d, 2, 5, 5, 1).is_some());
-        assert!(View::new(&d, 2, 6, 5, 1).is_none());
-        assert!(View::new(&d, 3, 4, usize::MAX / 2, 1).is_none());
-        assert!(View::new(&d, 0, 4, 100, 1).is_some()); // empty: nothing to read
-    }
-
     /// The AMX kernel against the naive reference on random odd shapes, strides and transposed
     /// operands (tails in m, n and k), alpha/beta included.
     #[test]
@@ -433,12 +390,12 @@ mod tests {
             let av: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
             let bv: Vec<f32> = (0..k * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
             let a = if ta {
-                View::new(&av, m, k, 1, m)
+                Mat::new(&av, m, k, 1, m)
             } else {
-                View::new(&av, m, k, k, 1)
+                Mat::new(&av, m, k, k, 1)
             }
             .unwrap();
-            let b = View::new(&bv, k, n, n, 1).unwrap();
+            let b = Mat::new(&bv, k, n, n, 1).unwrap();
             let (rsc, csc) = if tc { (1, m) } else { (n, 1) };
             let beta = if case % 4 == 2 { 0.5 } else { 0.0 };
             let init: Vec<f32> = (0..m * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
@@ -466,8 +423,8 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let av: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
         let bv: Vec<f32> = (0..k * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
-        let a = View::new(&av, m, k, k, 1).unwrap();
-        let b = View::new(&bv, k, n, n, 1).unwrap();
+        let a = Mat::new(&av, m, k, k, 1).unwrap();
+        let b = Mat::new(&bv, k, n, n, 1).unwrap();
         let mut c = vec![0f32; m * n];
         assert!(gemm_bf16(1.0, &a, &b, 0.0, &mut c, n, 1));
         for i in 0..m {

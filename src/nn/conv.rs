@@ -14,7 +14,7 @@
 //! over the output ([`Conv2d::forward_fused`]), which is how ResNet's bottleneck ends.
 //! [`conv2d_naive`] is the seven-loop definition the tests check the fast path against.
 
-use super::gemm::{gemm, gemm_uninit, Mat};
+use super::gemm::{gemm, gemm_uninit, Mat, MatMut};
 use std::cell::RefCell;
 
 thread_local! {
@@ -105,7 +105,12 @@ impl Conv2d {
         let mut y = Array4::<f32>::uninit((co, n, oh, ow));
         let yu = y.as_slice_mut().expect("standard layout");
         if kh == 1 && kw == 1 && p == 0 && s == 1 {
-            gemm_uninit(1.0, Mat::rows(xs, ci, cols).t(), wmat.t(), yu, 1, cols);
+            gemm_uninit(
+                1.0,
+                Mat::rows(xs, ci, cols).t(),
+                wmat.t(),
+                y_transposed(yu, co, cols),
+            );
         } else if use_winograd(ci, kh, kw, s, p) {
             winograd_3x3(xs, (ci, n, h, w), &self.weight, yu);
         } else {
@@ -118,15 +123,28 @@ impl Conv2d {
                 }
                 let col = &mut buf[..krows * cols];
                 im2col_into(x.view(), kh, kw, s, p, col);
-                gemm_uninit(1.0, Mat::rows(col, krows, cols).t(), wmat.t(), yu, 1, cols);
+                gemm_uninit(
+                    1.0,
+                    Mat::rows(col, krows, cols).t(),
+                    wmat.t(),
+                    y_transposed(yu, co, cols),
+                );
             });
         }
-        // SAFETY: gemm_uninit wrote every element (i, j) of the [cols, Co] pattern with strides
-        // (1, cols), i.e. all Co * cols elements of y.
+        // SAFETY: every element of y was written. The GEMM branches: gemm_uninit wrote every
+        // element (j, o) of the [cols, Co] pattern with strides (1, cols), i.e. all Co * cols
+        // elements. The Winograd branch (3x3, s = 1, p = 1, so OH = H and OW = W):
+        // winograd_3x3's last loop writes y[o, n, oy, ox] for every o < Co, n < N and, through
+        // the 2x2 tiles ty < ceil(H/2), tx < ceil(W/2), every oy < H, ox < W.
         let mut y = unsafe { y.assume_init() };
         epilogue(&mut y, self.bias.as_ref(), residual, relu);
         y
     }
+}
+
+/// `y^T [cols, Co]` viewed in `y`'s `[Co, cols]` memory: element `(j, o)` at `j + o * cols`.
+fn y_transposed(y: &mut [std::mem::MaybeUninit<f32>], co: usize, cols: usize) -> MatMut<'_> {
+    MatMut::new(y, cols, co, 1, cols).expect("y holds Co * cols elements")
 }
 
 /// Winograd F(2x2, 3x3) is used for 3x3 stride-1 pad-1 convolutions with at least this many
@@ -239,16 +257,12 @@ fn winograd_3x3(
     // SAFETY: MaybeUninit needs no initialization; every element is written by the GEMMs below.
     unsafe { m.set_len(co * 16 * tiles) };
     for xi in 0..16 {
-        let a = Mat {
-            data: &v[xi * tiles..],
-            rows: tiles,
-            cols: ci,
-            rs: 1,
-            cs: (16 * tiles) as isize,
-        };
-        assert!((tiles - 1) + (ci - 1) * 16 * tiles < v.len() - xi * tiles);
+        // V[xi]^T [T, Ci]: element (t, c) at V[c][xi][t]; M[xi]^T [T, Co]: (t, o) at M[o][xi][t].
+        let a = Mat::new(&v[xi * tiles..], tiles, ci, 1, 16 * tiles).expect("V is [Ci, 16, T]");
         let b = Mat::rows(&u[xi * co * ci..(xi + 1) * co * ci], co, ci).t();
-        gemm_uninit(1.0, a, b, &mut m[xi * tiles..], 1, 16 * tiles);
+        let c =
+            MatMut::new(&mut m[xi * tiles..], tiles, co, 1, 16 * tiles).expect("M is [Co, 16, T]");
+        gemm_uninit(1.0, a, b, c);
     }
     // SAFETY: the 16 GEMMs wrote every (co, xi, t) element (strides (1, 16T), offsets xi*T).
     let m: Vec<f32> = unsafe {
@@ -640,6 +654,36 @@ mod tests {
             let want = (want + &res).mapv(|v| v.max(0.0));
             assert_close(
                 "conv fused",
+                got.view().into_dyn(),
+                want.view().into_dyn(),
+                FORWARD,
+            );
+        }
+    }
+
+    /// Property test: every fast path (1x1 without im2col, 1x1 strided, im2col + GEMM,
+    /// Winograd for >= 128 channels) == the definition on random odd image sizes, batches and
+    /// channel counts.
+    #[test]
+    fn conv_fast_matches_naive_on_random_odd_shapes() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(18);
+        for case in 0..24 {
+            let mut odd = |hi: usize| 2 * rng.gen_range(0..hi) + 1;
+            let (h, w, co) = (odd(8), odd(8), odd(4));
+            let (k, s, p, ci) = match case % 4 {
+                0 => (1, 1, 0, odd(5)),
+                1 => (1, 2, 0, odd(5)),
+                2 => (odd(3), 1 + case % 3, case % 3, odd(4)),
+                _ => (3, 1, 1, WINOGRAD_MIN_CHANNELS + odd(3)),
+            };
+            let n = rng.gen_range(1..3);
+            let x = rand4((ci, n, h, w), 100 + case as u64);
+            let wt = rand4((co, ci, k, k), 200 + case as u64);
+            let b = Array1::from_shape_fn(co, |i| 0.05 * i as f32);
+            let got = Conv2d::new(wt.clone(), Some(b.clone()), s, p).forward(&x);
+            let want = conv2d_naive(x.view(), wt.view(), Some(&b), s, p);
+            assert_close(
+                &format!("case {case}: ci {ci} co {co} k{k} s{s} p{p} n{n} {h}x{w}"),
                 got.view().into_dyn(),
                 want.view().into_dyn(),
                 FORWARD,

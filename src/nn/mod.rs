@@ -11,6 +11,7 @@ pub mod conv;
 pub mod gemm;
 #[cfg(test)]
 pub(crate) mod gradcheck;
+pub mod grads;
 pub mod linear;
 pub mod maxpool;
 pub mod mean;
@@ -18,5 +19,6 @@ pub mod relu;
 
 pub use batchnorm::FrozenBatchNorm2d;
 pub use conv::Conv2d;
+pub use grads::Grads;
 pub use linear::Linear;
 pub use maxpool::MaxPool2d;

@@ -13,7 +13,7 @@
 //! (insulin) granule core 0.35..0.8, crystalline ice contamination 1.5..2.5, carbon film 6.
 
 use super::field::smooth_field;
-use super::shape::{chord, smoothstep, Frame, Spine, Wobble, P2};
+use super::shape::{chord, Frame, Spine, Wobble, P2};
 use super::{region, SynthConfig};
 use ndarray::Array2;
 use rand::Rng;
@@ -835,12 +835,6 @@ pub(crate) fn render_cytoplasm(
             cv.density[idx] += RHO_CYTO * free * tex.max(0.0);
         }
     }
-}
-
-/// Smooth step re-export for the volume renderer.
-#[allow(dead_code)]
-pub(crate) fn fade(x: f32) -> f32 {
-    smoothstep(x)
 }
 
 /// All the shapes of a projection image, drawn in order: mitochondria (they set the occupancy),

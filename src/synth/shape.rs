@@ -198,13 +198,6 @@ impl Wobble {
     }
 }
 
-/// Smooth step from 0 (x <= 0) to 1 (x >= 1).
-#[inline]
-pub(crate) fn smoothstep(x: f32) -> f32 {
-    let x = x.clamp(0.0, 1.0);
-    x * x * (3.0 - 2.0 * x)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

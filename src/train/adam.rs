@@ -18,10 +18,10 @@
 //! `step` (number of [`Adam::step`] calls), `step.<name>` (per-parameter t) and the
 //! hyper-parameters, so a resumed run continues bit for bit.
 
-use crate::backbone::Grads;
 use crate::error::{Error, Result};
 use crate::io::weights::{save, Precision, WeightFile};
 use crate::model::FasterRcnn;
+use crate::nn::Grads;
 use crate::params::Kind;
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Zip};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -340,8 +340,7 @@ mod tests {
         adam.step(&mut w, &g).unwrap();
         assert_eq!((adam.state["a"].t, adam.state["b"].t, adam.step), (2, 1, 2));
 
-        let dir = std::env::temp_dir().join(format!("cryodet-adam-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testutil::temp_dir("adam");
         let path = dir.join("opt.safetensors");
         adam.save(&path).unwrap();
         let back = Adam::load(&path, adam.config).unwrap();

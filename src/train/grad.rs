@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! feat      = backbone(x)                                   (stages cached from the first trained one)
-//! rpn       = rpn_head(feat);  proposals = filter(rpn)       (cfg.proposals: 12000 / 2000 in training)
+//! rpn       = rpn_head(feat);  proposals = filter(rpn)       (cfg.proposals: py-faster-rcnn's 12000 / 2000)
 //! RPN loss  on sampled anchors (targets.rs, losses.rs)        -> d_rpn -> dfeat
 //! rois      = cat(proposals, gt);  sampled RoIs -> roi_pool -> layer4 -> mean -> predictor
 //! head loss on sampled RoIs                                  -> d_head -> dfeat
@@ -14,10 +14,11 @@
 //! (layer4, layer3, layer2, layer1, conv1), 3 = layer2..layer4; the RPN head and the predictor are
 //! always trained. FrozenBatchNorm tensors are buffers: never trained.
 
-use crate::backbone::{stage_trainable, Grads};
+use crate::backbone::stage_trainable;
 use crate::detection::box_coder::BoxCoder;
 use crate::detection::proposals::{filter_proposals, ProposalConfig};
 use crate::model::FasterRcnn;
+use crate::nn::Grads;
 use crate::train::losses::{head_loss, rpn_loss};
 use crate::train::targets::{assign_anchors, assign_rois, sample_labels};
 use ndarray::{Array2, Array4, ArrayView2, Axis};
@@ -36,7 +37,9 @@ pub enum Phase {
     HeadOnly,
 }
 
-/// Training-time settings (torchvision's Faster R-CNN defaults).
+/// Training-time settings: torchvision's Faster R-CNN defaults (samplers, matchers, beta), except
+/// the proposal counts, which are py-faster-rcnn's 12000 / 2000 (torchvision: 2000 / 2000; see
+/// [`ProposalConfig`]).
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
     pub rpn_batch: usize,

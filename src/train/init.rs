@@ -487,8 +487,7 @@ mod tests {
             .filter(|(n, _)| n.starts_with("backbone.") || n.starts_with("head.layer4."))
             .map(|(n, a)| (n.clone(), a.view()))
             .collect();
-        let dir = std::env::temp_dir().join(format!("cryodet-init-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testutil::temp_dir("init");
         let path = dir.join("imagenet.safetensors");
         crate::io::weights::save(
             &path,
@@ -516,8 +515,7 @@ mod tests {
     fn complete_model_init_fine_tunes() {
         let arch = Arch::reduced(16, Some([1, 1, 1, 1])).unwrap();
         let (t, meta) = he_init(&arch, &classes(), 3).unwrap();
-        let dir = std::env::temp_dir().join(format!("cryodet-finetune-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testutil::temp_dir("init-finetune");
         let path = dir.join("model.safetensors");
         let views: Vec<(String, ndarray::ArrayViewD<f32>)> =
             t.iter().map(|(n, a)| (n.clone(), a.view())).collect();

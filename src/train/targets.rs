@@ -186,7 +186,8 @@ mod tests {
 
     #[test]
     fn matcher_thresholds_and_low_quality_ties() {
-        // 2 GT x 5 anchors; anchor 3 ties GT 1's best (0.4) with anchor 4; anchor 0 between.
+        // 2 GT x 5 anchors (fg 0.7, bg 0.3): anchor 1 is fg for GT 0 (0.8), anchors 0, 3, 4 are
+        // between, anchor 2 below. Both GTs' best anchor is anchor 1 (0.8 and 0.75), already fg.
         let iou = array![[0.5f32, 0.8, 0.1, 0.0, 0.2], [0.1, 0.75, 0.2, 0.4, 0.4]];
         let m = match_boxes(iou.view(), 0.7, 0.3, false);
         assert_eq!(
@@ -199,11 +200,16 @@ mod tests {
                 BETWEEN_THRESHOLDS
             ]
         );
-        let m = match_boxes(iou.view(), 0.7, 0.3, true);
-        // GT 0's best is anchor 1 (0.8, already fg); GT 1's best 0.75 is also anchor 1:
-        // anchors 3, 4 (0.4) are not GT 1's best, so they stay ignored.
+        // Low-quality matching only adds each GT's best anchor, here anchor 1 for both: nothing
+        // changes (anchors 3, 4 at 0.4 are not GT 1's best).
+        assert_eq!(match_boxes(iou.view(), 0.7, 0.3, true), m);
+
+        // The low-quality rule proper: GT 1's best IoU (0.4, anchors 3 and 4 tied) is below the
+        // fg threshold; without the rule GT 1 has no positive anchor, with it both tied anchors
+        // become fg, matched to GT 1.
+        let iou = array![[0.5f32, 0.8, 0.1, 0.0, 0.2], [0.1, 0.2, 0.2, 0.4, 0.4]];
         assert_eq!(
-            m,
+            match_boxes(iou.view(), 0.7, 0.3, false),
             vec![
                 BETWEEN_THRESHOLDS,
                 0,
@@ -212,10 +218,40 @@ mod tests {
                 BETWEEN_THRESHOLDS
             ]
         );
+        assert_eq!(
+            match_boxes(iou.view(), 0.7, 0.3, true),
+            vec![BETWEEN_THRESHOLDS, 0, BELOW_LOW_THRESHOLD, 1, 1]
+        );
+
         let iou = array![[0.5f32, 0.1, 0.0], [0.2, 0.25, 0.25]];
-        // GT 1's best (0.25) is tied by anchors 1 and 2: both become fg (matched to their own
-        // argmax, GT 1); anchor 0 is GT 0's best.
+        // GT 1's best (0.25, below even the bg threshold) is tied by anchors 1 and 2: both become
+        // fg (matched to their own argmax, GT 1); anchor 0 is GT 0's best.
         assert_eq!(match_boxes(iou.view(), 0.7, 0.3, true), vec![0, 1, 1]);
+
+        // torchvision's quirk: a promoted anchor is matched to its own argmax GT, not to the GT
+        // whose best it is. GT 1's best anchor is anchor 1 (0.3), whose best GT is GT 0 (0.35).
+        let iou = array![[0.9f32, 0.35], [0.0, 0.3]];
+        assert_eq!(
+            match_boxes(iou.view(), 0.7, 0.3, false),
+            vec![0, BETWEEN_THRESHOLDS]
+        );
+        assert_eq!(match_boxes(iou.view(), 0.7, 0.3, true), vec![0, 0]);
+    }
+
+    /// RPN labels: a GT box whose best anchor IoU (0.5) is below the fg threshold (0.7) still
+    /// gets that anchor as a positive (label 1, matched to it).
+    #[test]
+    fn rpn_low_quality_best_anchor_is_positive() {
+        let anchors = array![
+            [0.0f32, 0.0, 10.0, 10.0],
+            [20.0, 20.0, 30.0, 30.0],
+            [0.0, 10.0, 10.0, 30.0]
+        ];
+        // IoU with anchor 0: 100 / 200 = 0.5; anchor 1: 0; anchor 2: 100 / 300 = 1/3 (between).
+        let gt = array![[0.0f32, 0.0, 10.0, 20.0]];
+        let a = assign_anchors(anchors.view(), gt.view(), 0.7, 0.3);
+        assert_eq!(a.labels, vec![1, 0, -1]);
+        assert_eq!(a.matched[0], 0);
     }
 
     #[test]

@@ -38,7 +38,7 @@
 //! interrupted phase 2 (`state.json.new` exists: phase 1 had completed) or deletes the debris of
 //! an interrupted phase 1. **Test hook**: the environment variable `CRYODET_TEST_SLOW_SAVE_MS`
 //! makes the trainer sleep that many milliseconds between the two phases, so a test can kill it
-//! while it saves (tests/train_kill.rs).
+//! while it saves (tests/train_kill.rs); it is read only by `test_hook_pause_between_save_phases`.
 
 use crate::error::{Error, Result};
 use crate::io::weights::{save, write_atomic, Precision};
@@ -328,14 +328,26 @@ pub fn save_checkpoint(
     adam.save(with_suffix(dir, "optimizer.safetensors", ".new"))?;
     let json = serde_json::to_string_pretty(state).map_err(|e| Error::invalid(e.to_string()))?;
     write_atomic(&with_suffix(dir, "state.json", ".new"), json.as_bytes())?;
-    // Test hook (see the module doc): a window in which a kill finds phase 1 complete.
+    test_hook_pause_between_save_phases();
+    commit(dir)
+}
+
+/// The one test hook of the crate, read here and nowhere else: with the environment variable
+/// `CRYODET_TEST_SLOW_SAVE_MS` set to a number, the trainer sleeps that many milliseconds between
+/// the two phases of a checkpoint, a window in which a kill finds phase 1 complete
+/// (tests/train_kill.rs kills the `cryodet` binary there). Unset (always, outside that test) it
+/// costs one environment lookup per checkpoint.
+///
+/// Not behind a cargo feature: the test runs the binary that `cargo test --release` builds with
+/// the default features, so a feature would silently drop the hook and with it the test's only
+/// way to land a kill inside a save.
+fn test_hook_pause_between_save_phases() {
     if let Some(ms) = std::env::var("CRYODET_TEST_SLOW_SAVE_MS")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
     {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
-    commit(dir)
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
@@ -797,10 +809,7 @@ mod tests {
     }
 
     fn tmpdir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("cryodet-trainer-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+        crate::testutil::temp_dir(&format!("trainer-{tag}"))
     }
 
     /// A kill after phase 1 (all `.new` files complete) rolls forward to the new checkpoint; a

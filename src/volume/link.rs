@@ -66,6 +66,7 @@
 use std::collections::BTreeMap;
 
 use crate::detection::nms;
+use crate::io::detections::StackDetections;
 
 /// One detection on one slice: `bbox` is `(x1, y1, x2, y2)` in pixel coordinates of the slice
 /// (torchvision convention: pixel `i` covers `[i, i + 1)`, width `x2 - x1`, no `+1`).
@@ -74,6 +75,27 @@ pub struct SliceBox {
     pub bbox: [f32; 4],
     pub score: f32,
     pub class_id: usize,
+}
+
+/// The linker's input from a stack detection file (`cryodet detect STACK` writes one): for each
+/// detected slice `z`, its boxes as [`SliceBox`]es, in the file's order.
+pub fn slice_boxes(stack: &StackDetections) -> Vec<(usize, Vec<SliceBox>)> {
+    stack
+        .slices
+        .iter()
+        .map(|s| {
+            let boxes = s
+                .detections
+                .iter()
+                .map(|d| SliceBox {
+                    bbox: d.bbox,
+                    score: d.score,
+                    class_id: d.class_id,
+                })
+                .collect();
+            (s.z, boxes)
+        })
+        .collect()
 }
 
 /// Parameters of [`link_slices`].
