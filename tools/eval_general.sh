@@ -10,7 +10,8 @@
 #
 #   tools/eval_general.sh [WEIGHTS]      (default weights/default.safetensors)
 # Environment: INDEP=/work/indep_data (python3 tools/indepgen/generate.py INDEP --seed 2026),
-# REAL=/work/real (images_px/ with the source's pixel sizes in PNG pHYs, annotations/),
+# REAL=/work/real (images_px/ with the source's pixel sizes in PNG pHYs: tools/real/rebuild.py;
+# the labels are tools/real/annotations),
 # OUT=runs/eval_general, CRYODET=target/release/cryodet.
 set -euo pipefail
 W=${1:-weights/default.safetensors}
@@ -34,11 +35,11 @@ mkdir -p "$OUT"
 "$CRYODET" eval --gt runs/default/fresh_test/annotations --weights "$W" --images runs/default/fresh_test/images \
   --iou 0.5,0.7 --out "$OUT/classic_fresh" | tail -3
 if [ -d "$REAL/images_px" ]; then
-  "$CRYODET" eval --gt "$REAL/annotations" --weights "$W" --images "$REAL/images_px" \
-    --groups "$REAL/groups.csv" --iou 0.5,0.7 --out "$OUT/real" | tail -3
+  "$CRYODET" eval --gt tools/real/annotations --weights "$W" --images "$REAL/images_px" \
+    --groups tools/real/groups.csv --iou 0.5,0.7 --out "$OUT/real" | tail -3
   # the 14 cryo images alone (cryo-ET slices + one projection), from the same detections
   mkdir -p "$OUT/real_cryo_gt"
-  for f in "$REAL"/annotations/*.xml; do
+  for f in tools/real/annotations/*.xml; do
     case $(basename "$f") in hela_*|cem_*) ;; *) cp "$f" "$OUT/real_cryo_gt/" ;; esac
   done
   "$CRYODET" eval --gt "$OUT/real_cryo_gt" --pred "$OUT/real/detections" --iou 0.5,0.7 \
