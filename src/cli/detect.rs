@@ -95,7 +95,8 @@ pub struct Args {
     /// 3D: also write NAME.labels.mrc, a label volume of the objects.
     #[arg(long)]
     pub label_volume: bool,
-    /// 3D: every n-th processed slice goes into the montage.
+    /// 3D: every n-th processed slice goes into the montage (at least; a deep stack takes a
+    /// larger step so that the montage holds at most 16 tiles).
     #[arg(long, default_value_t = 5)]
     pub montage_every: usize,
     /// Replace NaN/Inf pixels by the median (with a warning) instead of failing.
@@ -719,6 +720,10 @@ fn save_png(path: &Path, img: &::image::RgbImage) -> Result<()> {
 /// Largest side of a montage tile in pixels: 4 tiles per row keep the montage about 4096 px wide.
 pub const MONTAGE_TILE: usize = 1024;
 
+/// Most tiles in a montage (4 x 4 of [`MONTAGE_TILE`]): the montage, and the tiles held in memory
+/// until it is drawn, stay the same size however deep the stack (peak RSS independent of depth).
+pub const MONTAGE_MAX_TILES: usize = 16;
+
 /// A montage tile: the slice downscaled by `scale` (anti-aliased; `scale` 1 keeps it).
 fn montage_tile(unit: Array2<f32>, scale: f32) -> Array2<f32> {
     if scale >= 1.0 {
@@ -792,6 +797,10 @@ fn detect_stack(
     let gt_all = read_gt(args.gt.as_deref(), &stem(input))?;
     let t_stack = Instant::now();
     let montage_scale = (MONTAGE_TILE as f32 / ny.max(nx) as f32).min(1.0);
+    let montage_every = args
+        .montage_every
+        .max(1)
+        .max(zs.len().div_ceil(MONTAGE_MAX_TILES));
     for (i, &z) in zs.iter().enumerate() {
         let t0 = Instant::now();
         let raw = read_checked(input, stack.slice(z)?, args.mask_nonfinite, Some(z))?;
@@ -832,9 +841,9 @@ fn detect_stack(
                 &overlay(&prepared.unit, &dets, &gt_all),
             )?;
         }
-        // Only the slices the montage shows are kept (every montage_every-th processed one),
-        // downscaled to at most MONTAGE_TILE px.
-        if args.three_d && i % args.montage_every.max(1) == 0 {
+        // Only the slices the montage shows are kept (every montage_every-th processed one, at
+        // most MONTAGE_MAX_TILES), downscaled to at most MONTAGE_TILE px.
+        if args.three_d && i % montage_every == 0 {
             units.push((z, montage_tile(prepared.unit, montage_scale)));
         }
         slices.push(SliceDetections {
