@@ -22,12 +22,7 @@ wait
 
 # Held-out split (the same for both: same data, seed and split by group), each model with
 # 2 threads after training, timed: AP@0.5/0.7 against seconds per image.
-rm -rf "$WORK/test_gt3" "$WORK/test_img3"
-mkdir -p "$WORK/test_gt3" "$WORK/test_img3"
-while read -r img ann; do
-  cp "$ann" "$WORK/test_gt3/"
-  ln -s "$(realpath "$img")" "$WORK/test_img3/$(basename "$img")"
-done < "$WORK/run3_w1/test.txt"
+tools/heldout_dirs.sh "$WORK/run3_w1/test.txt" "$WORK/test_gt3" "$WORK/test_img3"
 CRYODET=${CRYODET:-${CARGO_TARGET_DIR:-target}/release/cryodet}
 n=$(wc -l < "$WORK/run3_w1/test.txt")
 for w in 1 2; do

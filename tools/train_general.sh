@@ -139,12 +139,7 @@ fi
 #    capacity comparison (weights/README.md, on this held-out split) chose run3_w1: width/8
 #    trained twice as many iterations as width/4 in the same time, and scored higher.
 SHIP_RUN=${SHIP_RUN:-$WORK/run3_w1}
-rm -rf "$WORK/test_gt3" "$WORK/test_img3"
-mkdir -p "$WORK/test_gt3" "$WORK/test_img3"
-while read -r img ann; do
-  cp "$ann" "$WORK/test_gt3/"
-  ln -s "$(realpath "$img")" "$WORK/test_img3/$(basename "$img")"
-done < "$SHIP_RUN/test.txt"
+tools/heldout_dirs.sh "$SHIP_RUN/test.txt" "$WORK/test_gt3" "$WORK/test_img3"
 "$CRYODET" eval --gt "$WORK/test_gt3" --weights "$SHIP_RUN/best.safetensors" --images "$WORK/test_img3" \
   --groups "$WORK/mix3/manifest.csv" --iou 0.5,0.7 --out "$SHIP_RUN/eval_heldout"
 THRESH=$(python3 tools/best_f1.py "$SHIP_RUN/eval_heldout/metrics.json")
