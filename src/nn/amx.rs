@@ -319,12 +319,20 @@ pub fn gemm_bf16(
     };
     for i in 0..m {
         for j in 0..n {
-            let v = &mut c[i * rsc + j * csc];
-            let x = alpha * p.at(i, j);
-            *v = if beta == 0.0 { x } else { x + beta * *v };
+            scale_into(&mut c[i * rsc + j * csc], alpha, p.at(i, j), beta);
         }
     }
     true
+}
+
+/// `*v = alpha * x + beta * *v`, where `beta = 0` ignores the old `*v` (even NaN), as sgemm does.
+#[inline]
+fn scale_into(v: &mut f32, alpha: f32, x: f32, beta: f32) {
+    *v = if beta == 0.0 {
+        alpha * x
+    } else {
+        alpha * x + beta * *v
+    };
 }
 
 /// The reference: the same rounding of the inputs, plain loops, f32 accumulation in k order.
@@ -345,12 +353,7 @@ pub fn gemm_bf16_naive(
             for kk in 0..k {
                 s += round_bf16(a.at(i, kk)) * round_bf16(b.at(kk, j));
             }
-            let v = &mut c[i * rsc + j * csc];
-            *v = if beta == 0.0 {
-                alpha * s
-            } else {
-                alpha * s + beta * *v
-            };
+            scale_into(&mut c[i * rsc + j * csc], alpha, s, beta);
         }
     }
 }

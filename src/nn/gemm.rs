@@ -62,13 +62,10 @@ pub fn precision() -> Precision {
     }
 }
 
-/// The bf16 product `a · b` when that path is enabled and worth it (every dimension at least
-/// [`BF16_MIN_DIM`]); `None` leaves the work to sgemm.
-fn try_bf16(a: &Mat, b: &Mat) -> Option<super::amx::Product> {
-    if !BF16.load(Ordering::Relaxed) || a.rows.min(a.cols).min(b.cols) < BF16_MIN_DIM {
-        return None;
-    }
-    super::amx::product_bf16(a, b)
+/// Whether `a · b` goes to the bf16 kernel: that path is enabled and the product is worth it
+/// (every dimension at least [`BF16_MIN_DIM`]).
+fn wants_bf16(a: &Mat, b: &Mat) -> bool {
+    BF16.load(Ordering::Relaxed) && a.rows.min(a.cols).min(b.cols) >= BF16_MIN_DIM
 }
 
 /// Why a [`Mat`] or [`MatMut`] was refused.
@@ -285,17 +282,7 @@ pub fn gemm(alpha: f32, a: Mat, b: Mat, beta: f32, c: &mut [f32]) {
         }
         return;
     }
-    if let Some(p) = try_bf16(&a, &b) {
-        for i in 0..m {
-            for j in 0..n {
-                let v = &mut c[i * n + j];
-                *v = if beta == 0.0 {
-                    alpha * p.at(i, j)
-                } else {
-                    alpha * p.at(i, j) + beta * *v
-                };
-            }
-        }
+    if wants_bf16(&a, &b) && super::amx::gemm_bf16(alpha, &a, &b, beta, c, n, 1) {
         return;
     }
     // SAFETY: `a` and `b` are non-empty (m, k, n > 0), so their invariants put every index that
@@ -352,7 +339,11 @@ pub fn gemm_uninit(alpha: f32, a: Mat, b: Mat, c: MatMut) {
         return;
     }
     let (rsc, csc) = (c.rs, c.cs);
-    if let Some(p) = try_bf16(&a, &b) {
+    if let Some(p) = wants_bf16(&a, &b)
+        .then(|| super::amx::product_bf16(&a, &b))
+        .flatten()
+    {
+        // the bf16 path writes each element of the pattern once (c may be uninitialized)
         for i in 0..m {
             for j in 0..n {
                 c.data[i * rsc + j * csc].write(alpha * p.at(i, j));
