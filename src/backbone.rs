@@ -122,23 +122,68 @@ impl ConvBn {
     }
 
     /// Backward of `bn(conv(x))` given `g` = dL/d(bn output) (any ReLU already applied to `g`).
-    /// The trained parameter is the unfolded `conv.weight` (BN tensors are frozen buffers):
-    /// `y = conv_fused(x)` with `w_fused[co] = w[co] * scale[co]`, so
-    /// `dW[co] = dW_fused[co] * scale[co]` and `dx` is the fused convolution's.
-    /// Returns `(dx if need_dx, dW [Co, Ci, kh, kw])`.
+    /// The trained parameters are the unfolded `conv.weight` and, with `train_bn`, the batch
+    /// norm's affine `weight` (gamma) and `bias` (beta); its statistics are never trained.
+    /// `y = conv_fused(x)` with `w_fused[co] = w[co] * scale[co]`, `b_fused[co] = shift[co]
+    /// (+ b0[co] * scale[co] for a conv with a bias b0)`, `scale = gamma / sqrt(var + eps)`,
+    /// `shift = beta - mean * scale`, so
+    /// ```text
+    /// dW[co]     = dW_fused[co] * scale[co]                        dx: the fused convolution's
+    /// dbeta[co]  = db_fused[co]
+    /// dscale[co] = sum(dW_fused[co] * w[co]) + db_fused[co] * (b0[co] - mean[co])
+    /// dgamma[co] = dscale[co] / sqrt(var[co] + eps)
+    /// ```
     pub fn backward(
         &self,
         x: &Array4<f32>,
         g: &Array4<f32>,
         need_dx: bool,
-    ) -> (Option<Array4<f32>>, Array4<f32>) {
+        train_bn: bool,
+    ) -> ConvBnGrads {
         let cg = self.fused.backward(x, g, need_dx);
         let (scale, _) = self.bn.scale_shift();
+        let dbn = train_bn.then(|| {
+            let bn = &self.bn;
+            let dgamma = Array1::from_shape_fn(scale.len(), |c| {
+                let dw_w: f64 = cg
+                    .dw
+                    .index_axis(Axis(0), c)
+                    .iter()
+                    .zip(self.conv.weight.index_axis(Axis(0), c))
+                    .map(|(&d, &w)| d as f64 * w as f64)
+                    .sum();
+                let b0 = self.conv.bias.as_ref().map_or(0.0, |b| b[c]);
+                let dscale = dw_w + cg.db[c] as f64 * (b0 - bn.running_mean[c]) as f64;
+                (dscale / ((bn.running_var[c] + bn.eps) as f64).sqrt()) as f32
+            });
+            (dgamma, cg.db.clone())
+        });
         let mut dw = cg.dw;
         for (c, mut k) in dw.axis_iter_mut(Axis(0)).enumerate() {
             k.mapv_inplace(|v| v * scale[c]);
         }
-        (cg.dx, dw)
+        ConvBnGrads { dx: cg.dx, dw, dbn }
+    }
+}
+
+/// Gradients of a [`ConvBn`]: `dx` (when asked for), the unfolded conv weight's `dw`
+/// `[Co, Ci, kh, kw]`, and with `train_bn` the batch norm's `(dgamma, dbeta)` `[Co]`.
+pub struct ConvBnGrads {
+    pub dx: Option<Array4<f32>>,
+    pub dw: Array4<f32>,
+    pub dbn: Option<(Array1<f32>, Array1<f32>)>,
+}
+
+impl ConvBnGrads {
+    /// Puts the gradients into `grads` as `{conv}.weight` (and `{bn}.weight`, `{bn}.bias`);
+    /// returns `dx`.
+    pub fn insert(self, conv: &str, bn: &str, grads: &mut Grads) -> Option<Array4<f32>> {
+        grads.insert(format!("{conv}.weight"), self.dw.into_dyn());
+        if let Some((dgamma, dbeta)) = self.dbn {
+            grads.insert(format!("{bn}.weight"), dgamma.into_dyn());
+            grads.insert(format!("{bn}.bias"), dbeta.into_dyn());
+        }
+        self.dx
     }
 }
 
@@ -333,7 +378,8 @@ impl Stage {
     }
 
     /// Backward through the stage given `dy` = dL/d(stage output). Weight gradients go into
-    /// `grads` as `{prefix}.{i}.conv1.weight`, ...; returns dL/d(stage input) if `need_dx`.
+    /// `grads` as `{prefix}.{i}.conv1.weight`, ... (with `train_bn` also `{prefix}.{i}.bn1.weight`,
+    /// `.bn1.bias`, ..., `.downsample.1.*`); returns dL/d(stage input) if `need_dx`.
     ///
     /// Per block (`y = relu(bn3(conv3(o2)) + r)`, `o2 = relu(bn2(conv2(o1)))`, `o1 = relu(bn1(conv1(x)))`,
     /// `r = x` or `downsample(x)`): `g = dy * [y > 0]`; conv3 gets `g`; the residual branch gets
@@ -344,6 +390,7 @@ impl Stage {
         cache: StageCache,
         dy: Array4<f32>,
         need_dx: bool,
+        train_bn: bool,
         grads: &mut Grads,
     ) -> Option<Array4<f32>> {
         let StageCache { mut acts, mut mids } = cache;
@@ -359,27 +406,34 @@ impl Stage {
             let mut g = dy;
             relu_backward_inplace(&mut g, &y);
             drop(y);
-            let (d2, dw3) = b.conv3.backward(&out2, &g, true);
-            grads.insert(format!("{p}.conv3.weight"), dw3.into_dyn());
-            let mut d2 = d2.expect("asked for");
+            let mut d2 = b
+                .conv3
+                .backward(&out2, &g, true, train_bn)
+                .insert(&format!("{p}.conv3"), &format!("{p}.bn3"), grads)
+                .expect("asked for");
             relu_backward_inplace(&mut d2, &out2);
             drop(out2);
             let residual = match &b.downsample {
-                Some(d) => {
-                    let (dxd, dwd) = d.backward(x, &g, want_dx);
-                    grads.insert(format!("{p}.downsample.0.weight"), dwd.into_dyn());
-                    dxd
-                }
+                Some(d) => d.backward(x, &g, want_dx, train_bn).insert(
+                    &format!("{p}.downsample.0"),
+                    &format!("{p}.downsample.1"),
+                    grads,
+                ),
                 None => want_dx.then_some(g),
             };
-            let (d1, dw2) = b.conv2.backward(&out1, &d2, true);
+            let mut d1 = b
+                .conv2
+                .backward(&out1, &d2, true, train_bn)
+                .insert(&format!("{p}.conv2"), &format!("{p}.bn2"), grads)
+                .expect("asked for");
             drop(d2);
-            grads.insert(format!("{p}.conv2.weight"), dw2.into_dyn());
-            let mut d1 = d1.expect("asked for");
             relu_backward_inplace(&mut d1, &out1);
             drop(out1);
-            let (dx, dw1) = b.conv1.backward(x, &d1, want_dx);
-            grads.insert(format!("{p}.conv1.weight"), dw1.into_dyn());
+            let dx = b.conv1.backward(x, &d1, want_dx, train_bn).insert(
+                &format!("{p}.conv1"),
+                &format!("{p}.bn1"),
+                grads,
+            );
             if !want_dx {
                 return None;
             }
@@ -410,6 +464,7 @@ pub struct BackboneCache {
     stem: Option<(Array4<f32>, Array4<f32>, Array4<u32>)>,
     stages: Vec<Option<StageCache>>,
     trainable_layers: usize,
+    train_bn: bool,
 }
 
 /// Whether torchvision's `trainable_layers` (counted from the top: layer4, layer3, layer2,
@@ -492,11 +547,13 @@ impl Backbone {
     }
 
     /// Forward pass for training: returns layer3's output and the cache of the trained part
-    /// (frozen stages below the first trained one run without keeping anything).
+    /// (frozen stages below the first trained one run without keeping anything); `train_bn`:
+    /// the backward also gives the trained stages' batch-norm affine gradients.
     pub fn forward_train(
         &self,
         x: &Array4<f32>,
         trainable_layers: usize,
+        train_bn: bool,
     ) -> (Array4<f32>, BackboneCache) {
         let (mut y, stem) = if stage_trainable(trainable_layers, 0) {
             let s = self.conv1.forward(x, None, true);
@@ -522,6 +579,7 @@ impl Backbone {
                 stem,
                 stages,
                 trainable_layers,
+                train_bn,
             },
         )
     }
@@ -533,6 +591,7 @@ impl Backbone {
             stem,
             mut stages,
             trainable_layers,
+            train_bn,
         } = cache;
         let mut dy = dfeat;
         for k in (0..self.layers.len()).rev() {
@@ -545,6 +604,7 @@ impl Backbone {
                 c,
                 dy,
                 need_dx,
+                train_bn,
                 grads,
             ) {
                 Some(d) => dy = d,
@@ -554,8 +614,9 @@ impl Backbone {
         if let Some((x, s, arg)) = stem {
             let mut ds = self.maxpool.backward(&dy, &arg, (s.dim().2, s.dim().3));
             relu_backward_inplace(&mut ds, &s);
-            let (_, dw) = self.conv1.backward(&x, &ds, false);
-            grads.insert("backbone.conv1.weight".to_string(), dw.into_dyn());
+            self.conv1
+                .backward(&x, &ds, false, train_bn)
+                .insert("backbone.conv1", "backbone.bn1", grads);
         }
     }
 }
@@ -593,7 +654,8 @@ mod tests {
     }
 
     /// A stage of two bottlenecks (the first with stride 2 and a downsample): the backward's
-    /// dx and the unfolded conv-weight gradients == finite differences of `<r, stage(x)>`.
+    /// dx, the unfolded conv-weight gradients and (train_bn) the batch norms' gamma and beta
+    /// gradients == finite differences of `<r, stage(x)>`.
     #[test]
     fn stage_backward_matches_finite_differences() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
@@ -619,7 +681,7 @@ mod tests {
         let r = rand4(cache.output().dim(), &mut rng);
         let mut grads = Grads::new();
         let dx = stage
-            .backward("s", cache, r.clone(), true, &mut grads)
+            .backward("s", cache, r.clone(), true, true, &mut grads)
             .unwrap();
         let h = 1e-3;
         check(
@@ -654,6 +716,40 @@ mod tests {
                 dot64(r.view(), s2.forward(&x).view())
             });
         }
-        assert_eq!(grads.len(), 7);
+        type PickBn = fn(&mut Stage) -> &mut Array1<f32>;
+        let bn_picks: [(&str, PickBn); 5] = [
+            ("s.0.bn1.weight", |s| &mut s.blocks[0].conv1.bn.weight),
+            ("s.0.bn2.bias", |s| &mut s.blocks[0].conv2.bn.bias),
+            ("s.0.bn3.weight", |s| &mut s.blocks[0].conv3.bn.weight),
+            ("s.0.downsample.1.weight", |s| {
+                &mut s.blocks[0].downsample.as_mut().unwrap().bn.weight
+            }),
+            ("s.1.bn3.bias", |s| &mut s.blocks[1].conv3.bn.bias),
+        ];
+        for (name, pick) in bn_picks {
+            let mut st = stage.clone();
+            let p0 = pick(&mut st).clone();
+            let g = grads[name].as_slice().unwrap().to_vec();
+            check(name, p0.as_slice().unwrap(), &g, h, |v| {
+                let mut s2 = stage.clone();
+                *pick(&mut s2) = Array1::from(v.to_vec());
+                for b in &mut s2.blocks {
+                    b.conv1.refold();
+                    b.conv2.refold();
+                    b.conv3.refold();
+                    if let Some(d) = &mut b.downsample {
+                        d.refold();
+                    }
+                }
+                dot64(r.view(), s2.forward(&x).view())
+            });
+        }
+        // 7 conv weights, and gamma and beta of their 7 batch norms
+        assert_eq!(grads.len(), 21);
+        // without train_bn: the conv weights only
+        let mut frozen = Grads::new();
+        stage.backward("s", stage.forward_cached(x.clone()), r, false, false, &mut frozen);
+        assert_eq!(frozen.len(), 7);
+        assert!(frozen.keys().all(|k| k.contains("conv") || k.contains("downsample.0")));
     }
 }

@@ -124,8 +124,9 @@ pub struct HeadCache {
     /// RoI-pool argmax `[C3, P, 7, 7]` and the feature map's (h, w).
     argmax: Array4<i32>,
     feat_hw: (usize, usize),
-    /// layer4's activations (None when layer4 is frozen).
+    /// layer4's activations (None when layer4 is frozen), and whether its batch norms train.
     layer4: Option<StageCache>,
+    train_bn: bool,
     /// layer4's output spatial size and the pooled vectors `[P, C4]` (input of the predictor).
     out_hw: (usize, usize),
     pooled: Array2<f32>,
@@ -541,13 +542,14 @@ impl FasterRcnn {
     }
 
     /// RoI head forward for training on `rois` `[P, 4]` (P > 0): RoI pool, layer4 (cached when
-    /// `train_layer4`), spatial mean, predictor. Returns (class logits `[P, K]`, box deltas
-    /// `[P, 4K]`, cache).
+    /// `train_layer4`; its batch-norm affine gradients too with `train_bn`), spatial mean,
+    /// predictor. Returns (class logits `[P, K]`, box deltas `[P, 4K]`, cache).
     pub fn head_forward_train(
         &self,
         feat: &Array4<f32>,
         rois: ArrayView2<f32>,
         train_layer4: bool,
+        train_bn: bool,
     ) -> (Array2<f32>, Array2<f32>, HeadCache) {
         let ps = self.config.pool_size;
         let (pooled_map, argmax) = roi_pool_forward(
@@ -573,6 +575,7 @@ impl FasterRcnn {
             argmax,
             feat_hw: (feat.dim().2, feat.dim().3),
             layer4: layer4.0,
+            train_bn,
             out_hw: layer4.1,
             pooled: y,
         };
@@ -594,6 +597,7 @@ impl FasterRcnn {
             argmax,
             feat_hw,
             layer4,
+            train_bn,
             out_hw,
             pooled,
         } = cache;
@@ -609,7 +613,7 @@ impl FasterRcnn {
         let d_pooled = self
             .head
             .layer4
-            .backward("head.layer4", layer4, dy, need_dfeat, grads)?;
+            .backward("head.layer4", layer4, dy, need_dfeat, train_bn, grads)?;
         let (c, _, _, _) = d_pooled.dim();
         let d = roi_pool_backward(d_pooled.view(), argmax.view(), feat_hw.0, feat_hw.1);
         Some(
@@ -620,7 +624,8 @@ impl FasterRcnn {
 
     /// The trainable tensor with torchvision name `name` (a conv weight of the backbone or
     /// layer4 — the unfolded `conv.weight` —, an RPN conv's weight or bias, a predictor's weight
-    /// or bias), for an optimizer step. FrozenBatchNorm buffers are not trainable: None.
+    /// or bias, a batch norm's gamma or beta), for an optimizer step. Batch-norm statistics are
+    /// not trainable: None.
     /// After changing backbone / layer4 weights call [`FasterRcnn::refold`].
     pub fn weight_mut(&mut self, name: &str) -> Option<ndarray::ArrayViewMutD<'_, f32>> {
         let mut found = None;

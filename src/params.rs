@@ -15,8 +15,8 @@
 //! scheme is written once. Loading (`FasterRcnn::from_weights`) still reads the names itself,
 //! because it also infers the architecture from them.
 //!
-//! Each tensor comes with its [`Kind`]: the trained parameters (conv and linear weights and
-//! biases) and the FrozenBatchNorm buffers, which are never trained. A conv weight of the
+//! Each tensor comes with its [`Kind`]: the trainable parameters (conv and linear weights and
+//! biases, batch-norm gamma and beta) and the batch-norm statistics, which are never trained. A conv weight of the
 //! backbone or layer4 is the unfolded `conv.weight`; the folded convolution the forward pass
 //! runs must be recomputed with [`FasterRcnn::refold`] after writing to it.
 
@@ -26,9 +26,10 @@ use ndarray::{ArrayViewD, ArrayViewMutD};
 /// What a tensor is to the optimizer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// A trained parameter: a conv or linear weight or bias.
+    /// A trainable parameter: a conv or linear weight or bias, or a batch norm's affine
+    /// `weight` / `bias` (trained only with `cryodet train --bn affine`).
     Param,
-    /// A FrozenBatchNorm2d buffer (`weight`, `bias`, `running_mean`, `running_var`).
+    /// A batch-norm statistic (`running_mean`, `running_var`): never trained.
     Buffer,
 }
 
@@ -54,8 +55,8 @@ macro_rules! visitor {
                 running_var,
                 ..
             } = b;
-            f(&format!("{bn}.weight"), Kind::Buffer, weight.$view().into_dyn());
-            f(&format!("{bn}.bias"), Kind::Buffer, bias.$view().into_dyn());
+            f(&format!("{bn}.weight"), Kind::Param, weight.$view().into_dyn());
+            f(&format!("{bn}.bias"), Kind::Param, bias.$view().into_dyn());
             f(&format!("{bn}.running_mean"), Kind::Buffer, running_mean.$view().into_dyn());
             f(&format!("{bn}.running_var"), Kind::Buffer, running_var.$view().into_dyn());
         }
@@ -168,7 +169,8 @@ mod tests {
         for (n, k, a) in &seen {
             assert_eq!(Some(&a), want.get(n.as_str()), "{n}");
             let bn = n.contains(".bn") || n.contains("downsample.1");
-            assert_eq!(*k == Kind::Buffer, bn, "{n}");
+            let stat = n.ends_with("running_mean") || n.ends_with("running_var");
+            assert_eq!(*k == Kind::Buffer, bn && stat, "{n}");
         }
         let mut names = Vec::new();
         model.visit_params_mut(|n, _, _| names.push(n.to_string()));

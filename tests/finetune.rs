@@ -21,7 +21,7 @@ use cryodet::train::data::{Dataset, Sample};
 use cryodet::train::finetune::{
     plan, recipe_drop, recipe_epochs, BaseModel, Given, Select, ValScore, SCALE_RANGE,
 };
-use cryodet::train::trainer::{TrainOptions, TrainState};
+use cryodet::train::trainer::{BnMode, TrainOptions, TrainState};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
@@ -157,6 +157,7 @@ fn explicit_options_override_every_choice() {
         no_augment: true,
         no_preprocess: true,
         select: None,
+        bn: Some(BnMode::Affine),
     };
     let p = plan(&dataset(20), &base(), &given, 0, false).unwrap();
     assert_eq!(p.epochs, 12);
@@ -170,7 +171,9 @@ fn explicit_options_override_every_choice() {
     assert_eq!(p.scale.scale_range, [1.0, 1.0]);
     assert_eq!(p.scale.max_input, 320);
     assert!(!p.augment && !p.preprocess);
+    assert_eq!(p.bn, BnMode::Affine);
     for name in [
+        "--bn",
         "--epochs",
         "--lr",
         "--lr-gamma",

@@ -14,7 +14,7 @@
 use crate::error::{Error, Result};
 use crate::train::data::ScaleOptions;
 use crate::train::finetune::{self, BaseModel, Given, Select};
-use crate::train::trainer::{self, Schedule, TrainOptions};
+use crate::train::trainer::{self, BnMode, Schedule, TrainOptions};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -128,6 +128,11 @@ pub struct Args {
     /// weights counting as epoch 0; the fine-tuning default). Scores go to RUN/val.csv.
     #[arg(long, value_enum)]
     pub select: Option<Select>,
+    /// Batch norms: frozen (torchvision's FrozenBatchNorm2d; default) or affine (their gamma and
+    /// beta train with the stages they belong to; the statistics stay fixed). A network
+    /// He-initialized by `train` has no other bias in its backbone and layer4.
+    #[arg(long, value_enum)]
+    pub bn: Option<BnMode>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -188,6 +193,7 @@ pub fn run(args: Args) -> Result<()> {
         max_input: given.max_input.unwrap_or(d.max_input),
     });
     o.select = given.select.unwrap_or(Select::Loss);
+    o.bn = given.bn.unwrap_or_default();
     trainer::train(o)
 }
 
@@ -236,6 +242,7 @@ fn given(args: &Args) -> Result<Given> {
         no_augment: args.no_augment,
         no_preprocess: args.no_preprocess,
         select: args.select,
+        bn: args.bn,
     })
 }
 

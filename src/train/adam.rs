@@ -357,8 +357,9 @@ mod tests {
 
     /// The training loop's in-place step ([`Adam::step_model`]) against the old one, kept here
     /// as the reference: `export` -> [`Adam::step`] -> rebuild (`init::build`, which re-folds
-    /// every BN). 6 steps of a reduced network on a random image with one box, all layers
-    /// trained, the same random sampling: weights, optimizer state and losses agree to 1e-6
+    /// every BN). 6 steps of a reduced network on a random image with one box, all layers and
+    /// the batch norms' gamma and beta trained, the same random sampling: weights, optimizer
+    /// state and losses agree to 1e-6
     /// relative (they are in fact bit-identical: the same f32 operations on the same values).
     #[test]
     fn in_place_step_equals_export_step_build() {
@@ -375,6 +376,7 @@ mod tests {
         let boxes = ndarray::arr2(&[[20.0f32, 16.0, 70.0, 60.0]]);
         let cfg = TrainConfig {
             trainable_layers: 5,
+            train_bn: true,
             roi_batch: 64,
             ..TrainConfig::default()
         };
@@ -417,6 +419,14 @@ mod tests {
             tol,
         );
         assert_ne!(fb.fused.weight, fb.conv.weight, "the BN is folded in");
+        // beta moved off its initial 0 and the folded bias follows it (mean 0: shift = beta)
+        assert!(fb.bn.bias.iter().any(|&b| b != 0.0), "beta trained");
+        assert_close(
+            "fused bias",
+            fb.fused.bias.as_ref().unwrap().view().into_dyn(),
+            fb.bn.bias.view().into_dyn(),
+            tol,
+        );
         for (n, st) in &adam_slow.state {
             let f = &adam_fast.state[n];
             assert_eq!(f.t, st.t, "{n}");
@@ -424,7 +434,7 @@ mod tests {
             assert_close(n, f.v.view(), st.v.view(), tol);
         }
         assert_eq!(adam_fast.state.len(), adam_slow.state.len());
-        // A gradient for a buffer is refused before anything changes.
+        // A gradient for a buffer (a batch-norm statistic) is refused before anything changes.
         let before = fast.export();
         let mut g = Grads::new();
         g.insert(
@@ -432,7 +442,7 @@ mod tests {
             ArrayD::ones(ndarray::IxDyn(&[2])),
         );
         g.insert(
-            "backbone.bn1.weight".into(),
+            "backbone.bn1.running_var".into(),
             ArrayD::ones(ndarray::IxDyn(&[4])),
         );
         assert!(adam_fast.step_model(&mut fast, &g).is_err());
@@ -459,7 +469,7 @@ mod tests {
         ] {
             let (t, meta) = he_init(&arch, &classes, 1).unwrap();
             let mut model = build(t, meta).unwrap();
-            let grads: Grads = trained_weights(&model, 5, Phase::Joint)
+            let grads: Grads = trained_weights(&model, 5, false, Phase::Joint)
                 .into_iter()
                 .map(|(n, s)| (n, ArrayD::from_elem(s, 1e-3f32)))
                 .collect();

@@ -18,6 +18,7 @@
 //!              (crate::train::augment; contrast and gamma are absorbed by the equalization)
 //! RoIs         128 sampled per image (as the shipped models were trained; 512 costs 4x in layer4)
 //! preprocess   as the model was trained (metadata `preprocess`)
+//! batch norm   frozen (torchvision's FrozenBatchNorm2d; `--bn affine` trains gamma and beta)
 //! selection    validation AP (below)
 //! ```
 //! The constants are choices, not measured optima: 1e-4 is half the shipped model's
@@ -47,7 +48,7 @@ use crate::io::weights::{write_atomic, WeightFile};
 use crate::model::FasterRcnn;
 use crate::pipeline::{detect_prepared, prepare_at, PipelineConfig, Prepared};
 use crate::train::data::{Dataset, ScaleOptions, Split};
-use crate::train::trainer::TrainOptions;
+use crate::train::trainer::{BnMode, TrainOptions};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,8 @@ pub const FEW_IMAGES: usize = 50;
 pub const SCALE_RANGE: [f32; 2] = [0.8, 1.25];
 /// RoIs sampled per image.
 pub const ROI_BATCH: usize = 128;
+/// Batch norms of the recipe: frozen, as the shipped models' own training.
+pub const BN: BnMode = BnMode::Frozen;
 /// Network pixel size (nm) for a model that records none.
 pub const FALLBACK_PIXEL_NM: f32 = 2.5;
 /// Detections kept for the validation AP (as `cryodet eval --keep-thresh`).
@@ -142,6 +145,7 @@ pub struct Given {
     pub no_augment: bool,
     pub no_preprocess: bool,
     pub select: Option<Select>,
+    pub bn: Option<BnMode>,
 }
 
 /// Everything the recipe decided for one data set (see the module doc).
@@ -163,6 +167,7 @@ pub struct Plan {
     pub augment: bool,
     pub scale: ScaleOptions,
     pub select: Select,
+    pub bn: BnMode,
     /// Options given on the command line that replaced a choice of the recipe.
     pub given: Vec<&'static str>,
     /// Lines for the user (`note: ...`).
@@ -290,6 +295,7 @@ pub fn plan(
     let max_input = choose(given.max_input, "--max-input", &mut used, || {
         ScaleOptions::default().max_input
     });
+    let bn = choose(given.bn, "--bn", &mut used, || BN);
     if given.no_augment {
         used.push("--no-augment");
     }
@@ -327,6 +333,7 @@ pub fn plan(
             max_input,
         },
         select,
+        bn,
         given: used,
         notes,
     })
@@ -364,6 +371,7 @@ impl Plan {
         o.augment = self.augment;
         o.scale = Some(self.scale.clone());
         o.select = self.select;
+        o.bn = self.bn;
     }
 
     /// The one line printed at the start, e.g. `fine-tuning recipe: 20 images (17 train, 3 val),
@@ -403,7 +411,7 @@ impl Plan {
             )
         };
         let mut line = format!(
-            "fine-tuning recipe: {images}, {} epochs, lr {:e}{steps}, {}, {} nm/px{}, anchors {}, rescale x{}-x{}, {} RoIs/image, augmentation {}, best.safetensors by {}",
+            "fine-tuning recipe: {images}, {} epochs, lr {:e}{steps}, {}, {} nm/px{}, anchors {}, rescale x{}-x{}, {} RoIs/image, augmentation {}{}, best.safetensors by {}",
             self.epochs,
             self.lr,
             frozen_name(self.trainable_layers),
@@ -416,6 +424,10 @@ impl Plan {
             self.scale.scale_range[1],
             self.roi_batch,
             if self.augment { "on" } else { "off" },
+            match self.bn {
+                BnMode::Frozen => "",
+                BnMode::Affine => ", batch-norm affine trained",
+            },
             match self.select {
                 Select::ValAp => "validation AP@0.5 (start model = epoch 0)",
                 Select::Loss => "training loss",

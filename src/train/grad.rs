@@ -12,7 +12,8 @@
 //! ```
 //! Trained weights follow torchvision's `trainable_backbone_layers`: counted from the top
 //! (layer4, layer3, layer2, layer1, conv1), 3 = layer2..layer4; the RPN head and the predictor are
-//! always trained. FrozenBatchNorm tensors are buffers: never trained.
+//! always trained. FrozenBatchNorm statistics are buffers, never trained; its affine gamma and
+//! beta are trained with `train_bn` (`cryodet train --bn affine`), else frozen as torchvision's.
 
 use crate::backbone::stage_trainable;
 use crate::detection::box_coder::BoxCoder;
@@ -54,6 +55,9 @@ pub struct TrainConfig {
     pub sampling: Sampling,
     /// torchvision's trainable_backbone_layers (0..=5): 3 trains layer2, layer3, layer4.
     pub trainable_layers: usize,
+    /// Also train the trained stages' batch-norm affine parameters (gamma, beta; statistics
+    /// stay fixed). torchvision's FrozenBatchNorm2d trains neither (false).
+    pub train_bn: bool,
     pub proposals: ProposalConfig,
     pub phase: Phase,
 }
@@ -71,6 +75,7 @@ impl Default for TrainConfig {
             beta: 1.0 / 9.0,
             sampling: Sampling::Random,
             trainable_layers: 3,
+            train_bn: false,
             proposals: ProposalConfig::training(),
             phase: Phase::Joint,
         }
@@ -116,7 +121,7 @@ pub fn loss_and_grads(
     let mut grads = Grads::new();
     let mut losses = Losses::default();
 
-    let (feat, bcache) = model.backbone.forward_train(x, t);
+    let (feat, bcache) = model.backbone.forward_train(x, t, cfg.train_bn);
     let (rpn, rpn_t) = model.rpn.forward_cached(&feat);
     let (fh, fw) = (feat.dim().2, feat.dim().3);
     let anchors = model.anchors((h, w), (fh, fw));
@@ -200,7 +205,7 @@ pub fn loss_and_grads(
                 gt_boxes,
                 rois.view(),
             );
-            let (cls, bbox, hcache) = model.head_forward_train(&feat, rois_s.view(), train_layer4);
+            let (cls, bbox, hcache) = model.head_forward_train(&feat, rois_s.view(), train_layer4, cfg.train_bn);
             let l = head_loss(cls.view(), bbox.view(), &labels, targets.view(), cfg.beta);
             losses.classifier = l.classifier;
             losses.box_reg = l.box_reg;
@@ -220,7 +225,7 @@ pub fn loss_and_grads(
         model.backbone.backward(bcache, d, &mut grads);
     }
     // Weights the phase trains but no gradient reached (no sampled anchors or RoIs): zeros.
-    for (name, shape) in trained_weights(model, t, cfg.phase) {
+    for (name, shape) in trained_weights(model, t, cfg.train_bn, cfg.phase) {
         grads
             .entry(name)
             .or_insert_with(|| ndarray::ArrayD::zeros(shape));
@@ -228,33 +233,38 @@ pub fn loss_and_grads(
     (losses, grads)
 }
 
-/// Names and shapes of the weights a step with `trainable_layers` and `phase` trains (the keys
-/// of [`loss_and_grads`]'s gradients).
+/// Names and shapes of the weights a step with `trainable_layers`, `train_bn` and `phase`
+/// trains (the keys of [`loss_and_grads`]'s gradients).
 pub fn trained_weights(
     model: &FasterRcnn,
     trainable_layers: usize,
+    train_bn: bool,
     phase: Phase,
 ) -> Vec<(String, Vec<usize>)> {
     let mut out = Vec::new();
     let conv = |out: &mut Vec<(String, Vec<usize>)>, name: &str, w: &ndarray::Array4<f32>| {
         out.push((format!("{name}.weight"), w.shape().to_vec()));
     };
+    let conv_bn = |out: &mut Vec<(String, Vec<usize>)>, conv_name: &str, bn: &str, cb: &crate::backbone::ConvBn| {
+        conv(out, conv_name, &cb.conv.weight);
+        if train_bn {
+            out.push((format!("{bn}.weight"), cb.bn.weight.shape().to_vec()));
+            out.push((format!("{bn}.bias"), cb.bn.bias.shape().to_vec()));
+        }
+    };
     let stage = |out: &mut Vec<(String, Vec<usize>)>, prefix: &str, st: &crate::backbone::Stage| {
         for (i, b) in st.blocks.iter().enumerate() {
-            conv(out, &format!("{prefix}.{i}.conv1"), &b.conv1.conv.weight);
-            conv(out, &format!("{prefix}.{i}.conv2"), &b.conv2.conv.weight);
-            conv(out, &format!("{prefix}.{i}.conv3"), &b.conv3.conv.weight);
+            let p = format!("{prefix}.{i}");
+            conv_bn(out, &format!("{p}.conv1"), &format!("{p}.bn1"), &b.conv1);
+            conv_bn(out, &format!("{p}.conv2"), &format!("{p}.bn2"), &b.conv2);
+            conv_bn(out, &format!("{p}.conv3"), &format!("{p}.bn3"), &b.conv3);
             if let Some(d) = &b.downsample {
-                conv(out, &format!("{prefix}.{i}.downsample.0"), &d.conv.weight);
+                conv_bn(out, &format!("{p}.downsample.0"), &format!("{p}.downsample.1"), d);
             }
         }
     };
     if stage_trainable(trainable_layers, 0) {
-        conv(
-            &mut out,
-            "backbone.conv1",
-            &model.backbone.conv1.conv.weight,
-        );
+        conv_bn(&mut out, "backbone.conv1", "backbone.bn1", &model.backbone.conv1);
     }
     for (k, st) in model.backbone.layers.iter().enumerate() {
         if stage_trainable(trainable_layers, k + 1) {

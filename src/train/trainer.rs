@@ -120,6 +120,23 @@ pub struct TrainOptions {
     /// How best.safetensors is chosen (older runs: by the training loss).
     #[serde(default)]
     pub select: Select,
+    /// Whether the batch norms' affine parameters train (older runs: frozen).
+    #[serde(default)]
+    pub bn: BnMode,
+}
+
+/// What training does with the batch norms (`cryodet train --bn`). Their statistics
+/// (`running_mean`, `running_var`) are never trained either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum BnMode {
+    /// torchvision's FrozenBatchNorm2d: gamma and beta fixed too (made for pretrained backbones).
+    #[default]
+    Frozen,
+    /// gamma and beta of every trained stage train as per-channel parameters: a network
+    /// He-initialized here (gamma 1, beta 0, mean 0, var 1) otherwise has no bias anywhere in
+    /// its backbone and layer4.
+    Affine,
 }
 
 fn default_lr_gamma() -> f32 {
@@ -155,6 +172,7 @@ impl TrainOptions {
             lr_gamma: default_lr_gamma(),
             scale: Some(Default::default()),
             select: Select::Loss,
+            bn: BnMode::Frozen,
         }
     }
 
@@ -190,6 +208,7 @@ impl TrainOptions {
             beta: self.beta,
             phase: self.phase(epoch),
             trainable_layers: self.trainable_layers(),
+            train_bn: self.bn == BnMode::Affine,
             ..TrainConfig::default()
         }
     }
