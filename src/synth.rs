@@ -2,7 +2,8 @@
 //!
 //! Two generators share the scene models of `synth/scene.rs`:
 //! - the **randomized** generator ([`generate_random`], `synth/randomized.rs`; `cryodet synth`'s
-//!   default): every image draws one of eight appearance families and, within it, its pixel
+//!   default): every image draws one of eight appearance families (a ninth, `lamella`, is
+//!   reserved: drawn only when named, seen by no shipped model) and, within it, its pixel
 //!   size (0.8-4 nm), field of view (0.6-3 µm), membrane model, mitochondrial shapes, cristae
 //!   and matrix, cellular context (hard negatives included), thick projection or thin tomogram
 //!   slice, CTF or phase plate, noise, gradients and display conversions. Every range and its
@@ -89,6 +90,7 @@ mod context;
 mod fft;
 mod field;
 pub mod imaging;
+pub mod lamella;
 mod mito_style;
 pub mod randomized;
 mod scene;

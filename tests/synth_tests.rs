@@ -542,7 +542,7 @@ fn check_boxes(s: &SynthImage, what: &str) -> usize {
 
 #[test]
 fn every_family_renders_with_tight_boxes() {
-    for (fi, &f) in Family::ALL.iter().enumerate() {
+    for (fi, f) in Family::known().enumerate() {
         let c = rcfg(70 + fi as u64, &[f]);
         let mut n_boxes = 0;
         for index in 0..2 {
@@ -653,6 +653,38 @@ fn args(out: &std::path::Path, n: usize) -> cryodet::cli::synth::Args {
     }
 }
 
+/// The randomized configuration `args()` runs with, restricted to `family`.
+fn args_config(family: Family) -> RandomConfig {
+    let mut c = RandomConfig::new(3);
+    c.families = vec![family];
+    c.ranges.size = Some((128, 128));
+    c.n_mito = (1, 3);
+    c
+}
+
+/// The rows of `dir/manifest.csv`, split at commas.
+fn manifest_rows(dir: &std::path::Path) -> Vec<Vec<String>> {
+    let m = std::fs::read_to_string(dir.join("manifest.csv")).unwrap();
+    m.lines()
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+/// Run the CLI on `n` images of `args()` changed by `set`: the output directory and its
+/// manifest rows.
+fn run_cli(
+    tag: &str,
+    n: usize,
+    set: impl FnOnce(&mut cryodet::cli::synth::Args),
+) -> (TmpDir, Vec<Vec<String>>) {
+    let tmp = TmpDir::new(tag);
+    let mut a = args(&tmp.0, n);
+    set(&mut a);
+    cryodet::cli::synth::run(a).expect(tag);
+    let rows = manifest_rows(&tmp.0);
+    (tmp, rows)
+}
+
 /// The pHYs chunk of a PNG, read back with the png crate: pixel size in nm.
 fn png_pixel_nm(path: &std::path::Path) -> f64 {
     let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
@@ -674,14 +706,10 @@ fn cli_randomized_dataset_with_families_and_pixel_size() {
     a.families = vec!["slice".into(), "neuron".into()];
     a.exclude_family = vec!["neuron".into()];
     run(a).expect("synth run");
-    let manifest = std::fs::read_to_string(tmp.0.join("manifest.csv")).unwrap();
-    let rows: Vec<Vec<&str>> = manifest.lines().map(|l| l.split(',').collect()).collect();
+    let rows = manifest_rows(&tmp.0);
     assert_eq!(rows[0], ["image", "group", "family", "pixel_nm", "snr"]);
     assert_eq!(rows.len(), 5);
-    let mut c = RandomConfig::new(3);
-    c.families = vec![Family::Slice];
-    c.ranges.size = Some((128, 128));
-    c.n_mito = (1, 3);
+    let c = args_config(Family::Slice);
     for index in 0..4 {
         let name = image_name(index, index / 2);
         let r = &rows[index + 1];
@@ -728,6 +756,11 @@ fn cli_rejects_bad_ranges_and_families() {
         (
             Box::new(|a| a.families = vec!["nope".into()]),
             "unknown family",
+        ),
+        // The reserved family is listed among the valid names.
+        (
+            Box::new(|a| a.exclude_family = vec!["lamellae".into()]),
+            "inverted, lamella (reserved",
         ),
         (
             Box::new(|a| {
@@ -798,4 +831,196 @@ fn randomized_outer_membrane_is_dark() {
         total >= 10 && dark * 10 >= total * 7,
         "dark rim in {dark}/{total}"
     );
+}
+
+/// The default family set is the eight of before `lamella` existed, so default seeds keep their
+/// images: `RandomConfig::new` and the CLI without `--families` draw from `Family::ALL`, which
+/// lacks the reserved `lamella`; 400 default draws never give it (were it among 9 uniformly
+/// drawn families, all 400 would miss it with probability (8/9)^400 < 1e-20), and none of them
+/// carries a milling.
+#[test]
+fn default_families_exclude_the_reserved_lamella() {
+    let names: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "projection",
+            "slice",
+            "neuron",
+            "swollen",
+            "synapse",
+            "phase-plate",
+            "denoised",
+            "inverted"
+        ]
+    );
+    assert_eq!(Family::RESERVED, [Family::Lamella]);
+    assert_eq!(Family::parse(" lamella"), Some(Family::Lamella));
+    let c = RandomConfig::new(17);
+    assert_eq!(c.families, Family::ALL.to_vec());
+    for index in 0..400 {
+        let a = appearance_of(&c, index);
+        assert_ne!(a.family, Family::Lamella, "image {index}");
+        assert!(
+            a.milling.is_none(),
+            "image {index} milled as {:?}",
+            a.family
+        );
+    }
+    // The CLI's default set: the same files as the eight named explicitly.
+    let (t1, rows1) = run_cli("fam-default", 3, |_| {});
+    let (t2, rows2) = run_cli("fam-named", 3, |a| {
+        a.families = names.iter().map(|n| n.to_string()).collect()
+    });
+    assert_eq!(rows1, rows2);
+    let read = |d: &std::path::Path, f: &str| std::fs::read(d.join(f)).unwrap();
+    for k in 0..3 {
+        let f = format!("images/{}.png", cryodet::cli::synth::image_name(k, k / 2));
+        assert_eq!(read(&t1.0, &f), read(&t2.0, &f), "{f}");
+    }
+}
+
+/// Profile of `x` across the milling direction `m`: over the square
+/// `|(p - c) . m|, |(p - c) . n| < min(h, w) / (2 sqrt 2)` (`n` = `m` turned by 90 degrees, `c`
+/// the image centre; inside the image at every angle, so every bin averages the same stretch
+/// along `m`), the mean of `x` in 1-px bins of `(p - c) . n`, over specimen pixels (not outside
+/// the cell, ice or the cap). Bins of fewer than 16 pixels are dropped, then the
+/// least-squares line through the bin means is removed (a ramp is not a stripe).
+fn across_profile(x: &ndarray::Array2<f32>, reg: &ndarray::Array2<u8>, angle: f32) -> Vec<f64> {
+    let (h, w) = x.dim();
+    let (m, n) = ([angle.cos(), angle.sin()], [-angle.sin(), angle.cos()]);
+    let l = h.min(w) as f32 / (2.0 * std::f32::consts::SQRT_2);
+    let nb = 2 * l.ceil() as usize + 2;
+    let (mut sum, mut cnt) = (vec![0f64; nb], vec![0usize; nb]);
+    for ((i, j), &v) in x.indexed_iter() {
+        let r = reg[[i, j]];
+        if r == region::OUTSIDE || r == region::CARBON || r == region::ICE {
+            continue;
+        }
+        let (px, py) = (
+            j as f32 + 0.5 - 0.5 * w as f32,
+            i as f32 + 0.5 - 0.5 * h as f32,
+        );
+        let (along, across) = (px * m[0] + py * m[1], px * n[0] + py * n[1]);
+        if along.abs() < l && across.abs() < l {
+            let b = (across + l).floor() as usize;
+            sum[b] += v as f64;
+            cnt[b] += 1;
+        }
+    }
+    let pts: Vec<(f64, f64)> = (0..nb)
+        .filter(|&b| cnt[b] >= 16)
+        .map(|b| (b as f64, sum[b] / cnt[b] as f64))
+        .collect();
+    let k = pts.len() as f64;
+    let mx = pts.iter().map(|p| p.0).sum::<f64>() / k;
+    let my = pts.iter().map(|p| p.1).sum::<f64>() / k;
+    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    pts.iter()
+        .map(|p| p.1 - my - sxy / sxx * (p.0 - mx))
+        .collect()
+}
+
+/// Pearson correlation of two equally long series (0 if either is constant).
+fn correlation(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    if va > 0.0 && vb > 0.0 {
+        cov / (va * vb).sqrt()
+    } else {
+        0.0
+    }
+}
+
+/// Curtaining: the clean `lamella` image's profile across its milling direction follows the
+/// profile of its curtain factor `f` (grooves, `f < 1`, are thinner, so brighter: a negative
+/// correlation), through the CTF, the scene and the display map; a `projection` image of the
+/// same seed, profiled in the same frame against the same `f` (not drawn into it), does not.
+/// Fails if the curtains are not drawn, drawn too weakly to show, or drawn in another
+/// direction. Measured (seed 121, 8 images each, 256 px at 2 nm/px; printout): see the
+/// bounds. The cap (region `carbon`: a lamella has no support film) never covers a
+/// mitochondrion's outer membrane, and the boxes stay tight.
+#[test]
+fn lamella_images_show_curtains_along_the_milling_direction() {
+    let cfg = |f: Family| {
+        let mut c = RandomConfig::new(121);
+        c.families = vec![f];
+        c.ranges.size = Some((256, 256));
+        c.ranges.pixel_nm = (2.0, 2.0);
+        c
+    };
+    let (lam, proj) = (cfg(Family::Lamella), cfg(Family::Projection));
+    let (mut sum_lam, mut sum_proj, mut caps) = (0f64, 0f64, 0);
+    let n = 8;
+    for index in 0..n {
+        let app = appearance_of(&lam, index);
+        let ml = app.milling.expect("lamella images are milled");
+        let f = ml.curtain_factor(256, 256, app.pixel_nm);
+        let sl = generate_random(&lam, index);
+        assert_eq!(sl.family, Some(Family::Lamella));
+        let sp = generate_random(&proj, index);
+        let rl = correlation(
+            &across_profile(&sl.clean, &sl.region, ml.angle),
+            &across_profile(&f, &sl.region, ml.angle),
+        );
+        let rp = correlation(
+            &across_profile(&sp.clean, &sp.region, ml.angle),
+            &across_profile(&f, &sp.region, ml.angle),
+        );
+        println!(
+            "image {index}: corr(image, curtains) across: lamella {rl:.2}, projection {rp:.2}"
+        );
+        sum_lam += rl;
+        sum_proj += rp;
+        if sl.region.iter().any(|&r| r == region::CARBON) {
+            caps += 1;
+        }
+        for (r, &o) in sl.region.iter().zip(sl.outer_membrane.iter()) {
+            assert!(
+                !(*r == region::CARBON && o != 0),
+                "image {index}: cap over a mitochondrion"
+            );
+        }
+        check_boxes(&sl, "lamella");
+    }
+    let (ml, mp) = (sum_lam / n as f64, sum_proj / n as f64);
+    println!("mean correlation: lamella {ml:.2}, projection {mp:.2}; caps in {caps}/{n}");
+    assert!(ml <= -0.6, "lamella: image profile vs curtains {ml:.2}");
+    assert!(
+        mp.abs() <= 0.4,
+        "projection: image profile vs curtains {mp:.2}"
+    );
+}
+
+/// `--families lamella` writes lamella images: the manifest's family column says `lamella`
+/// and the annotations are those of `generate_random`; `--exclude-family lamella` is accepted
+/// (and changes nothing: the default set lacks it).
+#[test]
+fn cli_lamella_family_in_manifest() {
+    use cryodet::cli::synth::image_name;
+    let (tmp, rows) = run_cli("lamella", 2, |a| a.families = vec!["lamella".into()]);
+    assert_eq!(rows.len(), 3);
+    let c = args_config(Family::Lamella);
+    for index in 0..2 {
+        assert_eq!(rows[index + 1][2], "lamella");
+        let name = image_name(index, index / 2);
+        let ann =
+            cryodet::io::voc::read_voc(&tmp.0.join(format!("annotations/{name}.xml"))).unwrap();
+        let got: Vec<[f32; 4]> = ann.objects.iter().map(|o| o.bbox).collect();
+        let want: Vec<[f32; 4]> = generate_random(&c, index)
+            .boxes
+            .iter()
+            .map(|b| b.bbox)
+            .collect();
+        assert_eq!(got, want);
+    }
+    let (_t2, rows) = run_cli("lamella-excl", 2, |a| {
+        a.exclude_family = vec!["lamella".into()]
+    });
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r[2] != "lamella"), "{rows:?}");
 }

@@ -1,7 +1,8 @@
 //! Domain randomization: the appearance families and every range an image draws its look from.
 //!
 //! Every randomized image ([`super::randomized`]) first draws one [`Family`] uniformly over the
-//! enabled ones, then an [`Appearance`] from that family's sub-range: physical scale, membrane
+//! enabled ones (by default the eight of [`Family::ALL`]; the reserved `lamella` only when
+//! named), then an [`Appearance`] from that family's sub-range: physical scale, membrane
 //! model, mitochondrial style (shape, cristae, matrix), cellular context and image formation.
 //! All lengths are physical (nm) and converted with the image's pixel size.
 //!
@@ -32,6 +33,9 @@
 //! | SNR | 0.03-0.5 (projections), 0.3-3 (reconstructed, filtered slices), log-uniform | the study: 0.06-0.12 for single projections |
 //! | noise | white + correlated (Gaussian sigma 0.7-2.5 px, 0-70 % of the variance) | reconstruction and binning correlate noise |
 //! | gradients | illumination/thickness ramps and bumps, up to +-40 % of the contrast | lamella wedges, ice thickness |
+//! | curtaining (`lamella` only) | 4-12 stripes per µm across the milling direction (a random in-plane angle), each 20-200 nm wide (log-uniform), edges 15-50 % of the width, thickness change 30-100 % of a per-image 20-50 % (70 % grooves, 30 % ridges); 60 % run through the field, the rest start inside it | FIB curtaining: uneven sputtering leaves striations along the ion beam (Giannuzzi & Stevie 1999, Micron 30:197); in cryo-lamellae, reduced but not removed by the GIS layer (Schaffer et al. 2017, J Struct Biol 197:73; Wagner et al. 2020, Nat Protoc 15:2041) |
+//! | lamella thickness (`lamella` only) | 100-300 nm, a wedge of +-(20-45) % across the field along the milling direction (thicker downstream), thickness contrast 2-4 std(S) per unit of relative thickness | FIB lamellae are milled to 100-300 nm and are often wedge-shaped (Wagner et al. 2020); zero-loss intensity `exp(-t / lambda_in)` |
+//! | protective cap (`lamella` only) | 70 % (where the mitochondria leave room): the organometallic Pt (GIS) layer at the upstream border, 4-15 % of the field, rough edge (5-20 nm over 20-80 nm), dense and dark, no organelles | GIS Pt deposition before milling (Schaffer et al. 2017; Wagner et al. 2020) |
 //! | display | 8-bit clipping at percentiles 0-2 % / 98-100 % (else 0.05-0.3 % / 99.7-99.95 %), gamma 0.6-1.6, denoised looks (Gaussian, median, bilateral-like), inverted contrast, binning low-pass | how viewers (IMOD, Fiji) and users export slices |
 //!
 //! # Families
@@ -52,7 +56,21 @@
 //! - `inverted`: white membranes (inverted contrast), otherwise like `projection`/`slice`.
 //!
 //! Contrast inversion and strong denoising appear *only* in their families.
+//!
+//! # Reserved family
+//! `lamella` is **not** in [`Family::ALL`], the default set: `cryodet synth` draws it only when
+//! named (`--families lamella`, alone or with others), so every default seed gives the images it
+//! gave before it existed, and **no shipped model was trained on it**. It is kept for
+//! leave-out and fine-tuning studies (issue 15: fine-tune the shipped model on a few labelled
+//! images of a look it never saw):
+//! - `lamella`: FIB-milled cryo-lamellae (`synth/lamella.rs`): curtaining (stripes of
+//!   thickness change along the milling direction) always, a strong thickness wedge along it
+//!   always, a dark protective Pt/GIS cap at the upstream border often; never a carbon film.
+//!   Thickness 100-300 nm; everything else (mode, mitochondria, cristae, context, CTF, noise,
+//!   display) is drawn from the shared ranges as for `slice`/`projection` (slices or
+//!   projections, half each). No other family ever draws curtains, the wedge or the cap.
 
+use super::lamella::Milling;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -67,9 +85,13 @@ pub enum Family {
     PhasePlate,
     Denoised,
     Inverted,
+    /// Reserved (module doc): FIB-milled lamellae, drawn only when named.
+    Lamella,
 }
 
 impl Family {
+    /// The default families: what `cryodet synth` draws from unless `--families` names others,
+    /// and what the shipped models were trained on.
     pub const ALL: [Family; 8] = [
         Family::Projection,
         Family::Slice,
@@ -81,6 +103,16 @@ impl Family {
         Family::Inverted,
     ];
 
+    /// Reserved families: never drawn by default (so every default seed gives the images it
+    /// gave before they existed) and seen by no shipped model; drawn only when named
+    /// (`--families lamella`), for leave-out and fine-tuning studies (issue 15).
+    pub const RESERVED: [Family; 1] = [Family::Lamella];
+
+    /// Every family: the default ones, then the reserved ones.
+    pub fn known() -> impl Iterator<Item = Family> {
+        Family::ALL.into_iter().chain(Family::RESERVED)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Family::Projection => "projection",
@@ -91,12 +123,13 @@ impl Family {
             Family::PhasePlate => "phase-plate",
             Family::Denoised => "denoised",
             Family::Inverted => "inverted",
+            Family::Lamella => "lamella",
         }
     }
 
-    /// The family called `s` (as [`Family::name`]), or None.
+    /// The family called `s` (as [`Family::name`], reserved ones included), or None.
     pub fn parse(s: &str) -> Option<Family> {
-        Family::ALL.into_iter().find(|f| f.name() == s.trim())
+        Family::known().find(|f| f.name() == s.trim())
     }
 }
 
@@ -239,6 +272,8 @@ pub struct Appearance {
     pub mito: MitoStyle,
     pub context: Context,
     pub imaging: Imaging,
+    /// FIB milling (family `lamella` only; `synth/lamella.rs`).
+    pub milling: Option<Milling>,
 }
 
 /// User-set ranges (CLI), validated by [`Ranges::validate`].
@@ -447,8 +482,13 @@ impl Appearance {
         // Context.
         let syn = family == F::Synapse;
         let neuron = family == F::Neuron;
+        let lamella = family == F::Lamella;
         let context = Context {
-            thickness_nm: rng.gen_range(150.0..400.0),
+            thickness_nm: if lamella {
+                rng.gen_range(100.0..300.0)
+            } else {
+                rng.gen_range(150.0..400.0)
+            },
             ribosomes_per_um3: log_uniform(rng, (500.0, 9000.0)) * if syn { 0.3 } else { 1.0 },
             clear_vesicles_per_um2: rng.gen_range(0.0..8.0),
             dense_granules_per_um2: if rng.gen_bool(0.4) {
@@ -477,7 +517,8 @@ impl Appearance {
             lamella_edge: rng.gen_bool(0.15),
             ice: count(rng, 0.25, 2),
             crystalline_ice: rng.gen_bool(0.1),
-            carbon: rng.gen_bool(if slice { 0.05 } else { 0.2 }),
+            // A lamella hangs free of the support film.
+            carbon: rng.gen_bool(if slice { 0.05 } else { 0.2 }) && !lamella,
             cyto_tex: rng.gen_range(0.15..0.5),
         };
 
@@ -560,6 +601,8 @@ impl Appearance {
             smooth,
             invert: family == F::Inverted,
         };
+        // Drawn last, so that the other families' draws are those of before `lamella` existed.
+        let milling = lamella.then(|| Milling::draw(rng, pixel_nm, size));
         Appearance {
             family,
             pixel_nm,
@@ -567,6 +610,7 @@ impl Appearance {
             mito,
             context,
             imaging,
+            milling,
         }
     }
 }

@@ -19,7 +19,8 @@
 //!    `var_w(S) / var(n) = snr` exactly, `var_w` the variance of `S` winsorized at its 1st/99th
 //!    percentiles (ice and carbon would otherwise set the noise level), S before gradients.
 //! 3. **Gradients**: `S += std(S) (g . (p - c) / side + bump * smooth field(side / 4))` in both
-//!    the noisy and the clean image (illumination / thickness).
+//!    the noisy and the clean image (illumination / thickness); a lamella adds its thickness
+//!    contrast (wedge and curtains, `synth/lamella.rs`) here too.
 //! 4. **Display** (same map for noisy and clean): smoothing (Gaussian, median, or a guided
 //!    filter as the bilateral-like edge-preserving look; He et al. 2013), clipping at the
 //!    noisy image's `(lo, hi)` percentiles to `[0, 1]`, gamma `v^gamma`, inversion `1 - v`.
@@ -151,11 +152,14 @@ pub(crate) fn noise(
 
 /// Steps 2-4: signal -> (noisy, clean) display images in `[0, 1]`. `specimen[k]` is false on
 /// pixels of ice contamination and carbon: the SNR and the display range are measured on the
-/// specimen only (a user sets the contrast on the cell; ice and carbon saturate).
+/// specimen only (a user sets the contrast on the cell; ice and carbon saturate). `shading`
+/// (a lamella's thickness contrast, `synth/lamella.rs`, in units of std(S)) is added with the
+/// gradients.
 pub(crate) fn form(
     s: Array2<f32>,
     specimen: &[bool],
     im: &Imaging,
+    shading: Option<&Array2<f32>>,
     rng: &mut ChaCha8Rng,
 ) -> (Array2<f32>, Array2<f32>) {
     let (h, w) = s.dim();
@@ -170,6 +174,9 @@ pub(crate) fn form(
             + im.gradient[1] * (i as f32 + 0.5 - 0.5 * h as f32) / side)
     });
     grad.zip_mut_with(&bump, |g, b| *g += sd * im.bump * b);
+    if let Some(sh) = shading {
+        grad.zip_mut_with(sh, |g, x| *g += sd * x);
+    }
     let clean = &s + &grad;
     let noisy = &clean + &n;
     let (noisy, clean) = (smooth(noisy, im.smooth), smooth(clean, im.smooth));

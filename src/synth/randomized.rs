@@ -27,7 +27,7 @@ use super::appearance::{Appearance, Family, Mode, Ranges};
 use super::field::smooth_field_any;
 use super::scene::{place_mitos_with, Canvas, Mito, RHO_CYTO};
 use super::{boxes_from_membranes, SynthImage};
-use super::{context as ctx, imaging, mito_style, region};
+use super::{context as ctx, imaging, lamella, mito_style, region};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -105,8 +105,12 @@ pub fn generate_random(cfg: &RandomConfig, index: usize) -> SynthImage {
     }
     let mut rng = rng_for(cfg.seed, index);
     let app = draw_appearance(cfg, &mut rng);
-    let (cv, n_mito) = build_scene(cfg, &app, &mut rng);
     let (h, w) = app.size;
+    let curtains = app
+        .milling
+        .as_ref()
+        .map(|m| m.curtain_factor(h, w, app.pixel_nm));
+    let (cv, n_mito) = build_scene(cfg, &app, curtains.as_ref(), &mut rng);
     let density = Array2::from_shape_vec((h, w), cv.density).expect("h*w");
     let s = imaging::transfer(&density, app.pixel_nm, &app.imaging);
     let specimen: Vec<bool> = cv
@@ -114,7 +118,12 @@ pub fn generate_random(cfg: &RandomConfig, index: usize) -> SynthImage {
         .iter()
         .map(|&r| r != region::ICE && r != region::CARBON)
         .collect();
-    let (image, clean) = imaging::form(s, &specimen, &app.imaging, &mut rng);
+    let shading = app
+        .milling
+        .as_ref()
+        .zip(curtains.as_ref())
+        .map(|(m, c)| m.shading(c, &cv.region, app.imaging.snr));
+    let (image, clean) = imaging::form(s, &specimen, &app.imaging, shading.as_ref(), &mut rng);
     let (boxes, outer_membrane) = boxes_from_membranes(&cv.membrane, h, w, n_mito);
     SynthImage {
         image,
@@ -128,8 +137,14 @@ pub fn generate_random(cfg: &RandomConfig, index: usize) -> SynthImage {
     }
 }
 
-/// The scene of the module doc. Returns the canvas and the number of mitochondria placed.
-fn build_scene(cfg: &RandomConfig, app: &Appearance, rng: &mut ChaCha8Rng) -> (Canvas, usize) {
+/// The scene of the module doc (a lamella's `curtains`: its curtain factor,
+/// `synth/lamella.rs`). Returns the canvas and the number of mitochondria placed.
+fn build_scene(
+    cfg: &RandomConfig,
+    app: &Appearance,
+    curtains: Option<&Array2<f32>>,
+    rng: &mut ChaCha8Rng,
+) -> (Canvas, usize) {
     let (h, w) = app.size;
     let px = app.pixel_nm;
     let nm = |x: f32| x / px;
@@ -215,13 +230,16 @@ fn build_scene(cfg: &RandomConfig, app: &Appearance, rng: &mut ChaCha8Rng) -> (C
     let depth = if slice { 1.0 } else { thickness };
     let g = [rng.gen_range(-0.5..0.5), rng.gen_range(-0.5..0.5)];
     let size = h.max(w) as f32;
+    let mill = app.milling.as_ref().map(|m| (m, m.frame(h, w)));
     for i in 0..h {
         for j in 0..w {
             let k = i * w + j;
+            let wedge = mill.map_or(1.0, |(m, f)| m.wedge_factor(&f, i, j));
             let tl = depth
                 * (1.0
                     + g[0] * (j as f32 + 0.5 - 0.5 * w as f32) / size
-                    + g[1] * (i as f32 + 0.5 - 0.5 * h as f32) / size);
+                    + g[1] * (i as f32 + 0.5 - 0.5 * h as f32) / size)
+                * wedge;
             let free = if slice {
                 (1.0 - cv.occupancy[k]).max(0.0)
             } else {
@@ -251,6 +269,10 @@ fn build_scene(cfg: &RandomConfig, app: &Appearance, rng: &mut ChaCha8Rng) -> (C
             ctx::apply_boundary(&mut cv, &mask, outside, mem, t);
         }
     }
+    // A lamella's curtains thin or thicken everything milled (not the ice on its surface).
+    if let Some(c) = curtains {
+        lamella::apply_curtains(&mut cv, c);
+    }
     // Ice contamination sits on the surface: projected through (classic model), or in a
     // section cut at 0.1-0.5 of its projected density (a slice near the surface; its full
     // projection shows only through the streaks).
@@ -277,6 +299,9 @@ fn build_scene(cfg: &RandomConfig, app: &Appearance, rng: &mut ChaCha8Rng) -> (C
     }
     if cx.carbon {
         super::scene::render_carbon(rng, &mut cv, px);
+    }
+    if let Some(m) = &app.milling {
+        m.draw_cap(rng, &mut cv, px, RHO_CYTO * depth);
     }
     (cv, mitos.len())
 }
