@@ -341,6 +341,36 @@ fn link_without_objects_writes_no_point_file() {
     assert!(out.join("tomo.objects.json").is_file());
 }
 
+// ---------------------------------------------------------------------------------- item 9
+
+/// Streaming `detect --3d`: montage tiles downscaled to at most 1024 px (a 1100 px stack gives
+/// 1024 px tiles) and at most 16 tiles however deep the stack (20 slices at `--montage-every 1`
+/// take every 2nd: 10 tiles, 3 rows of 4); the progress line per slice with its time and ETA.
+/// The peak-RSS figures come from `tools/bench_stream.sh`, not from a test.
+#[test]
+fn stack_montage_is_bounded_and_progress_has_an_eta() {
+    let d = temp_dir("files-stream");
+    let gap = 4;
+    // `detect --3d --montage-every 1` on an nz x n x n MRC: stderr and the montage's size.
+    let montage = |name: &str, nz: usize, n: usize| {
+        let p = d.join(format!("{name}.mrc"));
+        float_mrc(&p, nz, n, n);
+        let (code, _, e) = detect(&[s(&p)], &d.join("out"), &["--3d", "--montage-every", "1"]);
+        assert_eq!(code, 0, "{e}");
+        let png = d.join(format!("out/{name}.montage.png"));
+        (e, image::image_dimensions(png).unwrap())
+    };
+    let (e, dims) = montage("big", 2, 1100);
+    assert!(
+        e.contains("slice 0 (1/2):") && e.contains(" s, ETA "),
+        "{e}"
+    );
+    assert!(e.contains("slice 1 (2/2):"), "{e}");
+    assert_eq!(dims, (2 * (1024 + gap) + gap, 1024 + 2 * gap));
+    let (_, dims) = montage("deep", 20, 64);
+    assert_eq!(dims, (4 * (64 + gap) + gap, 3 * (64 + gap) + gap));
+}
+
 // ---------------------------------------------------------------------------------- item 10
 
 #[test]
