@@ -200,6 +200,41 @@ pub fn text_size(text: &str, scale: u32) -> (u32, u32) {
     (w * scale.max(1), GLYPH_H * scale.max(1))
 }
 
+/// `text` broken into lines of at most `max_width` pixels at `scale` ([`text_size`]): at spaces,
+/// and inside a word only when the word alone is too wide (every line keeps at least one
+/// character, so a `max_width` below one glyph still makes progress).
+pub fn wrap_text(text: &str, scale: u32, max_width: u32) -> Vec<String> {
+    let fits = |s: &str| text_size(s, scale).0 <= max_width;
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let joined = if line.is_empty() {
+            word.to_string()
+        } else {
+            format!("{line} {word}")
+        };
+        if fits(&joined) {
+            line = joined;
+            continue;
+        }
+        if !line.is_empty() {
+            lines.push(std::mem::take(&mut line));
+        }
+        // The word on its own line; cut where it is wider than the line.
+        for ch in word.chars() {
+            line.push(ch);
+            if !fits(&line) && line.chars().count() > 1 {
+                line.pop();
+                lines.push(std::mem::replace(&mut line, ch.to_string()));
+            }
+        }
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
 /// Draws `text` with its top-left corner at `(x, y)`, each font pixel a `scale x scale` square.
 /// Characters outside printable ASCII are drawn as '?'.
 pub fn draw_text(img: &mut RgbImage, x: i32, y: i32, text: &str, color: [u8; 3], scale: u32) {

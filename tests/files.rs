@@ -1,13 +1,16 @@
 //! Real files, real tomograms (issue 17) through the `cryodet` binary: files as other programs
 //! write them (IMOD's unsigned bytes, trailing data, `.ccp4`/`.preali`/compressed MRC, planar
 //! and multi-page TIFF), and what `detect` writes (unique names, all-or-nothing outputs, boxes
-//! inside the image, no empty IMOD point file, label volumes with the input's geometry).
+//! inside the image, no empty IMOD point file, label volumes with the input's geometry, one VOC
+//! file naming each slice), and item 12's messages (`info`, `eval`, `train`, `synth`).
+//! `tools/check_written_mrc.sh` validates the MRC files written with `mrcfile`.
 //!
 //! Every file is built here in Rust (MRC headers byte by byte from `write_mrc`'s, TIFF by the
 //! `tiff` crate or by hand for the planar layout), so no Python is needed. `detect` runs use the
 //! small fixture weights at a 64..90 px input: the whole file takes a few seconds.
 
 use cryodet::io::mrc::{self, write_mrc, write_mrc_with, MrcGeometry, IMOD_STAMP};
+use cryodet::io::voc;
 use cryodet::testutil::{fixture_path, temp_dir};
 use ndarray::{Array2, Array3};
 use std::io::Write;
@@ -293,6 +296,81 @@ fn no_objects_no_point_file_and_labels_keep_the_geometry() {
     assert_eq!((h.nx, h.ny, h.nz, h.mode), (64, 64, 3, 6));
 }
 
+/// `cryodet link` follows the same rule as `detect --3d`: no objects, no point file (a stale one
+/// of an earlier run removed), a note.
+#[test]
+fn link_without_objects_writes_no_point_file() {
+    use cryodet::io::detections::{write_json, Detection, SliceDetections, StackDetections};
+    let d = temp_dir("files-link-empty");
+    // One box on one slice: dropped by --min-slices 3, so no object.
+    let slices = (0..4)
+        .map(|z| SliceDetections {
+            z,
+            detections: if z == 1 {
+                vec![Detection {
+                    bbox: [5.0, 5.0, 20.0, 20.0],
+                    score: 0.9,
+                    label: "mitochondria".into(),
+                    class_id: 1,
+                }]
+            } else {
+                Vec::new()
+            },
+        })
+        .collect();
+    let file = d.join("tomo.json");
+    let stack = StackDetections {
+        precision: None,
+        image: "tomo.mrc".into(),
+        width: 64,
+        height: 64,
+        depth: 4,
+        slices,
+    };
+    write_json(&file, &stack).unwrap();
+    let out = d.join("objects");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("tomo.objects.txt"), "1 1 0 0 0\n").unwrap();
+    let (o, e) = ok(&["link", s(&file), "--out", s(&out)]);
+    assert!(o.contains("0 3D object(s)"), "{o}");
+    assert!(e.contains("no IMOD point file"), "{e}");
+    assert!(
+        !out.join("tomo.objects.txt").exists(),
+        "empty or stale point file left"
+    );
+    assert!(out.join("tomo.objects.json").is_file());
+}
+
+// ---------------------------------------------------------------------------------- item 9
+
+/// Streaming `detect --3d`: montage tiles downscaled to at most 1024 px (a 1100 px stack gives
+/// 1024 px tiles) and at most 16 tiles however deep the stack (20 slices at `--montage-every 1`
+/// take every 2nd: 10 tiles, 3 rows of 4); the progress line per slice with its time and ETA.
+/// The peak-RSS figures come from `tools/bench_stream.sh`, not from a test.
+#[test]
+fn stack_montage_is_bounded_and_progress_has_an_eta() {
+    let d = temp_dir("files-stream");
+    let gap = 4;
+    // `detect --3d --montage-every 1` on an nz x n x n MRC: stderr and the montage's size.
+    let montage = |name: &str, nz: usize, n: usize| {
+        let p = d.join(format!("{name}.mrc"));
+        float_mrc(&p, nz, n, n);
+        let (code, _, e) = detect(&[s(&p)], &d.join("out"), &["--3d", "--montage-every", "1"]);
+        assert_eq!(code, 0, "{e}");
+        let png = d.join(format!("out/{name}.montage.png"));
+        (e, image::image_dimensions(png).unwrap())
+    };
+    let (e, dims) = montage("big", 2, 1100);
+    assert!(
+        e.contains("slice 0 (1/2):") && e.contains(" s, ETA "),
+        "{e}"
+    );
+    assert!(e.contains("slice 1 (2/2):"), "{e}");
+    assert_eq!(dims, (2 * (1024 + gap) + gap, 1024 + 2 * gap));
+    let (_, dims) = montage("deep", 20, 64);
+    assert_eq!(dims, (4 * (64 + gap) + gap, 3 * (64 + gap) + gap));
+}
+
 // ---------------------------------------------------------------------------------- item 10
 
 #[test]
@@ -487,18 +565,22 @@ fn planar_rgb_tiff_reads_as_chunky_rgb() {
     assert_eq!(code, 0, "{e}");
 }
 
-#[test]
-fn multi_page_tiff_is_a_stack() {
-    let d = temp_dir("files-pages");
-    let p = d.join("pages.tif");
-    let f = std::fs::File::create(&p).unwrap();
+/// A gray 8-bit TIFF of `n` 64x64 pages, page `k` a disc at row `20 + 10 k`.
+fn tiff_pages(path: &Path, n: i32) {
+    let f = std::fs::File::create(path).unwrap();
     let mut enc = tiff::encoder::TiffEncoder::new(f).unwrap();
-    for k in 0..3 {
+    for k in 0..n {
         let data: Vec<u8> = disc(20 + 10 * k, 30, 64).iter().copied().collect();
         enc.write_image::<tiff::encoder::colortype::Gray8>(64, 64, &data)
             .unwrap();
     }
-    drop(enc);
+}
+
+#[test]
+fn multi_page_tiff_is_a_stack() {
+    let d = temp_dir("files-pages");
+    let p = d.join("pages.tif");
+    tiff_pages(&p, 3);
     let (o, _) = ok(&["info", s(&p)]);
     assert!(o.contains("pages      3"), "{o}");
     let out = d.join("out");
@@ -507,9 +589,49 @@ fn multi_page_tiff_is_a_stack() {
     let v = json(&out.join("pages.json"));
     assert_eq!(v["depth"], 3);
     assert_eq!(v["slices"].as_array().unwrap().len(), 3);
-    assert!(out.join("pages_z0002.xml").is_file());
+    assert_voc_names_each_slice(&out, "pages", &[0, 1, 2]);
     let (code, _, e) = detect(&[s(&p)], &d.join("out2"), &["--slices", "1:3", "--3d"]);
     assert_eq!(code, 0, "{e}");
+    let zs: Vec<u64> = json(&d.join("out2/pages.json"))["slices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["z"].as_u64().unwrap())
+        .collect();
+    assert_eq!(zs, [1, 2]);
+    assert!(d.join("out2/pages.objects.json").is_file());
+    // preprocess reads a page, as an MRC section (the middle one by default), never page 0
+    // silently.
+    let (o, _) = ok(&["preprocess", s(&p), s(&d.join("pre.png"))]);
+    assert!(o.contains("page 1 of 3"), "{o}");
+    let (o, _) = ok(&["preprocess", s(&p), s(&d.join("pre2.png")), "--slice", "2"]);
+    assert!(o.contains("page 2 of 3"), "{o}");
+    let (code, _, e) = run(&["preprocess", s(&p), s(&d.join("pre3.png")), "--slice", "3"]);
+    assert!(code != 0 && e.contains("out of range"), "{e}");
+    // An MRC stack's VOC files too.
+    let m = d.join("st.mrc");
+    float_mrc(&m, 3, 64, 64);
+    let (code, _, e) = detect(&[s(&m)], &d.join("out3"), &["--format", "voc"]);
+    assert_eq!(code, 0, "{e}");
+    assert_voc_names_each_slice(&d.join("out3"), "st", &[0, 1, 2]);
+}
+
+/// `NAME_zZZZZ.xml` for every slice `z`, each naming its own slice (`<filename>`), all distinct,
+/// with `<path>` the stack.
+fn assert_voc_names_each_slice(out: &Path, name: &str, zs: &[usize]) {
+    let mut seen = std::collections::BTreeSet::new();
+    for z in zs {
+        let xml = out.join(format!("{name}_z{z:04}.xml"));
+        let ann = voc::read_voc(&xml).unwrap();
+        assert_eq!(
+            ann.filename,
+            format!("{name}_z{z:04}.png"),
+            "{}",
+            xml.display()
+        );
+        assert!(ann.path.unwrap().contains(name));
+        assert!(seen.insert(ann.filename));
+    }
 }
 
 // ---------------------------------------------------------------------------------- item 12
@@ -537,6 +659,227 @@ fn info_skips_blank_labels_and_garbage_types_and_explains_smooth_snr() {
     );
     let (o, _) = ok(&["info", s(&ramp)]);
     assert!(o.contains("SNR        not estimated"), "{o}");
+}
+
+/// LabelImg XML of one `w x h` image with `mitochondria` boxes.
+fn gt_xml(path: &Path, (w, h): (u32, u32), boxes: &[[f32; 4]]) {
+    let ann = voc::VocAnnotation {
+        filename: "x.png".into(),
+        path: None,
+        width: w,
+        height: h,
+        depth: 1,
+        objects: boxes
+            .iter()
+            .map(|&bbox| voc::VocObject {
+                name: "mitochondria".into(),
+                bbox,
+                difficult: false,
+                truncated: false,
+            })
+            .collect(),
+    };
+    voc::write_voc(path, &ann).unwrap();
+}
+
+/// `eval` with detections but no true positive says so (not "no detection"), and the overlay's
+/// footer of a long image name wraps on a 540 px-wide image: it shows as many text pixels as
+/// on a 2000 px-wide image of the same height (same text scale), where it fits on one line.
+/// Fails on a report that says "(no detection)" or a footer cut at the image edge.
+#[test]
+fn eval_says_no_true_positive_and_wraps_the_overlay_footer() {
+    let d = temp_dir("files-eval");
+    let name = "Unstim_20k_mito1_063_bin2";
+    let white = |w: u32| -> usize {
+        let case = d.join(format!("w{w}"));
+        for sub in ["gt", "pred", "img"] {
+            std::fs::create_dir_all(case.join(sub)).unwrap();
+        }
+        gt_xml(
+            &case.join(format!("gt/{name}.xml")),
+            (w, 540),
+            &[[50.0, 50.0, 150.0, 150.0]],
+        );
+        // Score 0.3: below the score threshold, so not drawn (the only white is the footer).
+        let pred = serde_json::json!({
+            "image": format!("{name}.png"), "width": w, "height": 540,
+            "detections": [{"box": [300.0, 300.0, 400.0, 400.0], "score": 0.3,
+                            "label": "mitochondria", "class_id": 1}]
+        });
+        std::fs::write(case.join(format!("pred/{name}.json")), pred.to_string()).unwrap();
+        // A constant image: black after the percentile scaling.
+        png(
+            &case.join(format!("img/{name}.png")),
+            &Array2::from_elem((540, w as usize), 90u8),
+        );
+        let out = case.join("out");
+        ok(&[
+            "eval",
+            "--gt",
+            s(&case.join("gt")),
+            "--pred",
+            s(&case.join("pred")),
+            "--images",
+            s(&case.join("img")),
+            "--out",
+            s(&out),
+        ]);
+        let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+        assert!(
+            md.contains("(no true positive among 1 detection(s))")
+                && !md.contains("(no detection)"),
+            "{md}"
+        );
+        let ov = image::open(out.join(format!("overlays/{name}.png")))
+            .unwrap()
+            .to_rgb8();
+        assert_eq!(ov.width(), w);
+        ov.pixels().filter(|p| p.0 == [255, 255, 255]).count()
+    };
+    let (narrow, wide) = (white(540), white(2000));
+    assert!(wide > 0);
+    assert_eq!(narrow, wide, "footer text cut off on the 540 px image");
+}
+
+/// `train`: an annotation whose image has an unsupported format is a one-line error naming the
+/// image and the reason (not "no image with this stem"); a multi-page TIFF is refused (its
+/// annotation is for one image), and so is one as `eval --weights` input. Fails on a `train`
+/// that skips with a warning or reads page 1.
+#[test]
+fn train_and_eval_name_unsupported_images_and_refuse_tiff_stacks() {
+    let d = temp_dir("files-train-formats");
+    let train = |data: &Path| {
+        run(&[
+            "train",
+            "--data",
+            s(data),
+            "--out",
+            s(&data.join("run")),
+            "--max-iters",
+            "1",
+            "--size",
+            "64",
+            "--width-div",
+            "16",
+            "--blocks",
+            "1,1,1,1",
+            "--threads",
+            "1",
+        ])
+    };
+    let set = |dir: &str| {
+        let data = d.join(dir);
+        std::fs::create_dir_all(data.join("images")).unwrap();
+        std::fs::create_dir_all(data.join("annotations")).unwrap();
+        png(&data.join("images/a.png"), &disc(30, 30, 64));
+        gt_xml(
+            &data.join("annotations/a.xml"),
+            (64, 64),
+            &[[18.0, 18.0, 42.0, 42.0]],
+        );
+        gt_xml(
+            &data.join("annotations/b.xml"),
+            (64, 64),
+            &[[18.0, 18.0, 42.0, 42.0]],
+        );
+        data
+    };
+    let bmp = set("bmp");
+    // A 64x64 24-bit BMP (BITMAPINFOHEADER; the image crate is built without BMP support).
+    let mut b = Vec::new();
+    b.extend_from_slice(b"BM");
+    for v in [54 + 64 * 64 * 3u32, 0, 54, 40, 64, 64] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&24u16.to_le_bytes());
+    for v in [0u32, 64 * 64 * 3, 2835, 2835, 0, 0] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.resize(54 + 64 * 64 * 3, 100);
+    std::fs::write(bmp.join("images/b.bmp"), b).unwrap();
+    let (code, _, e) = train(&bmp);
+    assert_ne!(code, 0, "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(
+        e.contains("b.bmp") && e.contains("unsupported image format") && e.contains("b.xml"),
+        "{e}"
+    );
+    let pages = set("pages");
+    tiff_pages(&pages.join("images/b.tif"), 2);
+    let (code, _, e) = train(&pages);
+    assert_ne!(code, 0, "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(
+        e.contains("b.tif") && e.contains("multi-page TIFF (2 pages)"),
+        "{e}"
+    );
+    // eval --weights on the same images: refused the same way.
+    let (code, _, e) = run(&[
+        "eval",
+        "--gt",
+        s(&pages.join("annotations")),
+        "--weights",
+        &weights(),
+        "--images",
+        s(&pages.join("images")),
+        "--size",
+        "64",
+        "--max-size",
+        "64",
+        "--out",
+        s(&d.join("eval")),
+    ]);
+    assert_ne!(code, 0, "{e}");
+    assert!(
+        e.contains("b.tif") && e.contains("multi-page TIFF (2 pages)"),
+        "{e}"
+    );
+}
+
+/// `synth --mrc-slices`: stack.mrc's header has stack_gt.json's pixel size in x, y and its
+/// slice spacing in z (they differ here, so an isotropic header fails).
+#[test]
+fn synth_stack_header_has_the_slice_spacing() {
+    let d = temp_dir("files-synth-stack");
+    ok(&[
+        "synth",
+        s(&d),
+        "--n",
+        "0",
+        "--classic",
+        "--size",
+        "96",
+        "--seed",
+        "2",
+        "--mrc-slices",
+        "4",
+    ]);
+    let gt = json(&d.join("stack_gt.json"));
+    let (px, dz) = (
+        gt["pixel_nm"].as_f64().unwrap() as f32 * 10.0,
+        gt["slice_nm"].as_f64().unwrap() as f32 * 10.0,
+    );
+    assert!(
+        (px - dz).abs() > 1.0,
+        "pixel {px} A, slice {dz} A: the test checks nothing"
+    );
+    let h = mrc::read_header(&d.join("stack.mrc")).unwrap();
+    for (got, want) in h.voxel_size.iter().zip([px, px, dz]) {
+        assert!(
+            (got - want).abs() <= 1e-3 * want,
+            "{:?} vs {px} {px} {dz}",
+            h.voxel_size
+        );
+    }
+    let (o, _) = ok(&["info", s(&d.join("stack.mrc"))]);
+    assert!(
+        o.contains(&format!(
+            "voxel      {} x {} x {} A",
+            h.voxel_size[0], h.voxel_size[1], h.voxel_size[2]
+        )),
+        "{o}"
+    );
 }
 
 /// `synth --resume` after an interrupted run: a missing PNG, a PNG cut before its IEND chunk and

@@ -13,7 +13,8 @@ trained on. Nothing here looks at TEST before a run has ended, and no option is 
 
 The two modes, run with the binary's own options (target/release/cryodet):
   finetune  cryodet train --data LIST --init BASE --out RUN
-            (the default fine-tuning recipe, src/train/finetune.rs: nothing else given)
+            (the default fine-tuning recipe, src/train/finetune.rs: nothing else given unless
+            --train-args adds options, to compare a variant of the recipe)
   scratch   the same recipe (same split, epochs, augmentation, validation and selection) from a
             He-initialized network of BASE's architecture (width/8, blocks 2,2,2,2 for the
             shipped model; --scratch-arch), with every stage trained and the from-scratch
@@ -89,6 +90,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--scratch-arch", default="8:2,2,2,2", help="WIDTH_DIV:BLOCKS of the scratch network")
+    ap.add_argument("--train-args", default="", help="extra options for every `cryodet train` (a recipe variant)")
     ap.add_argument("--cryodet", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "cryodet"))
     a = ap.parse_args()
 
@@ -143,7 +145,7 @@ def main():
                     import shutil
                     shutil.rmtree(rd)  # an interrupted run of this study: start it again
                 cmd = [a.cryodet, "train", "--data", lst, "--out", rd, "--seed", str(a.seed),
-                       "--threads", str(a.threads)]
+                       "--threads", str(a.threads)] + a.train_args.split()
                 if mode == "finetune":
                     cmd += ["--init", a.base]
                 elif mode == "scratch":

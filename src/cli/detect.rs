@@ -3,7 +3,8 @@
 //! TIFF files; slice by slice, optionally linked into 3D objects) and directories of them.
 //!
 //! Writes, per input `NAME`, into `--out`: `NAME.json` (always), `NAME.csv` and `NAME.xml`
-//! (LabelImg VOC, per slice `NAME_z0007.xml` for stacks) by `--format`, `NAME.overlay.png` by
+//! (LabelImg VOC; for stacks one per slice, `NAME_z0007.xml` with `<filename>NAME_z0007.png`)
+//! by `--format`, `NAME.overlay.png` by
 //! `--overlay` (predictions blue, ground truth from `--gt` red, as the study's Fig. 5), and for
 //! `--3d`: `NAME.objects.json`, `NAME.objects.csv`, `NAME.objects.txt` (IMOD point2model input;
 //! not written, with a note, when there is no object: IMOD cannot read an empty point file),
@@ -630,7 +631,16 @@ fn detect_image(
         write_csv(stage.file(format!("{name}.csv")), &rows)?;
     }
     if formats.voc {
-        write_voc_file(&stage.file(format!("{name}.xml")), input, (h, w), &dets)?;
+        let file = input
+            .file_name()
+            .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+        write_voc_file(
+            &stage.file(format!("{name}.xml")),
+            input,
+            file,
+            (h, w),
+            &dets,
+        )?;
     }
     if args.overlay {
         let gt = read_gt(args.gt.as_deref(), &stem(input))?;
@@ -644,16 +654,16 @@ fn detect_image(
     ))
 }
 
+/// LabelImg XML of one image's detections: `<filename>` is `filename`, `<path>` the input file.
 fn write_voc_file(
     path: &Path,
     image_path: &Path,
+    filename: String,
     (h, w): (usize, usize),
     dets: &[Detection],
 ) -> Result<()> {
     let ann = voc::VocAnnotation {
-        filename: image_path
-            .file_name()
-            .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
+        filename,
         path: Some(image_path.display().to_string()),
         width: w as u32,
         height: h as u32,
@@ -828,9 +838,12 @@ fn detect_stack(
             }
         );
         if formats.voc {
+            // Each slice is its own image: `<filename>` names it as `train` would pair it with
+            // this XML (`images/NAME_zZZZZ.png`), `<path>` the stack.
             write_voc_file(
                 &stage.file(format!("{name}_z{z:04}.xml")),
                 input,
+                format!("{name}_z{z:04}.png"),
                 (ny, nx),
                 &dets,
             )?;
@@ -901,10 +914,7 @@ fn detect_stack(
     )?;
     let points = format!("{name}.objects.txt");
     if objects.is_empty() {
-        eprintln!(
-            "  note: no 3D object, so no IMOD point file {} (point2model cannot read an empty one)",
-            stage.final_path(&points).display()
-        );
+        eprintln!("{}", volume::no_points_note(&stage.final_path(&points)));
         stage.stale.push(points);
     } else {
         volume::write_imod_points(&stage.file(points), &objects)?;

@@ -141,6 +141,7 @@ fn detect_all(weights: &Path, args: &Args, img_dir: &Path, det_dir: &Path) -> Re
                 img_dir.display()
             ))
         })?;
+        image::check_single_image(&path, "eval")?;
         let (raw, _) = image::check_finite(&path, image::read_gray(&path)?, false)?;
         let (h, w) = raw.dim();
         let pixel = cfg.pixel_size_of(&path)?;

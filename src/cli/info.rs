@@ -105,28 +105,19 @@ pub fn run(args: Args) -> Result<()> {
         println!("file       {}", path.display());
         println!("type       {} {}", info.format, info.color);
         println!("size       {} x {} (W x H)", info.width, info.height);
-        let pages = if img_io::is_tiff_file(path) {
-            img_io::tiff_page_count(path)?
-        } else {
-            1
-        };
-        if pages > 1 {
-            println!("pages      {pages} (a stack: detect reads every page as a slice)");
-            let z = args.slice.unwrap_or(pages / 2);
-            if z >= pages {
-                return Err(Error::invalid(format!(
-                    "{}: --slice {z} out of range (the TIFF has {pages} pages)",
-                    path.display()
-                )));
+        match img_io::tiff_stack_page(path, args.slice)? {
+            Some((z, pages)) => {
+                println!("pages      {pages} (a stack: detect reads every page as a slice)");
+                (img_io::read_tiff_page(path, z)?, format!("page {z}"))
             }
-            (img_io::read_tiff_page(path, z)?, format!("page {z}"))
-        } else {
-            if args.slice.is_some() {
-                return Err(Error::invalid(
-                    "--slice applies to MRC files and multi-page TIFF files only",
-                ));
+            None => {
+                if args.slice.is_some() {
+                    return Err(Error::invalid(
+                        "--slice applies to MRC files and multi-page TIFF files only",
+                    ));
+                }
+                (img_io::read_gray(path)?, "image".to_string())
             }
-            (img_io::read_gray(path)?, "image".to_string())
         }
     } else {
         let comp = mrc::compression_of(path)?;

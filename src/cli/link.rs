@@ -1,6 +1,8 @@
 //! `cryodet link`: link the per-slice detections of a stack (`NAME.json` written by
 //! `cryodet detect STACK.mrc`) into 3D objects again, with other linking parameters and without
-//! running the detector: `NAME.objects.json`, `NAME.objects.csv`, `NAME.objects.txt` in `--out`.
+//! running the detector: `NAME.objects.json`, `NAME.objects.csv`, `NAME.objects.txt` in `--out`
+//! (no point file, with a note, when there is no object: IMOD cannot read an empty one; a point
+//! file of an earlier run is then removed, so none is left stale).
 //!
 //! [`LinkArgs`] are the linking options shared with `cryodet detect --3d`.
 
@@ -135,7 +137,16 @@ pub fn run(args: Args) -> Result<()> {
     let out = |ext: &str| args.out.join(format!("{name}.{ext}"));
     volume::write_objects_json(&out("objects.json"), &objects, &classes)?;
     volume::write_objects_csv(&out("objects.csv"), &objects, &classes)?;
-    volume::write_imod_points(&out("objects.txt"), &objects)?;
+    let points = out("objects.txt");
+    if objects.is_empty() {
+        eprintln!("{}", volume::no_points_note(&points));
+        if points.is_file() {
+            std::fs::remove_file(&points).map_err(|e| Error::io(&points, e))?;
+            eprintln!("  note: removed {} of an earlier run", points.display());
+        }
+    } else {
+        volume::write_imod_points(&points, &objects)?;
+    }
     println!(
         "{}: {} slice(s) (stride {stride}), {} 3D object(s) -> {}",
         args.detections.display(),

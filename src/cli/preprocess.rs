@@ -1,7 +1,8 @@
 //! `cryodet preprocess`: bilateral filter + histogram equalization of one image (the study's
 //! preprocessing), written as an 8- or 16-bit PNG.
 //!
-//! Pipeline: read (image, or one section of an MRC stack) -> non-finite check -> intensities
+//! Pipeline: read (image, or one section of an MRC stack or page of a multi-page TIFF) ->
+//! non-finite check -> intensities
 //! to [0, 1] (`transform::to_unit_range`, percentiles 0.1/99.9 by default) ->
 //! `preprocess::preprocess` -> PNG.
 
@@ -56,7 +57,7 @@ pub struct Args {
     /// Skip histogram equalization.
     #[arg(long)]
     pub no_equalize: bool,
-    /// MRC section to use (default: the middle one).
+    /// MRC section or TIFF page to use (default: the middle one).
     #[arg(long)]
     pub slice: Option<usize>,
     /// How raw intensities are mapped to [0, 1] before preprocessing.
@@ -71,7 +72,7 @@ pub struct Args {
 }
 
 /// Read one gray image `[H, W]` (raw intensities) from an image file or one MRC section
-/// (`slice`, default the middle section). Returns the image and a description of its source.
+/// or multi-page TIFF page (`slice`, default the middle one). Returns the image and a description of its source.
 pub fn read_input(path: &Path, slice: Option<usize>) -> Result<(Array2<f32>, String)> {
     if mrc::is_mrc_path(path) {
         let h = mrc::read_header(path)?;
@@ -81,8 +82,16 @@ pub fn read_input(path: &Path, slice: Option<usize>) -> Result<(Array2<f32>, Str
             format!("section {z} of {}", h.nz),
         ))
     } else if img_io::is_image_path(path) {
+        if let Some((z, pages)) = img_io::tiff_stack_page(path, slice)? {
+            return Ok((
+                img_io::read_tiff_page(path, z)?,
+                format!("page {z} of {pages}"),
+            ));
+        }
         if slice.is_some() {
-            return Err(Error::invalid("--slice applies to MRC files only"));
+            return Err(Error::invalid(
+                "--slice applies to MRC files and multi-page TIFF files only",
+            ));
         }
         Ok((img_io::read_gray(path)?, "image".into()))
     } else {

@@ -18,14 +18,15 @@
 //!   must stay on the same side of a train/test split); randomized images add the columns
 //!   `family,pixel_nm,snr`;
 //! - with `--mrc-slices Z`: `stack.mrc` (Z slices of one synthetic volume of the classic model,
-//!   float32, voxel size in Å in the header) and `stack_gt.json` (per object: 3D box and
+//!   float32, voxel size in Å in the header: `pixel_nm` in x and y, `slice_nm` in z) and
+//!   `stack_gt.json` (`pixel_nm`, `slice_nm`; per object: 3D box and
 //!   per-slice 2D boxes);
 //! - with `--preview`: `preview/NAME_clean.png`, `preview/NAME_boxes.png` (ground truth drawn:
 //!   red complete, yellow incomplete) and `preview/NAME_regions.png` (region code `r` of
 //!   `crate::synth::region` as gray `r / (number of codes - 1)`).
 
 use crate::draw;
-use crate::io::mrc::write_mrc;
+use crate::io::mrc::{write_mrc_with, MrcGeometry};
 use crate::io::voc::{write_voc, VocAnnotation, VocObject};
 use crate::synth::{self, Family, RandomConfig, Ranges, SynthBox, SynthConfig, SynthImage};
 use crate::{Error, Result};
@@ -470,7 +471,7 @@ struct StackGt<'a> {
     /// `[nz, ny, nx]`.
     shape: [usize; 3],
     pixel_nm: f32,
-    /// Slice spacing (the MRC header states the xy pixel size only).
+    /// Slice spacing (the MRC header's z voxel size, in Å).
     slice_nm: f32,
     bbox3d_layout: &'static str,
     objects: Vec<StackGtObject<'a>>,
@@ -504,8 +505,13 @@ fn write_stack(
     check_stack_size(nz, cfg.size.0.max(cfg.size.1))?;
     let st = synth::generate_stack(cfg, nz);
     let mrc = out.join("stack.mrc");
-    // Mode 2 (float32), voxel size in Å.
-    write_mrc(&mrc, st.volume.view(), 2, cfg.pixel_nm * 10.0)?;
+    // Mode 2 (float32), voxel size in Å: the xy pixel size, and the slice spacing along z (the
+    // same numbers as stack_gt.json's pixel_nm and slice_nm).
+    let geom = MrcGeometry {
+        voxel_size: [cfg.pixel_nm * 10.0, cfg.pixel_nm * 10.0, st.slice_nm * 10.0],
+        ..MrcGeometry::isotropic(1.0)
+    };
+    write_mrc_with(&mrc, st.volume.view(), 2, &geom)?;
     let gt = StackGt {
         shape: [nz, cfg.size.0, cfg.size.1],
         pixel_nm: cfg.pixel_nm,

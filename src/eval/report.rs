@@ -76,8 +76,10 @@ pub fn lowest_f1(report: &EvalReport, n: usize) -> Vec<usize> {
 }
 
 /// Loads an image file as gray (`crate::io::image::read_gray`, non-finite pixels replaced by the
-/// median), scaled to [0, 1] with the pipeline's default percentiles, as RGB.
+/// median; a multi-page TIFF is refused), scaled to [0, 1] with the pipeline's default
+/// percentiles, as RGB.
 pub fn load_gray_rgb(path: &Path) -> Result<image::RgbImage> {
+    crate::io::image::check_single_image(path, "eval")?;
     let (raw, _) = crate::io::image::check_finite(path, crate::io::image::read_gray(path)?, true)?;
     let unit = crate::transform::to_unit_range(raw.view(), crate::transform::Scaling::default());
     Ok(draw::gray_to_rgb(unit.view()))
@@ -121,15 +123,40 @@ pub fn overlay(mut base: image::RgbImage, im: &ImageEval, score_threshold: f64) 
             scale,
         );
     }
-    // Legend bar in the bottom-left corner.
+    // Legend bar in the bottom-left corner, wrapped to the image width (a long image name on a
+    // narrow image takes several lines instead of running off the edge).
     let legend = format!("{}: GT red, det blue (>= {score_threshold})", im.name);
-    let (tw, th) = draw::text_size(&legend, scale);
-    let (bw, bh) = (tw as i64 + 4 * scale as i64, th as i64 + 4 * scale as i64);
+    let pad = 2 * scale as i64;
+    let lines = draw::wrap_text(
+        &legend,
+        scale,
+        (base.width() as i64 - 2 * pad).max(1) as u32,
+    );
+    let th = draw::text_size("", scale).1 as i64;
+    let line_h = th + scale as i64;
+    let tw = lines
+        .iter()
+        .map(|l| draw::text_size(l, scale).0 as i64)
+        .max()
+        .unwrap_or(0);
+    let (bw, bh) = (
+        tw + 2 * pad,
+        lines.len() as i64 * line_h - scale as i64 + 2 * pad,
+    );
     let h = base.height() as i64;
     let y0 = h - bh;
     draw::fill_rect(&mut base, 0, y0, bw, h, [0, 0, 0]);
-    let (tx, ty) = (2 * scale as i32, (y0 + 2 * scale as i64) as i32);
-    draw::draw_text(&mut base, tx, ty, &legend, [255, 255, 255], scale);
+    for (k, line) in lines.iter().enumerate() {
+        let ty = y0 + pad + k as i64 * line_h;
+        draw::draw_text(
+            &mut base,
+            pad as i32,
+            ty as i32,
+            line,
+            [255, 255, 255],
+            scale,
+        );
+    }
     base
 }
 
@@ -219,11 +246,25 @@ fn summary_cells(s: &Summary) -> String {
         fmt(Some(s.recall)),
         fmt(Some(s.f1)),
         fmt(s.miou),
-        match s.best_f1_threshold {
-            Some(t) => format!("{} @ {t:.3}", fmt(Some(s.best_f1))),
-            None => format!("{} (no detection)", fmt(Some(s.best_f1))),
-        }
+        best_f1_cell(s)
     )
+}
+
+/// The "best F1 @ score" cell: the F1-optimal threshold, or why keeping no detection is best.
+fn best_f1_cell(s: &Summary) -> String {
+    let f1 = fmt(Some(s.best_f1));
+    // Detections that count (not on a difficult object). Without a threshold, no cut beats
+    // keeping none: with ground truth that means no true positive among them.
+    let counted = s.n_pred - s.n_ignored;
+    match s.best_f1_threshold {
+        Some(t) => format!("{f1} @ {t:.3}"),
+        None if s.n_pred == 0 => format!("{f1} (no detection)"),
+        None if counted == 0 => {
+            format!("{f1} (all {} detection(s) on difficult objects)", s.n_pred)
+        }
+        None if s.n_gt == 0 => format!("{f1} (no ground truth: all {counted} detection(s) false)"),
+        None => format!("{f1} (no true positive among {counted} detection(s))"),
+    }
 }
 
 const SUMMARY_HEADER: &str = "GT | Det | AP all-pt | AP 11-pt | AP COCO | TP | FP | FN | P | R | F1 | mIoU | best F1 @ score";

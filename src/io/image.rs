@@ -14,7 +14,8 @@
 //! may be chunky (RGBRGB...) or planar (`PlanarConfiguration` 2: all R, then all G, then all B,
 //! the default of `tifffile.imwrite` for a `(3, H, W)` array); both become the same gray image.
 //! A multi-page TIFF is a stack: [`tiff_page_count`] counts its pages and [`read_tiff_page`]
-//! reads one; [`read_gray`] reads page 1. Both are
+//! reads one; [`read_gray`] reads page 1, and [`check_single_image`] refuses a stack where a
+//! command takes one image per file. Both are
 //! given memory limits ([`MAX_DECODE_BYTES`], [`MAX_SIDE`]) so that a corrupt header claiming
 //! a gigantic image is refused instead of allocated.
 
@@ -171,6 +172,45 @@ pub fn tiff_page_count(path: &Path) -> Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// For a multi-page TIFF, the page to read for `slice` (default: the middle one) and the page
+/// count; `None` for any other file. A `slice` beyond the last page is an error.
+pub fn tiff_stack_page(path: &Path, slice: Option<usize>) -> Result<Option<(usize, usize)>> {
+    if !is_tiff_file(path) {
+        return Ok(None);
+    }
+    let pages = tiff_page_count(path)?;
+    if pages < 2 {
+        return Ok(None);
+    }
+    let z = slice.unwrap_or(pages / 2);
+    if z >= pages {
+        return Err(Error::invalid(format!(
+            "{}: --slice {z} out of range (the TIFF has {pages} pages)",
+            path.display()
+        )));
+    }
+    Ok(Some((z, pages)))
+}
+
+/// Refuses a multi-page TIFF where a command takes one image per file (`train`, `eval`:
+/// their annotations are per image), instead of [`read_gray`] silently using page 1.
+pub fn check_single_image(path: &Path, command: &str) -> Result<()> {
+    if is_tiff_file(path) {
+        let pages = tiff_page_count(path)?;
+        if pages > 1 {
+            return Err(Error::format(
+                path,
+                format!(
+                    "a multi-page TIFF ({pages} pages): {command} takes one image per file and \
+                     would see page 1 only; save each page as its own image (`detect` reads \
+                     the pages as slices)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Page `page` (0-based) of a TIFF file as gray f32 `[H, W]` (see [`read_gray`]).

@@ -3,7 +3,8 @@
 //!
 //! A data set is either
 //! - a directory with `images/` (PNG, TIFF or JPEG) and `annotations/` (one `.xml` per image,
-//!   matched by file stem), or
+//!   matched by file stem; an annotation whose image has another format, e.g. `x.bmp`, is an
+//!   error naming it, and so is a multi-page TIFF: annotations are per image), or
 //! - a list file whose lines are `image_path annotation_path` (relative paths are relative to the
 //!   list file; blank lines and lines starting with `#` are skipped).
 //!
@@ -45,7 +46,7 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use crate::io::image::{image_info, is_image_path, read_gray};
+use crate::io::image::{check_single_image, image_info, is_image_path, read_gray};
 use crate::io::pixel_size::{read_pixel_size, PixelSize};
 use crate::io::voc::{read_voc, VocObject};
 use crate::pipeline::{choose_scale, PipelineConfig, ScaleChoice, MAX_INPUT};
@@ -53,8 +54,10 @@ use crate::preprocess::{preprocess, PreprocessConfig};
 use crate::transform::resample_antialiased;
 use crate::transform::{resize_scale, resized_size, to_unit_range, transform_image, Scaling};
 
-/// Image size `(h, w)` from the file header.
+/// Image size `(h, w)` from the file header; a multi-page TIFF is refused (annotations are per
+/// image).
 fn image_size(path: &Path) -> Result<(usize, usize)> {
+    check_single_image(path, "train")?;
     let info = image_info(path)?;
     Ok((info.height as usize, info.width as usize))
 }
@@ -127,7 +130,8 @@ pub fn find_pairs(data: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
             .collect();
         let mut pairs = Vec::new();
         let mut matched = BTreeSet::new();
-        for img in list_dir(&img_dir)?.into_iter().filter(|p| is_image_path(p)) {
+        let files = list_dir(&img_dir)?;
+        for img in files.iter().filter(|p| is_image_path(p)).cloned() {
             match anns.get(&stem(&img)) {
                 Some(a) => {
                     if !matched.insert(stem(&img)) {
@@ -146,10 +150,23 @@ pub fn find_pairs(data: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
                 ),
             }
         }
-        for (s, a) in &anns {
-            if !matched.contains(s) {
-                eprintln!("warning: {}: no image with this stem, skipped", a.display());
+        let mut unmatched: Vec<(&String, &PathBuf)> =
+            anns.iter().filter(|(s, _)| !matched.contains(*s)).collect();
+        unmatched.sort();
+        for (s, a) in unmatched {
+            // A file of this stem that is not a format we read (e.g. x.bmp): say so, not "no
+            // image".
+            if let Some(other) = files.iter().find(|p| stem(p) == *s) {
+                return Err(Error::format(
+                    other,
+                    format!(
+                        "unsupported image format for annotation {} (train reads {})",
+                        a.display(),
+                        crate::io::image::IMAGE_EXTENSIONS.join(", ")
+                    ),
+                ));
             }
+            eprintln!("warning: {}: no image with this stem, skipped", a.display());
         }
         Ok(pairs)
     } else {

@@ -144,6 +144,15 @@ pub fn write_imod_points(path: &Path, objects: &[Object3d]) -> Result<()> {
     f.write_all(out.as_bytes()).map_err(|e| Error::io(path, e))
 }
 
+/// The note printed instead of writing the IMOD point file `path` when there is no object:
+/// IMOD's `point2model` cannot read an empty point file ("Reading beginning of file").
+pub fn no_points_note(path: &Path) -> String {
+    format!(
+        "  note: no 3D object, so no IMOD point file {} (point2model cannot read an empty one)",
+        path.display()
+    )
+}
+
 /// Half-open range of pixel indices whose centres `i + 0.5` lie in `[lo, hi)`, clipped to `[0, n)`.
 fn pixel_span(lo: f32, hi: f32, n: usize) -> std::ops::Range<usize> {
     let clip = |v: f32| (v - 0.5).ceil().clamp(0.0, n as f32) as usize;
