@@ -21,12 +21,7 @@ INDEP=${INDEP:-/work/indep_data}
 REAL=${REAL:-/work/real}
 mkdir -p "$OUT"
 
-[ -d runs/general/fresh/images ] || "$CRYODET" synth runs/general/fresh --n 100 --seed 202 --groups 10 \
-  --pixel-nm-range 1.0,4 --fov-nm-range 600,2400
-[ -d runs/general/fresh2/images ] || "$CRYODET" synth runs/general/fresh2 --n 100 --seed 212 --groups 10 \
-  --pixel-nm-range 1.5,4 --fov-nm-range 1200,3000 --snr-range 0.06,3
-[ -d runs/default/fresh_test/images ] || "$CRYODET" synth runs/default/fresh_test --classic --n 60 \
-  --size 1536 --snr 0.1 --seed 2 --groups 10
+CRYODET="$CRYODET" tools/own_fresh_sets.sh
 
 "$CRYODET" eval --gt runs/general/fresh/annotations --weights "$W" --images runs/general/fresh/images \
   --groups runs/general/fresh/manifest.csv --iou 0.5,0.7 --out "$OUT/own_fresh" | tail -3

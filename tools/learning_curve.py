@@ -90,6 +90,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--scratch-arch", default="8:2,2,2,2", help="WIDTH_DIV:BLOCKS of the scratch network")
+    ap.add_argument("--target-iters", type=int, default=None,
+                    help="a variant of the recipe's length: --epochs clamp(round(T / n_train), 8, 120) with the "
+                         "recipe's n_train (N below 10, else round(5 N / 6))")
     ap.add_argument("--train-args", default="", help="extra options for every `cryodet train` (a recipe variant)")
     ap.add_argument("--cryodet", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "cryodet"))
     a = ap.parse_args()
@@ -146,6 +149,9 @@ def main():
                     shutil.rmtree(rd)  # an interrupted run of this study: start it again
                 cmd = [a.cryodet, "train", "--data", lst, "--out", rd, "--seed", str(a.seed),
                        "--threads", str(a.threads)] + a.train_args.split()
+                if a.target_iters:
+                    n_train = n if n < 10 else round(5 * n / 6)
+                    cmd += ["--epochs", str(min(120, max(8, round(a.target_iters / n_train))))]
                 if mode == "finetune":
                     cmd += ["--init", a.base]
                 elif mode == "scratch":

@@ -317,9 +317,12 @@ impl Dataset {
     }
 
     /// A list file (`image_path annotation_path` lines, absolute paths when they can be
-    /// resolved) of the samples `indices`, readable by [`find_pairs`].
+    /// made) of the samples `indices`, readable by [`find_pairs`]. Symbolic links are kept, not
+    /// resolved: a data set that links images under other names (`classic_x.png -> x.png`)
+    /// keeps those names, which its group manifest uses and which need not be unique among
+    /// the link targets.
     pub fn list_file(&self, indices: &[usize]) -> String {
-        let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
         indices
             .iter()
             .map(|&i| {
