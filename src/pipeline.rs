@@ -567,6 +567,9 @@ mod tests {
         for o in bad {
             assert!(cfg(&m, o.clone()).is_err(), "{o:?}");
         }
-        assert_eq!(cfg(&m, DetectOptions::default()).unwrap().max_input, MAX_INPUT);
+        assert_eq!(
+            cfg(&m, DetectOptions::default()).unwrap().max_input,
+            MAX_INPUT
+        );
     }
 }

@@ -21,7 +21,8 @@ pub mod montage;
 pub mod tilt;
 
 pub use export::{
-    label_volume, objects_json, write_imod_points, write_label_volume, write_objects_csv, write_objects_json,
+    label_volume, objects_json, write_imod_points, write_label_volume, write_objects_csv,
+    write_objects_json,
 };
 pub use link::{
     iou3d, link_slices, slice_boxes, smooth_track, suppress_fragments, LinkConfig, Object3d,

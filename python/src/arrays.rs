@@ -35,7 +35,12 @@ fn to_f32<T: Copy>(view: ArrayViewD<'_, T>, f: fn(T) -> f32) -> Array2<f32> {
 impl<'py> Pixels<'py> {
     /// `obj` as an array of `ndim` dimensions named `what` (`image`, `volume`) in messages;
     /// `layout` describes the axes, e.g. `(rows, columns)`.
-    pub fn borrow(obj: &Bound<'py, PyAny>, what: &str, ndim: usize, layout: &str) -> PyResult<Self> {
+    pub fn borrow(
+        obj: &Bound<'py, PyAny>,
+        what: &str,
+        ndim: usize,
+        layout: &str,
+    ) -> PyResult<Self> {
         let py = obj.py();
         let arr = obj.cast::<PyUntypedArray>().map_err(|_| {
             PyTypeError::new_err(format!(

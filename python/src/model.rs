@@ -10,13 +10,13 @@
 use std::path::{Path, PathBuf};
 
 use cryodet::io::detections::{Detection, SliceDetections, StackDetections};
-use ndarray::Array2;
 use cryodet::io::image::check_finite_in;
 use cryodet::io::pixel_size::PixelSize;
 use cryodet::io::weights::WeightFile;
 use cryodet::model::FasterRcnn;
 use cryodet::pipeline::{self, detect_clipped, DetectOptions, PipelineConfig};
 use cryodet::volume::{self, LinkConfig};
+use ndarray::Array2;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -49,13 +49,22 @@ pub struct Model {
 pub fn load_model(py: Python<'_>, path: Option<PathBuf>) -> PyResult<Model> {
     let shipped = |var: &str, name: &str, bytes: &'static [u8]| match std::env::var_os(var) {
         Some(p) => (PathBuf::from(p), None),
-        None => (PathBuf::from(format!("<built-in weights/{name}>")), Some(bytes)),
+        None => (
+            PathBuf::from(format!("<built-in weights/{name}>")),
+            Some(bytes),
+        ),
     };
     let (path, bytes) = match path {
-        None => shipped(pipeline::WEIGHTS_ENV, "default.safetensors", SHIPPED_DEFAULT),
-        Some(p) if p == Path::new("slices") => {
-            shipped(pipeline::SLICE_WEIGHTS_ENV, "slices.safetensors", SHIPPED_SLICES)
-        }
+        None => shipped(
+            pipeline::WEIGHTS_ENV,
+            "default.safetensors",
+            SHIPPED_DEFAULT,
+        ),
+        Some(p) if p == Path::new("slices") => shipped(
+            pipeline::SLICE_WEIGHTS_ENV,
+            "slices.safetensors",
+            SHIPPED_SLICES,
+        ),
         Some(p) => (p, None),
     };
     let model = py

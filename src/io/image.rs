@@ -404,7 +404,10 @@ pub fn check_finite_in(
     }
     let mut finite: Vec<f32> = img.iter().copied().filter(|v| v.is_finite()).collect();
     if finite.is_empty() {
-        return Err(Error::format(path, format!("{at}no finite pixel in the image")));
+        return Err(Error::format(
+            path,
+            format!("{at}no finite pixel in the image"),
+        ));
     }
     let mid = (finite.len() - 1) / 2;
     let (_, median, _) = finite.select_nth_unstable_by(mid, f32::total_cmp);
