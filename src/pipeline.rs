@@ -217,6 +217,59 @@ impl PipelineConfig {
     }
 }
 
+/// The options of `cryodet detect` that shape the pipeline (the Python package's `Model.detect`
+/// and `Model.detect_volume` take the same ones); [`PipelineConfig::for_detect`] checks them.
+#[derive(Debug, Clone, Default)]
+pub struct DetectOptions {
+    /// `--size`: short side of the network input (default: the model's `min_size`, else 600).
+    pub size: Option<usize>,
+    /// `--max-size`: upper bound of the long side (default 1000/600 of the short side).
+    pub max_size: Option<usize>,
+    /// `Some(false)`: skip the study's preprocessing (`--no-preprocess`); `Some(true)`: apply it
+    /// even to a model trained without it; `None`: as the model's metadata says.
+    pub preprocess: Option<bool>,
+    /// `--score-thresh` (default: the model's `score_thresh`, with `three_d` its
+    /// `score_thresh_3d` when recorded, else 0.5).
+    pub score_thresh: Option<f32>,
+    /// `--pixel-size`: nm per pixel of the input, overriding what the file records.
+    pub pixel_size: Option<f32>,
+    /// `--max-input` (default [`MAX_INPUT`]).
+    pub max_input: Option<usize>,
+    /// `--3d`: slices of a tomogram to be linked (chooses the 3D score threshold).
+    pub three_d: bool,
+}
+
+impl PipelineConfig {
+    /// The checked configuration of `cryodet detect` with `opts` for `model`: a finite score
+    /// threshold (else the model's, see [`DetectOptions::score_thresh`]), [`Self::for_model`],
+    /// then [`check_pixel_size`] and [`check_max_input`].
+    pub fn for_detect(model: &FasterRcnn, opts: &DetectOptions) -> Result<Self> {
+        if let Some(t) = opts.score_thresh.filter(|t| !t.is_finite()) {
+            return Err(Error::invalid(format!(
+                "--score-thresh {t} must be a finite number"
+            )));
+        }
+        let score_thresh = opts.score_thresh.or_else(|| {
+            opts.three_d
+                .then(|| recommended_score_thresh_3d(model))
+                .flatten()
+        });
+        let mut cfg = PipelineConfig::for_model(
+            model,
+            opts.size,
+            opts.max_size,
+            opts.preprocess == Some(false),
+            score_thresh,
+        );
+        if opts.preprocess == Some(true) {
+            cfg.preprocess = Some(PreprocessConfig::default());
+        }
+        cfg.pixel_size = check_pixel_size(opts.pixel_size)?;
+        cfg.max_input = check_max_input(opts.max_input.unwrap_or(MAX_INPUT))?;
+        Ok(cfg)
+    }
+}
+
 /// Validates `--pixel-size`: a positive finite number of nm (within `io::pixel_size::PLAUSIBLE_NM`).
 pub fn check_pixel_size(nm: Option<f32>) -> Result<Option<f32>> {
     match nm {
@@ -353,6 +406,35 @@ pub fn detect_raw_at(
     Ok((d, p))
 }
 
+/// Detections of a raw image as `cryodet detect` reports them: [`detect_raw_at`], then boxes
+/// clipped to the image ([`clip_to_image`]).
+pub fn detect_clipped(
+    model: &FasterRcnn,
+    raw: &Array2<f32>,
+    cfg: &PipelineConfig,
+    pixel: Option<PixelSize>,
+) -> Result<(Vec<Detection>, Prepared)> {
+    let (mut dets, p) = detect_raw_at(model, raw, cfg, pixel)?;
+    let (h, w) = raw.dim();
+    clip_to_image(&mut dets, h, w);
+    Ok((dets, p))
+}
+
+/// Clip boxes to the image `[0, w] x [0, h]` after the mapping back to original pixels (the
+/// f32 ratio can overshoot the border: 640.00006 on a 640-pixel side); boxes left empty are
+/// dropped.
+pub fn clip_to_image(dets: &mut Vec<Detection>, h: usize, w: usize) {
+    let (wf, hf) = (w as f32, h as f32);
+    for d in dets.iter_mut() {
+        let b = &mut d.bbox;
+        b[0] = b[0].clamp(0.0, wf);
+        b[2] = b[2].clamp(0.0, wf);
+        b[1] = b[1].clamp(0.0, hf);
+        b[3] = b[3].clamp(0.0, hf);
+    }
+    dets.retain(|d| d.bbox[0] < d.bbox[2] && d.bbox[1] < d.bbox[3]);
+}
+
 /// Network detections to file records, by decreasing score.
 pub fn to_records(d: &Detections, classes: &[String], score_thresh: f32) -> Vec<Detection> {
     (0..d.len())
@@ -374,17 +456,22 @@ pub fn to_records(d: &Detections, classes: &[String], score_thresh: f32) -> Vec<
         .collect()
 }
 
+/// Environment variable naming the default weights ([`default_weights`]).
+pub const WEIGHTS_ENV: &str = "CRYODET_WEIGHTS";
+/// Environment variable naming the slice weights ([`default_slice_weights`]).
+pub const SLICE_WEIGHTS_ENV: &str = "CRYODET_SLICE_WEIGHTS";
+
 /// The shipped default weights: `$CRYODET_WEIGHTS`, else `weights/default.safetensors` in the
 /// current directory, beside the executable's project, or in the source tree it was built from.
 pub fn default_weights() -> Result<std::path::PathBuf> {
-    shipped_weights("CRYODET_WEIGHTS", "default.safetensors")
+    shipped_weights(WEIGHTS_ENV, "default.safetensors")
 }
 
 /// The shipped tomogram-slice weights that `detect --3d` uses by default:
 /// `$CRYODET_SLICE_WEIGHTS`, else `weights/slices.safetensors`, searched like [`default_weights`].
 /// (The projection model finds almost nothing on tomogram slices; weights/README.md.)
 pub fn default_slice_weights() -> Result<std::path::PathBuf> {
-    shipped_weights("CRYODET_SLICE_WEIGHTS", "slices.safetensors")
+    shipped_weights(SLICE_WEIGHTS_ENV, "slices.safetensors")
 }
 
 fn shipped_weights(var: &str, file: &str) -> Result<std::path::PathBuf> {
@@ -431,5 +518,58 @@ mod tests {
         assert_eq!(recommended_score_thresh_3d(&m), Some(0.9));
         m.info.insert("score_thresh_3d".into(), "2".into());
         assert_eq!(recommended_score_thresh_3d(&m), None);
+    }
+
+    #[test]
+    fn detect_options_choose_threshold_preprocessing_and_are_checked() {
+        let mut m = FasterRcnn::load(fixture_path("model/weights_small.safetensors")).unwrap();
+        m.info.insert("score_thresh".into(), "0.8".into());
+        m.info.insert("score_thresh_3d".into(), "0.6".into());
+        let cfg = |m: &FasterRcnn, o: DetectOptions| PipelineConfig::for_detect(m, &o);
+        let three_d = DetectOptions {
+            three_d: true,
+            ..Default::default()
+        };
+        assert_eq!(cfg(&m, DetectOptions::default()).unwrap().score_thresh, 0.8);
+        assert_eq!(cfg(&m, three_d.clone()).unwrap().score_thresh, 0.6);
+        let given = DetectOptions {
+            score_thresh: Some(0.3),
+            ..three_d
+        };
+        assert_eq!(cfg(&m, given).unwrap().score_thresh, 0.3);
+        // Preprocessing: the model's (its metadata), skipped, or forced on a raw-trained model.
+        let pre = |m: &FasterRcnn, p: Option<bool>| {
+            let o = DetectOptions {
+                preprocess: p,
+                ..Default::default()
+            };
+            cfg(m, o).unwrap().preprocess.is_some()
+        };
+        m.info.remove("preprocess");
+        assert!(pre(&m, None) && pre(&m, Some(true)) && !pre(&m, Some(false)));
+        m.info.insert("preprocess".into(), "none".into());
+        assert!(!pre(&m, None) && pre(&m, Some(true)) && !pre(&m, Some(false)));
+        // Checked values.
+        let bad = [
+            DetectOptions {
+                score_thresh: Some(f32::NAN),
+                ..Default::default()
+            },
+            DetectOptions {
+                pixel_size: Some(0.0),
+                ..Default::default()
+            },
+            DetectOptions {
+                max_input: Some(8),
+                ..Default::default()
+            },
+        ];
+        for o in bad {
+            assert!(cfg(&m, o.clone()).is_err(), "{o:?}");
+        }
+        assert_eq!(
+            cfg(&m, DetectOptions::default()).unwrap().max_input,
+            MAX_INPUT
+        );
     }
 }

@@ -21,7 +21,8 @@ pub mod montage;
 pub mod tilt;
 
 pub use export::{
-    label_volume, no_points_note, write_imod_points, write_label_volume, write_objects_csv,
+    label_volume, no_points_note, objects_json, write_imod_points, write_label_volume,
+    write_objects_csv,
     write_objects_json,
 };
 pub use link::{

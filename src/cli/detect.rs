@@ -29,7 +29,9 @@ use crate::io::detections::{
 use crate::io::pixel_size::PixelSize;
 use crate::io::{image, mrc, voc};
 use crate::model::FasterRcnn;
-use crate::pipeline::{default_slice_weights, default_weights, detect_raw_at, PipelineConfig};
+use crate::pipeline::{
+    default_slice_weights, default_weights, detect_clipped, DetectOptions, PipelineConfig,
+};
 use crate::volume;
 use ndarray::Array2;
 use std::path::{Path, PathBuf};
@@ -348,11 +350,6 @@ pub fn run(args: Args) -> Result<()> {
     apply_precision(args.precision);
     let formats = parse_formats(&args.format)?;
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
-    if let Some(t) = args.score_thresh.filter(|t| !t.is_finite()) {
-        return Err(Error::invalid(format!(
-            "--score-thresh {t} must be a finite number"
-        )));
-    }
     let weights = match &args.weights {
         Some(w) => w.clone(),
         None if args.three_d => default_slice_weights()?,
@@ -362,6 +359,18 @@ pub fn run(args: Args) -> Result<()> {
     if args.weights.is_none() {
         eprintln!("weights: {}", weights.display());
     }
+    let cfg = PipelineConfig::for_detect(
+        &model,
+        &DetectOptions {
+            size: args.size,
+            max_size: args.max_size,
+            preprocess: args.no_preprocess.then_some(false),
+            score_thresh: args.score_thresh,
+            pixel_size: args.pixel_size,
+            max_input: Some(args.max_input),
+            three_d: args.three_d,
+        },
+    )?;
     let inputs = expand_inputs(&args.inputs)?;
     if inputs.is_empty() {
         return Err(Error::invalid(
@@ -384,21 +393,6 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
-    // --3d: the model's 3D threshold (metadata score_thresh_3d) unless --score-thresh is given.
-    let score_thresh = args.score_thresh.or_else(|| {
-        args.three_d
-            .then(|| crate::pipeline::recommended_score_thresh_3d(&model))
-            .flatten()
-    });
-    let mut cfg = PipelineConfig::for_model(
-        &model,
-        args.size,
-        args.max_size,
-        args.no_preprocess,
-        score_thresh,
-    );
-    cfg.pixel_size = crate::pipeline::check_pixel_size(args.pixel_size)?;
-    cfg.max_input = crate::pipeline::check_max_input(args.max_input)?;
     let n = jobs.len();
     let mut failures: Vec<String> = Vec::new();
     let t_all = Instant::now();
@@ -546,42 +540,21 @@ fn read_checked(
     mask: bool,
     z: Option<usize>,
 ) -> Result<Array2<f32>> {
-    let where_ = z.map_or(String::new(), |z| format!("slice {z}: "));
-    let (img, masked) = image::check_finite_hint(
+    let (img, masked) = image::check_finite_in(
         path,
         raw,
         mask,
+        z,
         "use --mask-nonfinite to replace them by the median",
-    )
-    .map_err(|e| match e {
-        Error::Format { path, reason } => Error::Format {
-            path,
-            reason: format!("{where_}{reason}"),
-        },
-        other => other,
-    })?;
+    )?;
     if masked > 0 {
+        let at = z.map_or(String::new(), |z| format!("slice {z}: "));
         eprintln!(
-            "warning: {}: {where_}{masked} NaN/Inf pixel(s) replaced by the median",
+            "warning: {}: {at}{masked} NaN/Inf pixel(s) replaced by the median",
             path.display()
         );
     }
     Ok(img)
-}
-
-/// Clip boxes to the image `[0, w] x [0, h]` after the mapping back to original pixels (the
-/// f32 ratio can overshoot the border: 640.00006 on a 640-pixel side); boxes left empty are
-/// dropped.
-pub fn clip_to_image(dets: &mut Vec<Detection>, h: usize, w: usize) {
-    let (wf, hf) = (w as f32, h as f32);
-    for d in dets.iter_mut() {
-        let b = &mut d.bbox;
-        b[0] = b[0].clamp(0.0, wf);
-        b[2] = b[2].clamp(0.0, wf);
-        b[1] = b[1].clamp(0.0, hf);
-        b[3] = b[3].clamp(0.0, hf);
-    }
-    dets.retain(|d| d.bbox[0] < d.bbox[2] && d.bbox[1] < d.bbox[3]);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -611,8 +584,7 @@ fn detect_image(
     let raw = read_checked(input, image::read_gray(input)?, args.mask_nonfinite, None)?;
     let (h, w) = raw.dim();
     let pixel = cfg.pixel_size_of(input)?;
-    let (mut dets, prepared) = detect_raw_at(model, &raw, cfg, pixel)?;
-    clip_to_image(&mut dets, h, w);
+    let (dets, prepared) = detect_clipped(model, &raw, cfg, pixel)?;
     write_json(
         stage.file(format!("{name}.json")),
         &ImageDetections {
@@ -659,26 +631,14 @@ fn write_voc_file(
     path: &Path,
     image_path: &Path,
     filename: String,
-    (h, w): (usize, usize),
+    size: (usize, usize),
     dets: &[Detection],
 ) -> Result<()> {
-    let ann = voc::VocAnnotation {
-        filename,
-        path: Some(image_path.display().to_string()),
-        width: w as u32,
-        height: h as u32,
-        depth: 1,
-        objects: dets
-            .iter()
-            .map(|d| voc::VocObject {
-                name: d.label.clone(),
-                bbox: d.bbox,
-                difficult: false,
-                truncated: false,
-            })
-            .collect(),
-    };
-    voc::write_voc(path, &ann)
+    let path_text = Some(image_path.display().to_string());
+    voc::write_voc(
+        path,
+        &voc::VocAnnotation::of_detections(filename, path_text, size, dets),
+    )
 }
 
 fn read_gt(dir: Option<&Path>, name: &str) -> Result<Vec<[f32; 4]>> {
@@ -814,8 +774,7 @@ fn detect_stack(
     for (i, &z) in zs.iter().enumerate() {
         let t0 = Instant::now();
         let raw = read_checked(input, stack.slice(z)?, args.mask_nonfinite, Some(z))?;
-        let (mut dets, prepared) = detect_raw_at(model, &raw, cfg, pixel)?;
-        clip_to_image(&mut dets, ny, nx);
+        let (dets, prepared) = detect_clipped(model, &raw, cfg, pixel)?;
         if i == 0 {
             eprintln!("  {}", prepared.scale.note);
         }

@@ -91,29 +91,14 @@ pub struct Args {
 }
 
 fn check_config(args: &Args) -> Result<EvalConfig> {
-    if args.iou.is_empty() {
-        return Err(Error::invalid("--iou: give at least one threshold"));
-    }
-    for &t in args.iou.iter().chain([args.table_iou].iter()) {
-        if !(t > 0.0 && t <= 1.0) {
-            return Err(Error::invalid(format!(
-                "IoU threshold {t} is not in (0, 1]"
-            )));
-        }
-    }
-    if !args.score_thresh.is_finite() {
-        return Err(Error::invalid("--score-thresh must be a finite number"));
-    }
-    if args.coco_max_dets == 0 {
-        return Err(Error::invalid("--coco-max-dets must be at least 1"));
-    }
-    Ok(EvalConfig {
+    EvalConfig {
         iou_thresholds: args.iou.clone(),
         score_threshold: args.score_thresh,
         table_iou: args.table_iou,
         coco_max_dets: args.coco_max_dets,
         voc_plus_one: args.voc_plus_one,
-    })
+    }
+    .checked()
 }
 
 /// --weights mode: runs the detector (`crate::pipeline`) on the image of every ground-truth

@@ -11,66 +11,49 @@ use crate::io::detections::read_stack_detections;
 use crate::volume::{self, slice_boxes, LinkConfig};
 use std::path::PathBuf;
 
-/// The 3D linking options (`crate::volume::link` documents each rule).
+/// The 3D linking options (`crate::volume::link` documents each rule; defaults
+/// [`LinkConfig::for_stacks`]).
 #[derive(clap::Args, Debug, Clone)]
 pub struct LinkArgs {
     /// 3D linking: minimum IoU between boxes of consecutive detected slices.
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = LinkConfig::for_stacks().iou_threshold)]
     pub link_iou: f32,
     /// 3D linking: detected slices a track may skip.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = LinkConfig::for_stacks().max_gap)]
     pub max_gap: usize,
     /// 3D linking: objects on fewer detected slices are dropped.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = LinkConfig::for_stacks().min_slices)]
     pub min_slices: usize,
     /// 3D linking: a box lying this much inside a larger box of its class on the same slice is a
     /// fragment and is dropped (above 1: keep all).
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = LinkConfig::for_stacks().fragment_overlap)]
     pub fragment_overlap: f32,
     /// 3D linking: running-median window along an object before its 3D box is taken (0/1: raw).
-    #[arg(long, default_value_t = 9)]
+    #[arg(long, default_value_t = LinkConfig::for_stacks().smooth_window)]
     pub smooth: usize,
     /// 3D linking: pieces of one object whose xy footprints overlap this much (IoU) are merged
     /// (above 1: never).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = LinkConfig::for_stacks().merge_iou)]
     pub merge_iou: f32,
     /// 3D linking: ... when at most this many detected slices lie between them.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = LinkConfig::for_stacks().merge_max_gap)]
     pub merge_gap: usize,
 }
 
 impl LinkArgs {
     /// The checked configuration for detection on every `stride`-th slice.
     pub fn config(&self, stride: usize) -> Result<LinkConfig> {
-        if !(self.link_iou > 0.0 && self.link_iou <= 1.0) {
-            return Err(Error::invalid(format!(
-                "--link-iou {} must be in (0, 1]",
-                self.link_iou
-            )));
-        }
-        let positive = |v: f32| v.is_finite() && v > 0.0;
-        if !positive(self.merge_iou) {
-            return Err(Error::invalid(format!(
-                "--merge-iou {} must be a positive number",
-                self.merge_iou
-            )));
-        }
-        if !positive(self.fragment_overlap) {
-            return Err(Error::invalid(format!(
-                "--fragment-overlap {} must be a positive number",
-                self.fragment_overlap
-            )));
-        }
-        Ok(LinkConfig {
+        LinkConfig {
             iou_threshold: self.link_iou,
             max_gap: self.max_gap,
-            min_slices: self.min_slices.max(1),
-            stride: stride.max(1),
+            min_slices: self.min_slices,
+            stride,
             fragment_overlap: self.fragment_overlap,
             smooth_window: self.smooth,
             merge_iou: self.merge_iou,
             merge_max_gap: self.merge_gap,
-        })
+        }
+        .checked()
     }
 }
 

@@ -16,7 +16,7 @@
 
 use super::{GtBox, ImageEval, PredBox};
 use crate::error::{Error, Result};
-use crate::io::detections::{read_image_detections, ImageDetections};
+use crate::io::detections::{read_image_detections, Detection, ImageDetections};
 use crate::io::voc::{read_voc, VocAnnotation};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -52,8 +52,12 @@ pub fn gt_from_voc(ann: &VocAnnotation) -> Vec<GtBox> {
 
 /// Detections of one image as [`PredBox`]es (class = label).
 pub fn preds_from_detections(d: &ImageDetections) -> Vec<PredBox> {
-    d.detections
-        .iter()
+    preds_from(&d.detections)
+}
+
+/// Detections as [`PredBox`]es (class = label).
+pub fn preds_from(dets: &[Detection]) -> Vec<PredBox> {
+    dets.iter()
         .map(|x| PredBox {
             bbox: x.bbox,
             class: x.label.clone(),

@@ -45,7 +45,7 @@ pub mod matching;
 pub mod report;
 
 pub use matching::Match;
-pub use report::write_report;
+pub use report::{metrics_json, write_report};
 
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -105,6 +105,32 @@ impl Default for EvalConfig {
             coco_max_dets: 100,
             voc_plus_one: false,
         }
+    }
+}
+
+impl EvalConfig {
+    /// The configuration with its values checked: at least one IoU threshold, every IoU
+    /// threshold (and `table_iou`) in (0, 1], a finite score threshold, `coco_max_dets >= 1`.
+    /// Errors name `cryodet eval`'s options.
+    pub fn checked(self) -> crate::Result<Self> {
+        use crate::Error;
+        if self.iou_thresholds.is_empty() {
+            return Err(Error::invalid("--iou: give at least one threshold"));
+        }
+        for &t in self.iou_thresholds.iter().chain([self.table_iou].iter()) {
+            if !(t > 0.0 && t <= 1.0) {
+                return Err(Error::invalid(format!(
+                    "IoU threshold {t} is not in (0, 1]"
+                )));
+            }
+        }
+        if !self.score_threshold.is_finite() {
+            return Err(Error::invalid("--score-thresh must be a finite number"));
+        }
+        if self.coco_max_dets == 0 {
+            return Err(Error::invalid("--coco-max-dets must be at least 1"));
+        }
+        Ok(self)
     }
 }
 

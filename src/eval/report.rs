@@ -35,10 +35,8 @@ pub fn write_report(
     image_dir: Option<&Path>,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let json = serde_json::to_string_pretty(report)
-        .map_err(|e| Error::invalid(format!("cannot serialize the report: {e}")))?;
     let p = dir.join("metrics.json");
-    std::fs::write(&p, json + "\n").map_err(|e| Error::io(&p, e))?;
+    std::fs::write(&p, metrics_json(report)? + "\n").map_err(|e| Error::io(&p, e))?;
     let p = dir.join("report.md");
     std::fs::write(&p, markdown(report)).map_err(|e| Error::io(&p, e))?;
     save_png(&pr_curve_plot(report), &dir.join("pr_curve.png"))?;
@@ -57,6 +55,12 @@ pub fn write_report(
         }
     }
     Ok(())
+}
+
+/// The text of `metrics.json` (every number of the report) without its final newline.
+pub fn metrics_json(report: &EvalReport) -> Result<String> {
+    serde_json::to_string_pretty(report)
+        .map_err(|e| Error::invalid(format!("cannot serialize the report: {e}")))
 }
 
 /// Indices of up to `n` images with F1 < 1, lowest F1 first (ties: more errors first).

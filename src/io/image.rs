@@ -413,16 +413,20 @@ fn write_png_dims(
 /// replaced by the median of the finite pixels (lower median for an even count) and the number
 /// of replaced pixels is returned. An image with no finite pixel at all is always an error.
 pub fn check_finite(path: &Path, img: Array2<f32>, mask: bool) -> Result<(Array2<f32>, usize)> {
-    check_finite_hint(path, img, mask, "use masking to replace them")
+    check_finite_in(path, img, mask, None, "use masking to replace them")
 }
 
-/// [`check_finite`] whose error ends with `hint` (the caller's option, e.g. `--mask-nonfinite`).
-pub fn check_finite_hint(
+/// [`check_finite`] for section `slice` of a stack (`None`: a 2-D image), whose errors begin
+/// with `slice Z: ` and whose non-finite error ends with `hint` (the caller's option, e.g.
+/// `--mask-nonfinite` or `mask_nonfinite=True`).
+pub fn check_finite_in(
     path: &Path,
     img: Array2<f32>,
     mask: bool,
+    slice: Option<usize>,
     hint: &str,
 ) -> Result<(Array2<f32>, usize)> {
+    let at = slice.map_or(String::new(), |z| format!("slice {z}: "));
     let bad = img.iter().filter(|v| !v.is_finite()).count();
     if bad == 0 {
         return Ok((img, 0));
@@ -435,12 +439,15 @@ pub fn check_finite_hint(
     if !mask {
         return Err(Error::format(
             path,
-            format!("{bad} non-finite pixel(s) (NaN/Inf), {first}; {hint}"),
+            format!("{at}{bad} non-finite pixel(s) (NaN/Inf), {first}; {hint}"),
         ));
     }
     let mut finite: Vec<f32> = img.iter().copied().filter(|v| v.is_finite()).collect();
     if finite.is_empty() {
-        return Err(Error::format(path, "no finite pixel in the image"));
+        return Err(Error::format(
+            path,
+            format!("{at}no finite pixel in the image"),
+        ));
     }
     let mid = (finite.len() - 1) / 2;
     let (_, median, _) = finite.select_nth_unstable_by(mid, f32::total_cmp);

@@ -18,6 +18,7 @@
 //! output (tab indentation, no XML declaration).
 
 use crate::error::{Error, Result};
+use crate::io::detections::Detection;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -175,6 +176,33 @@ fn esc(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 impl VocAnnotation {
+    /// The annotation of detections on an image `(h, w)` (gray, depth 1) named `filename`, at
+    /// `path`, as `cryodet detect --format voc` writes it: one object per detection, class =
+    /// its label, not difficult, not truncated.
+    pub fn of_detections(
+        filename: String,
+        path: Option<String>,
+        (h, w): (usize, usize),
+        dets: &[Detection],
+    ) -> VocAnnotation {
+        VocAnnotation {
+            filename,
+            path,
+            width: w as u32,
+            height: h as u32,
+            depth: 1,
+            objects: dets
+                .iter()
+                .map(|d| VocObject {
+                    name: d.label.clone(),
+                    bbox: d.bbox,
+                    difficult: false,
+                    truncated: false,
+                })
+                .collect(),
+        }
+    }
+
     /// The XML text [`write_voc`] writes (LabelImg's layout). `folder` is the name of the
     /// directory holding the image.
     pub fn to_xml(&self, folder: &str) -> String {

@@ -54,6 +54,16 @@ pub fn write_objects_json<S: AsRef<str>>(
     objects: &[Object3d],
     class_names: &[S],
 ) -> Result<()> {
+    let text = objects_json(objects, class_names)
+        .map_err(|e| Error::format(path, format!("cannot encode JSON: {e}")))?;
+    std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+}
+
+/// The text of `NAME.objects.json` ([`write_objects_json`]) without its final newline.
+pub fn objects_json<S: AsRef<str>>(
+    objects: &[Object3d],
+    class_names: &[S],
+) -> std::result::Result<String, serde_json::Error> {
     let file = JsonFile {
         bbox3d_layout: "x1,y1,z1,x2,y2,z2 in pixels/slices; z2 exclusive (last slice + 1)",
         objects: objects
@@ -79,9 +89,7 @@ pub fn write_objects_json<S: AsRef<str>>(
             })
             .collect(),
     };
-    let text = serde_json::to_string_pretty(&file)
-        .map_err(|e| Error::format(path, format!("cannot encode JSON: {e}")))?;
-    std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+    serde_json::to_string_pretty(&file)
 }
 
 /// Writes one CSV row per object, with the header

@@ -148,6 +148,49 @@ impl Default for LinkConfig {
     }
 }
 
+impl LinkConfig {
+    /// The defaults of `cryodet detect --3d` and `cryodet link` (and the Python package's
+    /// `Model.detect_volume`): [`Default`] with `min_slices` 3, so that an isolated false
+    /// positive on one or two slices makes no object.
+    pub fn for_stacks() -> Self {
+        LinkConfig {
+            min_slices: 3,
+            ..Default::default()
+        }
+    }
+
+    /// The configuration with its thresholds checked (`iou_threshold` in (0, 1], `merge_iou`
+    /// and `fragment_overlap` positive and finite; errors name the CLI option), `min_slices`
+    /// and `stride` at least 1.
+    pub fn checked(self) -> crate::Result<Self> {
+        use crate::Error;
+        if !(self.iou_threshold > 0.0 && self.iou_threshold <= 1.0) {
+            return Err(Error::invalid(format!(
+                "--link-iou {} must be in (0, 1]",
+                self.iou_threshold
+            )));
+        }
+        let positive = |v: f32| v.is_finite() && v > 0.0;
+        if !positive(self.merge_iou) {
+            return Err(Error::invalid(format!(
+                "--merge-iou {} must be a positive number",
+                self.merge_iou
+            )));
+        }
+        if !positive(self.fragment_overlap) {
+            return Err(Error::invalid(format!(
+                "--fragment-overlap {} must be a positive number",
+                self.fragment_overlap
+            )));
+        }
+        Ok(LinkConfig {
+            min_slices: self.min_slices.max(1),
+            stride: self.stride.max(1),
+            ..self
+        })
+    }
+}
+
 /// One organelle in 3D.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Object3d {
