@@ -91,7 +91,7 @@ fn no_boxes_and_phases() {
         assert!(l.total().is_finite());
         assert_eq!(phase == Phase::HeadOnly, l.objectness == 0.0);
         assert_eq!(phase == Phase::RpnOnly, l.classifier == 0.0);
-        let names: Vec<String> = trained_weights(&model, 3, phase)
+        let names: Vec<String> = trained_weights(&model, 3, false, phase)
             .into_iter()
             .map(|(n, _)| n)
             .collect();
@@ -112,7 +112,7 @@ fn no_boxes_and_phases() {
 fn weight_mut_reaches_every_trained_weight() {
     use cryodet::train::grad::{trained_weights, Phase};
     let mut model = FasterRcnn::load(fixture_path("grad/weights_small.safetensors")).unwrap();
-    for (name, shape) in trained_weights(&model, 5, Phase::Joint) {
+    for (name, shape) in trained_weights(&model, 5, false, Phase::Joint) {
         let w = model
             .weight_mut(&name)
             .unwrap_or_else(|| panic!("weight_mut({name}) is None"));
