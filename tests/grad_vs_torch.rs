@@ -106,19 +106,23 @@ fn no_boxes_and_phases() {
     }
 }
 
-/// Every trained weight can be reached by name for an optimizer step, and a step on a conv
+/// Every trained weight (batch-norm gamma and beta included) can be reached by name for an
+/// optimizer step, and a step on a conv
 /// weight changes the network only after `refold`.
 #[test]
 fn weight_mut_reaches_every_trained_weight() {
     use cryodet::train::grad::{trained_weights, Phase};
     let mut model = FasterRcnn::load(fixture_path("grad/weights_small.safetensors")).unwrap();
-    for (name, shape) in trained_weights(&model, 5, false, Phase::Joint) {
+    for (name, shape) in trained_weights(&model, 5, true, Phase::Joint) {
         let w = model
             .weight_mut(&name)
             .unwrap_or_else(|| panic!("weight_mut({name}) is None"));
         assert_eq!(w.shape(), shape.as_slice(), "{name}");
     }
-    assert!(model.weight_mut("backbone.bn1.weight").is_none());
+    // batch-norm statistics are never trained (gamma and beta are, with --bn affine)
+    assert!(model.weight_mut("backbone.bn1.running_mean").is_none());
+    assert!(model.weight_mut("head.layer4.0.bn2.running_var").is_none());
+    assert!(model.weight_mut("backbone.bn1.weight").is_some());
     assert!(model.weight_mut("backbone.layer9.0.conv1.weight").is_none());
     let before = model.backbone.layers[1].blocks[0]
         .conv2
