@@ -614,9 +614,11 @@ impl Backbone {
         if let Some((x, s, arg)) = stem {
             let mut ds = self.maxpool.backward(&dy, &arg, (s.dim().2, s.dim().3));
             relu_backward_inplace(&mut ds, &s);
-            self.conv1
-                .backward(&x, &ds, false, train_bn)
-                .insert("backbone.conv1", "backbone.bn1", grads);
+            self.conv1.backward(&x, &ds, false, train_bn).insert(
+                "backbone.conv1",
+                "backbone.bn1",
+                grads,
+            );
         }
     }
 }
@@ -748,8 +750,17 @@ mod tests {
         assert_eq!(grads.len(), 21);
         // without train_bn: the conv weights only
         let mut frozen = Grads::new();
-        stage.backward("s", stage.forward_cached(x.clone()), r, false, false, &mut frozen);
+        stage.backward(
+            "s",
+            stage.forward_cached(x.clone()),
+            r,
+            false,
+            false,
+            &mut frozen,
+        );
         assert_eq!(frozen.len(), 7);
-        assert!(frozen.keys().all(|k| k.contains("conv") || k.contains("downsample.0")));
+        assert!(frozen
+            .keys()
+            .all(|k| k.contains("conv") || k.contains("downsample.0")));
     }
 }

@@ -610,10 +610,10 @@ impl FasterRcnn {
         grads.insert("head.bbox_pred.bias".into(), gb.db.into_dyn());
         let layer4 = layer4?;
         let dy = spatial_mean_backward(&(gc.dx + &gb.dx), out_hw);
-        let d_pooled = self
-            .head
-            .layer4
-            .backward("head.layer4", layer4, dy, need_dfeat, train_bn, grads)?;
+        let d_pooled =
+            self.head
+                .layer4
+                .backward("head.layer4", layer4, dy, need_dfeat, train_bn, grads)?;
         let (c, _, _, _) = d_pooled.dim();
         let d = roi_pool_backward(d_pooled.view(), argmax.view(), feat_hw.0, feat_hw.1);
         Some(

@@ -71,6 +71,19 @@ pub fn load_fixture(path: impl AsRef<Path>) -> HashMap<String, ArrayD<f32>> {
 /// A fresh, empty directory `<system temp>/cryodet-<tag>-<pid>` for one test's files (a
 /// leftover of an earlier run is removed first). The process id keeps test binaries apart; within
 /// one binary the tests run in parallel, so each test passes its own `tag`.
+/// `cryodet train` options of the tiny network that the CLI tests train for an iteration or
+/// two: 64 px inputs, every width divided by 16, one bottleneck per stage, one thread.
+pub const TINY_TRAIN: [&str; 8] = [
+    "--size",
+    "64",
+    "--width-div",
+    "16",
+    "--blocks",
+    "1,1,1,1",
+    "--threads",
+    "1",
+];
+
 pub fn temp_dir(tag: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("cryodet-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);

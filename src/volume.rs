@@ -22,8 +22,7 @@ pub mod tilt;
 
 pub use export::{
     label_volume, no_points_note, objects_json, write_imod_points, write_label_volume,
-    write_objects_csv,
-    write_objects_json,
+    write_objects_csv, write_objects_json,
 };
 pub use link::{
     iou3d, link_slices, slice_boxes, smooth_track, suppress_fragments, LinkConfig, Object3d,

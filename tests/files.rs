@@ -11,7 +11,7 @@
 
 use cryodet::io::mrc::{self, write_mrc, write_mrc_with, MrcGeometry, IMOD_STAMP};
 use cryodet::io::voc;
-use cryodet::testutil::{fixture_path, temp_dir};
+use cryodet::testutil::{fixture_path, temp_dir, TINY_TRAIN};
 use ndarray::{Array2, Array3};
 use std::io::Write;
 use std::path::Path;
@@ -749,23 +749,17 @@ fn eval_says_no_true_positive_and_wraps_the_overlay_footer() {
 fn train_and_eval_name_unsupported_images_and_refuse_tiff_stacks() {
     let d = temp_dir("files-train-formats");
     let train = |data: &Path| {
-        run(&[
+        let out = data.join("run");
+        let head = [
             "train",
             "--data",
             s(data),
             "--out",
-            s(&data.join("run")),
+            s(&out),
             "--max-iters",
             "1",
-            "--size",
-            "64",
-            "--width-div",
-            "16",
-            "--blocks",
-            "1,1,1,1",
-            "--threads",
-            "1",
-        ])
+        ];
+        run(&[&head[..], &TINY_TRAIN[..]].concat())
     };
     let set = |dir: &str| {
         let data = d.join(dir);

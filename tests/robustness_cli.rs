@@ -7,7 +7,7 @@
 
 use cryodet::io::mrc::write_mrc;
 use cryodet::io::weights::{save, Precision, WeightFile};
-use cryodet::testutil::{fixture_path, temp_dir};
+use cryodet::testutil::{fixture_path, temp_dir, TINY_TRAIN};
 use ndarray::{Array3, ArrayD, ArrayViewD};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -769,26 +769,19 @@ fn train_refuses_an_unknown_class() {
     std::fs::write(d.join("annotations/cell.xml"), GOOD_XML).unwrap();
     let out = d.join("run");
     // 55. an object whose class is not in --classes (refused while loading, before training)
+    let head = [
+        "train",
+        "--data",
+        s(&d),
+        "--out",
+        s(&out),
+        "--classes",
+        "ribosome,vesicle",
+        "--max-iters",
+        "1",
+    ];
     expect_failure(
-        &[
-            "train",
-            "--data",
-            s(&d),
-            "--out",
-            s(&out),
-            "--classes",
-            "ribosome,vesicle",
-            "--max-iters",
-            "1",
-            "--size",
-            "64",
-            "--width-div",
-            "16",
-            "--blocks",
-            "1,1,1,1",
-            "--threads",
-            "1",
-        ],
+        &[&head[..], &TINY_TRAIN[..]].concat(),
         &[
             "cell.xml",
             "unknown class \"mitochondria\"; the known classes (--classes) are: ribosome, vesicle",

@@ -9,7 +9,7 @@ use cryodet::io::mrc;
 use cryodet::io::pixel_size::{pixel_size_nm, read_pixel_size};
 use cryodet::model::FasterRcnn;
 use cryodet::pipeline::{choose_scale, prepare, prepare_at, PipelineConfig};
-use cryodet::testutil::{fixture_path, temp_dir};
+use cryodet::testutil::{fixture_path, temp_dir, TINY_TRAIN};
 use cryodet::transform::{antialias_taps, boxes_to_original, resample_antialiased};
 use ndarray::{Array2, Array3};
 use std::path::Path;
@@ -448,22 +448,8 @@ fn train_scale_options_survive_resume() {
     }
     let run_dir = d.join("run");
     let (data_s, run_s) = (data.display().to_string(), run_dir.display().to_string());
-    let (ok, err) = run(&[
-        "train",
-        "--data",
-        &data_s,
-        "--out",
-        &run_s,
-        "--epochs",
-        "2",
-        "--size",
-        "64",
-        "--width-div",
-        "16",
-        "--blocks",
-        "1,1,1,1",
-        "--threads",
-        "1",
+    let head = ["train", "--data", &data_s, "--out", &run_s, "--epochs", "2"];
+    let tail = [
         "--no-preprocess",
         "--rpn-batch",
         "32",
@@ -481,7 +467,8 @@ fn train_scale_options_survive_resume() {
         "0.8,1.25",
         "--max-input",
         "64",
-    ]);
+    ];
+    let (ok, err) = run(&[&head[..], &TINY_TRAIN[..], &tail[..]].concat());
     assert!(ok, "{err}");
     let opts = std::fs::read_to_string(run_dir.join("options.json")).unwrap();
     let (ok, err) = run(&[

@@ -205,7 +205,8 @@ pub fn loss_and_grads(
                 gt_boxes,
                 rois.view(),
             );
-            let (cls, bbox, hcache) = model.head_forward_train(&feat, rois_s.view(), train_layer4, cfg.train_bn);
+            let (cls, bbox, hcache) =
+                model.head_forward_train(&feat, rois_s.view(), train_layer4, cfg.train_bn);
             let l = head_loss(cls.view(), bbox.view(), &labels, targets.view(), cfg.beta);
             losses.classifier = l.classifier;
             losses.box_reg = l.box_reg;
@@ -245,7 +246,10 @@ pub fn trained_weights(
     let conv = |out: &mut Vec<(String, Vec<usize>)>, name: &str, w: &ndarray::Array4<f32>| {
         out.push((format!("{name}.weight"), w.shape().to_vec()));
     };
-    let conv_bn = |out: &mut Vec<(String, Vec<usize>)>, conv_name: &str, bn: &str, cb: &crate::backbone::ConvBn| {
+    let conv_bn = |out: &mut Vec<(String, Vec<usize>)>,
+                   conv_name: &str,
+                   bn: &str,
+                   cb: &crate::backbone::ConvBn| {
         conv(out, conv_name, &cb.conv.weight);
         if train_bn {
             out.push((format!("{bn}.weight"), cb.bn.weight.shape().to_vec()));
@@ -259,12 +263,22 @@ pub fn trained_weights(
             conv_bn(out, &format!("{p}.conv2"), &format!("{p}.bn2"), &b.conv2);
             conv_bn(out, &format!("{p}.conv3"), &format!("{p}.bn3"), &b.conv3);
             if let Some(d) = &b.downsample {
-                conv_bn(out, &format!("{p}.downsample.0"), &format!("{p}.downsample.1"), d);
+                conv_bn(
+                    out,
+                    &format!("{p}.downsample.0"),
+                    &format!("{p}.downsample.1"),
+                    d,
+                );
             }
         }
     };
     if stage_trainable(trainable_layers, 0) {
-        conv_bn(&mut out, "backbone.conv1", "backbone.bn1", &model.backbone.conv1);
+        conv_bn(
+            &mut out,
+            "backbone.conv1",
+            "backbone.bn1",
+            &model.backbone.conv1,
+        );
     }
     for (k, st) in model.backbone.layers.iter().enumerate() {
         if stage_trainable(trainable_layers, k + 1) {
