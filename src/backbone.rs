@@ -16,6 +16,7 @@
 
 use crate::error::{Error, Result};
 use crate::io::weights::WeightFile;
+use crate::nn::conv::ConvGrads;
 use crate::nn::relu::relu_backward_inplace;
 use crate::nn::{Conv2d, FrozenBatchNorm2d, Grads, MaxPool2d};
 use ndarray::{Array1, Array4, Axis, Ix1, Ix4};
@@ -140,29 +141,27 @@ impl ConvBn {
         need_dx: bool,
         train_bn: bool,
     ) -> ConvBnGrads {
-        let cg = self.fused.backward(x, g, need_dx);
+        let ConvGrads { dx, mut dw, db } = self.fused.backward(x, g, need_dx);
         let (scale, _) = self.bn.scale_shift();
         let dbn = train_bn.then(|| {
             let bn = &self.bn;
             let dgamma = Array1::from_shape_fn(scale.len(), |c| {
-                let dw_w: f64 = cg
-                    .dw
+                let dw_w: f64 = dw
                     .index_axis(Axis(0), c)
                     .iter()
                     .zip(self.conv.weight.index_axis(Axis(0), c))
                     .map(|(&d, &w)| d as f64 * w as f64)
                     .sum();
                 let b0 = self.conv.bias.as_ref().map_or(0.0, |b| b[c]);
-                let dscale = dw_w + cg.db[c] as f64 * (b0 - bn.running_mean[c]) as f64;
+                let dscale = dw_w + db[c] as f64 * (b0 - bn.running_mean[c]) as f64;
                 (dscale / ((bn.running_var[c] + bn.eps) as f64).sqrt()) as f32
             });
-            (dgamma, cg.db.clone())
+            (dgamma, db)
         });
-        let mut dw = cg.dw;
         for (c, mut k) in dw.axis_iter_mut(Axis(0)).enumerate() {
             k.mapv_inplace(|v| v * scale[c]);
         }
-        ConvBnGrads { dx: cg.dx, dw, dbn }
+        ConvBnGrads { dx, dw, dbn }
     }
 }
 

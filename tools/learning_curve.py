@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -103,8 +104,12 @@ def main():
     test = stems(a.test)
     if max(ns) > len(pool):
         sys.exit(f"{a.pool}: {len(pool)} annotated images, fewer than N = {max(ns)}")
-    if {s for s, _, _ in pool} & {s for s, _, _ in test} and os.path.realpath(a.pool) == os.path.realpath(a.test):
-        sys.exit("--pool and --test are the same data set")
+    shared = {os.path.realpath(i) for _, i, _ in pool} & {os.path.realpath(i) for _, i, _ in test}
+    if shared:
+        sys.exit(f"--pool and --test share {len(shared)} image(s), e.g. {sorted(shared)[0]}")
+    unknown = [m for m in modes if m not in ("finetune", "scratch")]
+    if unknown:
+        sys.exit(f"unknown mode {unknown[0]} (finetune, scratch)")
     os.makedirs(a.out, exist_ok=True)
     order = list(pool)
     random.Random(a.seed).shuffle(order)
@@ -145,7 +150,6 @@ def main():
             done = os.path.join(rd, "minutes.txt")
             if not os.path.exists(done):
                 if os.path.exists(rd):
-                    import shutil
                     shutil.rmtree(rd)  # an interrupted run of this study: start it again
                 cmd = [a.cryodet, "train", "--data", lst, "--out", rd, "--seed", str(a.seed),
                        "--threads", str(a.threads)] + a.train_args.split()
@@ -154,10 +158,8 @@ def main():
                     cmd += ["--epochs", str(min(120, max(8, round(a.target_iters / n_train))))]
                 if mode == "finetune":
                     cmd += ["--init", a.base]
-                elif mode == "scratch":
-                    cmd += ["--init", random_init, "--trainable-layers", "5", "--lr", "2e-4"]
                 else:
-                    sys.exit(f"unknown mode {mode} (finetune, scratch)")
+                    cmd += ["--init", random_init, "--trainable-layers", "5", "--lr", "2e-4"]
                 t0 = time.time()
                 run(cmd, rd + ".log")
                 with open(done, "w") as f:

@@ -105,7 +105,8 @@ fi
 
 # 4. Stage 3: the stage-2 network trained on a third set (fields up to 3 µm, SNR 0.04-2 for
 #    every family, 1400 images) mixed with 150 classic round-1 images (the no-regression check's
-#    style; no pixel size, so they are read at --size 600), 18 epochs with one thread
+#    style; synth --classic records 1 nm/px in their pHYs, so they are resampled x0.4 to the
+#    network's 2.5 nm, about --size 600), 18 epochs with one thread
 #    (tools/capacity_stage3.sh ran it beside WIDEN=2: twice the width by Net2WiderNet,
 #    tools/widen.py, the widened model computing the stage-2 function plus 1 % noise that lets
 #    the copied channels part, 9 epochs in the same time on the other core).
