@@ -96,6 +96,7 @@ pub mod randomized;
 mod scene;
 mod shape;
 pub mod stack;
+pub mod visibility;
 
 pub use appearance::{Appearance, Family, Ranges};
 pub use randomized::{appearance_of, generate_random, RandomConfig};
@@ -241,6 +242,9 @@ pub struct SynthBox {
     pub class: String,
     /// The object is cut by the image border (VOC `<truncated>1</truncated>`).
     pub incomplete: bool,
+    /// No observer could see it (VOC `<difficult>1</difficult>`; randomized images only, the
+    /// rule of [`visibility`]): ignored by `train` and `eval`.
+    pub difficult: bool,
 }
 
 /// One generated image and its ground truth.
@@ -395,6 +399,7 @@ pub(crate) fn boxes_from_membranes(
             bbox: [j0 as f32, i0 as f32, (j1 + 1) as f32, (i1 + 1) as f32],
             class: MITO_CLASS.to_string(),
             incomplete: i0 == 0 || j0 == 0 || i1 == h - 1 || j1 == w - 1,
+            difficult: false,
         });
         remap[k + 1] = boxes.len() as u8;
     }

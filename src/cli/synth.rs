@@ -370,7 +370,7 @@ fn write_voc_boxes(
             .map(|b| VocObject {
                 name: b.class.clone(),
                 bbox: b.bbox,
-                difficult: false,
+                difficult: b.difficult,
                 truncated: b.incomplete,
             })
             .collect(),

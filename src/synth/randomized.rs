@@ -27,7 +27,7 @@ use super::appearance::{Appearance, Family, Mode, Ranges};
 use super::field::smooth_field_any;
 use super::scene::{place_mitos_with, Canvas, Mito, RHO_CYTO};
 use super::{boxes_from_membranes, SynthImage};
-use super::{context as ctx, imaging, lamella, mito_style, region};
+use super::{context as ctx, imaging, lamella, mito_style, region, visibility};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -124,13 +124,22 @@ pub fn generate_random(cfg: &RandomConfig, index: usize) -> SynthImage {
         .zip(curtains.as_ref())
         .map(|(m, c)| m.shading(c, &cv.region, app.imaging.snr));
     let (image, clean) = imaging::form(s, &specimen, &app.imaging, shading.as_ref(), &mut rng);
-    let (boxes, outer_membrane) = boxes_from_membranes(&cv.membrane, h, w, n_mito);
+    let (mut boxes, outer_membrane) = boxes_from_membranes(&cv.membrane, h, w, n_mito);
+    let region = Array2::from_shape_vec((h, w), cv.region).expect("h*w");
+    visibility::mark_difficult(
+        &mut boxes,
+        &image,
+        &clean,
+        &region,
+        &outer_membrane,
+        app.pixel_nm,
+    );
     SynthImage {
         image,
         clean,
         boxes,
         outer_membrane,
-        region: Array2::from_shape_vec((h, w), cv.region).expect("h*w"),
+        region,
         family: Some(app.family),
         pixel_nm: app.pixel_nm,
         snr: app.imaging.snr,

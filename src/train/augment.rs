@@ -28,7 +28,7 @@
 //! up to the rounding of the window to whole pixels, and bounds the work by max_input^2.
 
 use crate::preprocess::{preprocess, PreprocessConfig};
-use crate::train::data::{Base, Example};
+use crate::train::data::{Base, Example, DIFFICULT};
 use crate::transform::{normalize_imagenet, resample_antialiased};
 use ndarray::{s, Array2, Array4, Axis};
 use rand::Rng;
@@ -178,8 +178,11 @@ pub fn augment_example(base: &Base, cfg: &AugmentConfig, rng: &mut impl Rng) -> 
     // Window in Base pixels covering at most max_input network pixels per axis.
     let cap = (cfg.max_input as f64 / f).floor().max(1.0) as usize;
     let (ch, cw) = (h.min(cap), w.min(cap));
-    let centre = if base.boxes.nrows() > 0 && rng.gen_bool(OBJECT_CROP_P) {
-        let b = base.boxes.row(rng.gen_range(0..base.boxes.nrows()));
+    let objects: Vec<usize> = (0..base.boxes.nrows())
+        .filter(|&r| base.labels[r] != DIFFICULT)
+        .collect();
+    let centre = if !objects.is_empty() && rng.gen_bool(OBJECT_CROP_P) {
+        let b = base.boxes.row(objects[rng.gen_range(0..objects.len())]);
         Some(((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0))
     } else {
         None

@@ -488,11 +488,17 @@ pub struct Base {
     pub unit: Array2<f32>,
     /// Boxes `[N, 4]` in `unit`'s pixels.
     pub boxes: Array2<f32>,
-    /// Labels, one per box.
+    /// Labels, one per box ([`DIFFICULT`] for difficult objects).
     pub labels: Vec<usize>,
 }
 
-/// Labels of a sample's objects and its boxes scaled by `(sx, sy)`.
+/// Label of a difficult object (VOC `<difficult>1`) in [`Base`] and [`Example`]: its box is
+/// carried through augmentation like any other, and the losses neither reward nor penalize
+/// detections on it (`train/grad.rs`).
+pub const DIFFICULT: usize = 0;
+
+/// Labels of a sample's objects ([`DIFFICULT`] for difficult ones) and its boxes scaled by
+/// `(sx, sy)`.
 fn scaled_targets(
     ds: &Dataset,
     s: &Sample,
@@ -508,11 +514,11 @@ fn scaled_targets(
             b[2] * sx,
             b[3] * sy,
         ]));
-        labels.push(
-            ds.label(&o.name).ok_or_else(|| {
-                Error::format(&s.annotation, format!("unknown class {:?}", o.name))
-            })?,
-        );
+        let label = ds
+            .label(&o.name)
+            .ok_or_else(|| Error::format(&s.annotation, format!("unknown class {:?}", o.name)))?;
+        // Difficult objects keep their box with label 0 (`DIFFICULT`): ignored by the losses.
+        labels.push(if o.difficult { DIFFICULT } else { label });
     }
     Ok((boxes, labels))
 }
@@ -551,7 +557,8 @@ pub struct Example {
     pub x: Array4<f32>,
     /// Boxes `[N, 4]` as (x1, y1, x2, y2) in x's pixels.
     pub boxes: Array2<f32>,
-    /// Labels (indices into the class list, >= 1), one per box.
+    /// Labels (indices into the class list, >= 1; [`DIFFICULT`] for difficult objects), one
+    /// per box.
     pub labels: Vec<usize>,
 }
 

@@ -20,8 +20,9 @@ use crate::detection::box_coder::BoxCoder;
 use crate::detection::proposals::{filter_proposals, ProposalConfig};
 use crate::model::FasterRcnn;
 use crate::nn::Grads;
+use crate::train::data::DIFFICULT;
 use crate::train::losses::{head_loss, rpn_loss};
-use crate::train::targets::{assign_anchors, assign_rois, sample_labels};
+use crate::train::targets::{assign_anchors, assign_rois, ignore_near, sample_labels};
 use ndarray::{Array2, Array4, ArrayView2, Axis};
 
 pub use crate::train::targets::Sampling;
@@ -115,6 +116,9 @@ pub fn loss_and_grads(
     std::collections::BTreeMap<String, ndarray::ArrayD<f32>>,
 ) {
     let (_, _, h, w) = x.dim();
+    // Difficult objects (label DIFFICULT) are not targets; what overlaps them is not background.
+    let (gt_boxes, gt_labels, ignore) = split_difficult(gt_boxes, gt_labels);
+    let (gt_boxes, gt_labels) = (gt_boxes.view(), &gt_labels[..]);
     let t = cfg.trainable_layers.min(5);
     let train_layer4 = stage_trainable(t, 4);
     let train_feat = stage_trainable(t, 3);
@@ -145,7 +149,8 @@ pub fn loss_and_grads(
 
     // RPN: anchor targets, sample, losses, backward.
     if cfg.phase != Phase::HeadOnly {
-        let a = assign_anchors(anchors.view(), gt_boxes, cfg.rpn_fg_iou, cfg.rpn_bg_iou);
+        let mut a = assign_anchors(anchors.view(), gt_boxes, cfg.rpn_fg_iou, cfg.rpn_bg_iou);
+        ignore_near(&mut a.labels, anchors.view(), ignore.view(), cfg.rpn_bg_iou);
         let sampled = sample_labels(
             &a.labels,
             cfg.rpn_batch,
@@ -186,7 +191,8 @@ pub fn loss_and_grads(
 
     // RoI head: proposals + GT, targets, sample, forward on the sample, losses, backward.
     if cfg.phase != Phase::RpnOnly {
-        let (rois, a) = assign_rois(proposals.view(), gt_boxes, gt_labels, cfg.roi_fg_iou);
+        let (rois, mut a) = assign_rois(proposals.view(), gt_boxes, gt_labels, cfg.roi_fg_iou);
+        ignore_near(&mut a.labels, rois.view(), ignore.view(), cfg.roi_fg_iou);
         let sampled = sample_labels(
             &a.labels,
             cfg.roi_batch,
@@ -232,6 +238,26 @@ pub fn loss_and_grads(
             .or_insert_with(|| ndarray::ArrayD::zeros(shape));
     }
     (losses, grads)
+}
+
+/// `(targets [G, 4], their labels, difficult boxes [D, 4])` of a ground truth whose difficult
+/// objects carry the label [`DIFFICULT`].
+fn split_difficult(
+    boxes: ArrayView2<f32>,
+    labels: &[usize],
+) -> (Array2<f32>, Vec<usize>, Array2<f32>) {
+    assert_eq!(boxes.nrows(), labels.len(), "one label per GT box");
+    let keep: Vec<usize> = (0..labels.len())
+        .filter(|&i| labels[i] != DIFFICULT)
+        .collect();
+    let drop: Vec<usize> = (0..labels.len())
+        .filter(|&i| labels[i] == DIFFICULT)
+        .collect();
+    (
+        boxes.select(Axis(0), &keep),
+        keep.iter().map(|&i| labels[i]).collect(),
+        boxes.select(Axis(0), &drop),
+    )
 }
 
 /// Names and shapes of the weights a step with `trainable_layers`, `train_bn` and `phase`

@@ -150,6 +150,32 @@ pub fn assign_rois(
     (rois, a)
 }
 
+/// Background elements (label 0) of `boxes` `[N, 4]` that overlap a difficult object of
+/// `ignore` `[D, 4]` with IoU `>= thresh` become ignored (-1): a detection of an object no
+/// annotator could see is neither right nor wrong (the VOC devkit's rule for `<difficult>`,
+/// carried into training; torchvision has no such objects). Foreground labels are kept.
+pub fn ignore_near(
+    labels: &mut [i64],
+    boxes: ArrayView2<f32>,
+    ignore: ArrayView2<f32>,
+    thresh: f32,
+) {
+    assert_eq!(
+        labels.len(),
+        boxes.nrows(),
+        "ignore_near: one label per box"
+    );
+    if ignore.nrows() == 0 {
+        return;
+    }
+    let iou = box_iou(ignore, boxes); // [D, N]
+    for (j, l) in labels.iter_mut().enumerate() {
+        if *l == 0 && iou.column(j).iter().any(|&v| v >= thresh) {
+            *l = -1;
+        }
+    }
+}
+
 /// torchvision's `BalancedPositiveNegativeSampler` for one image: the sampled indices in
 /// increasing order.
 pub fn sample_labels(
@@ -181,6 +207,31 @@ pub fn sample_labels(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ignore_near_turns_only_overlapping_background_to_ignored() {
+        // Element 0 overlaps the difficult box (IoU 0.81), element 1 too but is foreground,
+        // element 2 is far away, element 3 overlaps it below the threshold (IoU 0.31).
+        let boxes = array![
+            [0.0f32, 0.0, 9.0, 10.0],
+            [0.0, 0.0, 10.0, 10.0],
+            [50.0, 50.0, 60.0, 60.0],
+            [5.0, 0.0, 15.0, 10.0]
+        ];
+        let ignore = array![[0.0f32, 0.0, 10.0, 9.0]];
+        let mut labels = vec![0i64, 1, 0, 0];
+        ignore_near(&mut labels, boxes.view(), ignore.view(), 0.5);
+        assert_eq!(labels, vec![-1, 1, 0, 0]);
+        // No difficult object: unchanged.
+        let mut labels = vec![0i64, 1, 0, 0];
+        ignore_near(
+            &mut labels,
+            boxes.view(),
+            Array2::<f32>::zeros((0, 4)).view(),
+            0.5,
+        );
+        assert_eq!(labels, vec![0, 1, 0, 0]);
+    }
     use ndarray::array;
     use rand::SeedableRng;
 
