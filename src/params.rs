@@ -39,7 +39,8 @@ macro_rules! visitor {
     ($View:ident, $view:ident $(, $m:tt)?) => {
         use super::Kind;
         use crate::backbone::{Backbone, Bottleneck, ConvBn, Stage};
-        use crate::model::{FasterRcnn, RoiHead, RpnHead};
+        use crate::detection::{roi_head::RoiHead, rpn_head::RpnHead};
+        use crate::model::FasterRcnn;
         use crate::nn::{Conv2d, FrozenBatchNorm2d, Linear};
         use ndarray::$View;
 
