@@ -55,26 +55,8 @@ pub struct Args {
     /// `score_thresh_3d` when recorded; else 0.5).
     #[arg(long)]
     pub score_thresh: Option<f32>,
-    /// Short side of the network input in pixels (default: the size the model was trained at,
-    /// from its metadata, else 600).
-    #[arg(long)]
-    pub size: Option<usize>,
-    /// Upper bound of the long side (default 1000/600 of the short side).
-    #[arg(long)]
-    pub max_size: Option<usize>,
-    /// nm per pixel of the input files, overriding what they record (MRC header voxel size,
-    /// TIFF resolution tags or ImageJ description, PNG pHYs). With a known pixel size and a
-    /// model that records its own (`pixel_size_nm`), the image is resampled to the model's pixel
-    /// size; otherwise --size applies.
-    #[arg(long, value_name = "NM")]
-    pub pixel_size: Option<f32>,
-    /// Cap of the network input's long side when the pixel size sets the scale.
-    #[arg(long, value_name = "PX", default_value_t = crate::pipeline::MAX_INPUT)]
-    pub max_input: usize,
-    /// Skip the study's bilateral filter + histogram equalization (models trained without it
-    /// skip it by default, from their metadata).
-    #[arg(long)]
-    pub no_preprocess: bool,
+    #[command(flatten)]
+    pub scale: super::InputScaleArgs,
     /// Output formats besides JSON: any of json,csv,voc (comma-separated).
     #[arg(long, default_value = "json,csv")]
     pub format: String,
@@ -362,12 +344,12 @@ pub fn run(args: Args) -> Result<()> {
     let cfg = PipelineConfig::for_detect(
         &model,
         &DetectOptions {
-            size: args.size,
-            max_size: args.max_size,
-            preprocess: args.no_preprocess.then_some(false),
+            size: args.scale.size,
+            max_size: args.scale.max_size,
+            preprocess: args.scale.no_preprocess.then_some(false),
             score_thresh: args.score_thresh,
-            pixel_size: args.pixel_size,
-            max_input: Some(args.max_input),
+            pixel_size: args.scale.pixel_size,
+            max_input: Some(args.scale.max_input),
             three_d: args.three_d,
         },
     )?;

@@ -93,6 +93,24 @@ pub struct Losses {
 }
 
 impl Losses {
+    /// torchvision's names of the four losses, in the order of [`Losses::values`].
+    pub const NAMES: [&'static str; 4] = [
+        "loss_objectness",
+        "loss_rpn_box_reg",
+        "loss_classifier",
+        "loss_box_reg",
+    ];
+
+    /// `[objectness, rpn_box_reg, classifier, box_reg]`.
+    pub fn values(&self) -> [f32; 4] {
+        [
+            self.objectness,
+            self.rpn_box_reg,
+            self.classifier,
+            self.box_reg,
+        ]
+    }
+
     /// Sum with all weights lambda = 1.
     pub fn total(&self) -> f32 {
         self.objectness + self.rpn_box_reg + self.classifier + self.box_reg

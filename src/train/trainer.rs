@@ -721,15 +721,13 @@ fn run_loop(
             state.epoch_loss_n += 1;
             let dt = t0.elapsed().as_secs_f64();
             state.seconds = start_seconds + started.elapsed().as_secs_f64();
+            let v = losses.values();
+            let cols: String = v.iter().map(|l| format!("{l},")).collect();
             writeln!(
                 csv,
-                "{},{},{},{},{},{},{},{:e},{:.4}",
+                "{},{},{cols}{},{:e},{:.4}",
                 state.epoch + 1,
                 state.iteration,
-                losses.objectness,
-                losses.rpn_box_reg,
-                losses.classifier,
-                losses.box_reg,
                 total,
                 adam.config.lr,
                 dt
@@ -740,20 +738,22 @@ fn run_loop(
             let per_iter = ema.map_or(dt, |p| 0.9 * p + 0.1 * dt);
             ema = Some(per_iter);
             eprintln!(
-                "epoch {}/{} iter {}/{} ({}) | obj {:.4} rpn_box {:.4} cls {:.4} box {:.4} total {:.4} | {:.2} img/s ETA {}",
+                "epoch {}/{} iter {}/{} ({}) |{} total {total:.4} | {:.2} img/s ETA {}",
                 state.epoch + 1,
                 o.epochs,
                 state.pos,
                 n,
                 state.iteration,
-                losses.objectness,
-                losses.rpn_box_reg,
-                losses.classifier,
-                losses.box_reg,
-                total,
+                ["obj", "rpn_box", "cls", "box"]
+                    .iter()
+                    .zip(v)
+                    .map(|(n, l)| format!(" {n} {l:.4}"))
+                    .collect::<String>(),
                 1.0 / per_iter,
-                hms(per_iter * total_iters.saturating_sub(state.iteration) as f64
-                    + val_secs * (o.epochs - state.epoch) as f64)
+                hms(
+                    per_iter * total_iters.saturating_sub(state.iteration) as f64
+                        + val_secs * (o.epochs - state.epoch) as f64
+                )
             );
         }
         let mean = state.epoch_loss_sum / state.epoch_loss_n.max(1) as f64;
