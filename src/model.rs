@@ -38,6 +38,26 @@ pub struct Trace {
 }
 
 impl Trace {
+    /// The names of a trace, in the order of the forward pass (as `tools/torch_reference.py`'s
+    /// `TRACE_NAMES`).
+    pub const NAMES: [&'static str; 15] = [
+        "input",
+        "backbone.stem",
+        "backbone.layer1",
+        "backbone.layer2",
+        "backbone.layer3",
+        "rpn.cls_logits",
+        "rpn.bbox_pred",
+        "rpn.proposals",
+        "roi_pool",
+        "head.pooled",
+        "head.cls_score",
+        "head.bbox_pred",
+        "detections.boxes",
+        "detections.scores",
+        "detections.labels",
+    ];
+
     pub(crate) fn push(&mut self, name: &str, t: ArrayD<f32>) {
         self.tensors.push((name.to_string(), t));
     }

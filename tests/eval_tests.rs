@@ -159,22 +159,11 @@ fn ap_matches_pycocotools_and_voc_devkit() {
         COCO_TOL,
         "COCO 101-point (maxDets unbounded)",
     );
-    let a = report
-        .per_class
-        .iter()
-        .find(|c| c.class == "mito")
-        .unwrap()
-        .per_iou[0]
-        .ap_coco101
-        .unwrap();
-    let b = report_all
-        .per_class
-        .iter()
-        .find(|c| c.class == "mito")
-        .unwrap()
-        .per_iou[0]
-        .ap_coco101
-        .unwrap();
+    let mito_ap = |r: &cryodet::eval::EvalReport| {
+        let mito = r.per_class.iter().find(|c| c.class == "mito").unwrap();
+        mito.per_iou[0].ap_coco101.unwrap()
+    };
+    let (a, b) = (mito_ap(&report), mito_ap(&report_all));
     assert!(
         (a - b).abs() > 1e-3,
         "maxDets should matter on this fixture: {a} vs {b}"

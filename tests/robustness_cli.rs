@@ -580,25 +580,24 @@ fn weights_malformed_files() {
     );
 
     let (tensors, meta) = fixture_tensors();
+    // Saves the tensors `t` with metadata `m` as `name`; detect with it fails with `expected`.
+    let variant_fails = |name: &str, t: &[(String, ArrayD<f32>)], m: &_, expected: &[&str]| {
+        save_variant(&d.join(name), t, m);
+        detect_with(name, expected);
+    };
     // 39. missing tensor
     let t: Vec<_> = tensors
         .iter()
         .filter(|(n, _)| n != "head.bbox_pred.bias")
         .cloned()
         .collect();
-    save_variant(&d.join("missing.safetensors"), &t, &meta);
-    detect_with(
-        "missing.safetensors",
-        &["missing tensor `head.bbox_pred.bias`"],
-    );
+    let want = ["missing tensor `head.bbox_pred.bias`"];
+    variant_fails("missing.safetensors", &t, &meta, &want);
     // 40. extra tensor
     let mut t = tensors.clone();
     t.push(("head.extra.weight".into(), ArrayD::zeros(vec![3, 2])));
-    save_variant(&d.join("extra.safetensors"), &t, &meta);
-    detect_with(
-        "extra.safetensors",
-        &["1 unexpected tensor(s)", "`head.extra.weight` [3, 2]"],
-    );
+    let want = ["1 unexpected tensor(s)", "`head.extra.weight` [3, 2]"];
+    variant_fails("extra.safetensors", &t, &meta, &want);
     // 41. mis-shaped tensor
     let mut t = tensors.clone();
     let i = t
@@ -607,39 +606,37 @@ fn weights_malformed_files() {
         .unwrap();
     let k = t[i].1.len();
     t[i].1 = ArrayD::zeros(vec![k + 1]);
-    save_variant(&d.join("misshaped.safetensors"), &t, &meta);
-    detect_with(
-        "misshaped.safetensors",
-        &[&format!(
-            "tensor `head.cls_score.bias` has shape [{}], expected [{k}]",
-            k + 1
-        )],
+    let want = format!(
+        "tensor `head.cls_score.bias` has shape [{}], expected [{k}]",
+        k + 1
     );
+    variant_fails("misshaped.safetensors", &t, &meta, &[&want]);
     // 42. NaN in a tensor
     let mut t = tensors.clone();
     let i = t.iter().position(|(n, _)| n == "rpn.conv.weight").unwrap();
     t[i].1.as_slice_mut().unwrap()[3] = f32::NAN;
-    save_variant(&d.join("nan.safetensors"), &t, &meta);
-    detect_with(
-        "nan.safetensors",
-        &["tensor `rpn.conv.weight` contains NaN or Inf"],
-    );
-    // 43. `classes` metadata naming the wrong number of classes
-    let mut m = meta.clone();
-    m.insert("classes".into(), "__background__,a,b,c,d,e,f".into());
-    save_variant(&d.join("classes.safetensors"), &tensors, &m);
-    detect_with(
-        "classes.safetensors",
-        &["metadata `classes` names 7 classes"],
-    );
-    // 44. `bn_eps` metadata that is not a number
-    let mut m = meta.clone();
-    m.insert("bn_eps".into(), "tiny".into());
-    save_variant(&d.join("bneps.safetensors"), &tensors, &m);
-    detect_with(
-        "bneps.safetensors",
-        &["metadata `bn_eps` = \"tiny\" is not a number >= 0"],
-    );
+    let want = ["tensor `rpn.conv.weight` contains NaN or Inf"];
+    variant_fails("nan.safetensors", &t, &meta, &want);
+    // 43. `classes` metadata naming the wrong number of classes;
+    // 44. `bn_eps` metadata that is not a number.
+    for (name, key, value, want) in [
+        (
+            "classes.safetensors",
+            "classes",
+            "__background__,a,b,c,d,e,f",
+            "metadata `classes` names 7 classes",
+        ),
+        (
+            "bneps.safetensors",
+            "bn_eps",
+            "tiny",
+            "metadata `bn_eps` = \"tiny\" is not a number >= 0",
+        ),
+    ] {
+        let mut m = meta.clone();
+        m.insert(key.into(), value.into());
+        variant_fails(name, &tensors, &m, &[want]);
+    }
 }
 
 // ----------------------------------------------------------------------------------------------

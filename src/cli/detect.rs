@@ -21,7 +21,7 @@
 //! and renamed into place when the input is done; a failing input leaves no output of its own.
 //! A failing input is reported on one line and skipped; the exit code is non-zero if any failed.
 
-use crate::draw::{draw_rect, draw_text, gray_to_rgb};
+use crate::draw::{self, gray_to_rgb, Mark, GT_COLOR, PRED_COLOR};
 use crate::error::{Error, Result};
 use crate::io::detections::{
     write_csv, write_json, Detection, ImageDetections, SliceDetections, StackDetections,
@@ -639,29 +639,23 @@ fn read_gt(dir: Option<&Path>, name: &str) -> Result<Vec<[f32; 4]>> {
         .collect())
 }
 
-/// The image with ground truth (red) and predictions (blue, with label and score) drawn.
+/// The image with ground truth (red) and predictions (blue, with label and score) drawn
+/// ([`crate::draw::overlay`]).
 pub fn overlay(unit: &Array2<f32>, dets: &[Detection], gt: &[[f32; 4]]) -> ::image::RgbImage {
-    let mut img = gray_to_rgb(unit.view());
-    let (h, w) = unit.dim();
-    let thick = ((h.max(w) / 400) as u32).max(2);
-    let scale = ((h.max(w) / 500) as u32).max(1);
-    for b in gt {
-        draw_rect(&mut img, *b, [230, 30, 30], thick);
-    }
-    for d in dets {
-        draw_rect(&mut img, d.bbox, [40, 110, 255], thick);
-        let text = format!("{} {:.2}", d.label, d.score);
-        let ty = (d.bbox[1] as i32 - 9 * scale as i32 - 2).max(0);
-        draw_text(
-            &mut img,
-            d.bbox[0] as i32 + 2,
-            ty,
-            &text,
-            [40, 110, 255],
-            scale,
-        );
-    }
-    img
+    let gt = gt.iter().map(|&bbox| Mark {
+        bbox,
+        color: GT_COLOR,
+        label: None,
+    });
+    let dets = dets.iter().map(|d| Mark {
+        bbox: d.bbox,
+        color: PRED_COLOR,
+        label: Some(format!("{} {:.2}", d.label, d.score)),
+    });
+    draw::overlay(
+        gray_to_rgb(unit.view()),
+        &gt.chain(dets).collect::<Vec<_>>(),
+    )
 }
 
 fn save_png(path: &Path, img: &::image::RgbImage) -> Result<()> {

@@ -35,6 +35,17 @@ def _e2(d, p, dz):
     return aa_sigma2(p, dz, gz)
 
 
+def _cube(c, m):
+    """The box (x0, x1, y0, y1, z0, z1) reaching m from the centre c."""
+    return (c[0] - m, c[0] + m, c[1] - m, c[1] + m, c[2] - m, c[2] + m)
+
+
+def _walled(mem, d, p, dz, lumen):
+    """The membrane mem on the surface d = 0 around a lumen of density lumen: (rho, e2)."""
+    e2 = _e2(d, p, dz)
+    return mem(d, e2) + smooth_inside(d, e2) * lumen, e2
+
+
 class Vesicle:
     name = "vesicle"
     cull = 1.0
@@ -45,15 +56,14 @@ class Vesicle:
         self.lumen = rng.uniform(-0.03, 0.15) * V_PROTEIN
         self.coat = rng.uniform(0.4, 0.8) * V_PROTEIN * 8.0 if coated else 0.0
         m = R + (22 if coated else 5)
-        self.box = (c[0] - m, c[0] + m, c[1] - m, c[1] + m, c[2] - m, c[2] + m)
+        self.box = _cube(c, m)
 
     def sdf_points(self, P):
         return shapes.sphere(P[:, 0], P[:, 1], P[:, 2], self.c, self.R)
 
     def density(self, x, y, z, p, dz):
         d = shapes.sphere(x, y, z, self.c, self.R)
-        e2 = _e2(d, p, dz)
-        rho = self.mem(d, e2) + smooth_inside(d, e2) * self.lumen
+        rho, e2 = _walled(self.mem, d, p, dz, self.lumen)
         if self.coat:
             rho = rho + self.coat * gauss(d - 12.0, np.sqrt(16.0 + e2))
         return rho.astype(np.float32), None
@@ -74,15 +84,14 @@ class MVB:
             v = shapes.unit(rng.normal(size=3)) * rng.uniform(0, max(R - r - 10, 1)) * rng.uniform(0.3, 1) ** 0.3
             self.inner.append((self.c + v, r, Bilayer(rng), rho_cyto + rng.uniform(-0.03, 0.15) * V_PROTEIN))
         m = R + 5
-        self.box = (c[0] - m, c[0] + m, c[1] - m, c[1] + m, c[2] - m, c[2] + m)
+        self.box = _cube(c, m)
 
     def sdf_points(self, P):
         return shapes.sphere(P[:, 0], P[:, 1], P[:, 2], self.c, self.R)
 
     def density(self, x, y, z, p, dz):
         d = shapes.sphere(x, y, z, self.c, self.R)
-        e2 = _e2(d, p, dz)
-        rho = self.mem(d, e2) + smooth_inside(d, e2) * self.lumen
+        rho, e2 = _walled(self.mem, d, p, dz, self.lumen)
         for c, r, mem, lum in self.inner:
             di = shapes.sphere(x, y, z, c, r)
             # intraluminal vesicle: its lumen replaces the MVB lumen
@@ -100,15 +109,14 @@ class LipidDroplet:
         self.mem = Monolayer(rng)
         self.core = rng.uniform(-0.1, 0.06) * V_PROTEIN
         m = max(axes) + 5
-        self.box = (c[0] - m, c[0] + m, c[1] - m, c[1] + m, c[2] - m, c[2] + m)
+        self.box = _cube(c, m)
 
     def sdf_points(self, P):
         return shapes.ellipsoid(P[:, 0], P[:, 1], P[:, 2], self.c, self.axes, self.rot)
 
     def density(self, x, y, z, p, dz):
         d = shapes.ellipsoid(x, y, z, self.c, self.axes, self.rot)
-        e2 = _e2(d, p, dz)
-        rho = self.mem(d, e2) + smooth_inside(d, e2) * self.core
+        rho, e2 = _walled(self.mem, d, p, dz, self.core)
         return rho.astype(np.float32), None
 
 
@@ -127,7 +135,7 @@ class DoubleMembraneBody:
         self.between = rng.uniform(-0.03, 0.08) * V_PROTEIN
         self.inside = rng.uniform(0.0, 0.12) * V_PROTEIN
         m = max(axes) + 5
-        self.box = (c[0] - m, c[0] + m, c[1] - m, c[1] + m, c[2] - m, c[2] + m)
+        self.box = _cube(c, m)
 
     def sdf_points(self, P):
         return shapes.ellipsoid(P[:, 0], P[:, 1], P[:, 2], self.c, self.axes, self.rot)
@@ -167,8 +175,7 @@ class ERTube:
         d = shapes.polyline_distance(x, y, z, self.pts, ids) - self.r
         if d.min() > 8:
             return None, None
-        e2 = _e2(d, p, dz)
-        rho = self.mem(d, e2) + smooth_inside(d, e2) * self.lumen
+        rho, e2 = _walled(self.mem, d, p, dz, self.lumen)
         return rho.astype(np.float32), None
 
 
@@ -181,7 +188,7 @@ class ERSheet:
         self.mem = Bilayer(rng)
         self.lumen = rng.uniform(-0.03, 0.15) * V_PROTEIN
         m = R + h + 5
-        self.box = (c[0] - m, c[0] + m, c[1] - m, c[1] + m, c[2] - m, c[2] + m)
+        self.box = _cube(c, m)
 
     def sdf_points(self, P):
         return shapes.rounded_disk(P[:, 0], P[:, 1], P[:, 2], self.c, self.n, self.h, self.R)
@@ -190,8 +197,7 @@ class ERSheet:
         d = shapes.rounded_disk(x, y, z, self.c, self.n, self.h, self.R)
         if d.min() > 8:
             return None, None
-        e2 = _e2(d, p, dz)
-        rho = self.mem(d, e2) + smooth_inside(d, e2) * self.lumen
+        rho, e2 = _walled(self.mem, d, p, dz, self.lumen)
         return rho.astype(np.float32), None
 
 
