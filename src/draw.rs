@@ -352,8 +352,9 @@ pub fn overlay(mut base: RgbImage, marks: &[Mark]) -> RgbImage {
     base
 }
 
-/// Distinct colours for plot series (blue, orange, green, red, purple, brown, pink, gray).
-pub const PALETTE: [[u8; 3]; 8] = [
+/// The one palette of distinct colours (matplotlib's tab10: blue, orange, green, red, purple,
+/// brown, pink, gray, olive, cyan), for plot series and for the objects of a montage.
+pub const PALETTE: [[u8; 3]; 10] = [
     [31, 119, 180],
     [255, 127, 14],
     [44, 160, 44],
@@ -362,6 +363,8 @@ pub const PALETTE: [[u8; 3]; 8] = [
     [140, 86, 75],
     [227, 119, 194],
     [127, 127, 127],
+    [188, 189, 34],
+    [23, 190, 207],
 ];
 
 /// One curve of a [`line_plot`].
