@@ -375,6 +375,12 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
+    let run = Run {
+        model: &model,
+        args: &args,
+        cfg: &cfg,
+        formats: &formats,
+    };
     let n = jobs.len();
     let mut failures: Vec<String> = Vec::new();
     let t_all = Instant::now();
@@ -382,10 +388,8 @@ pub fn run(args: Args) -> Result<()> {
         let t0 = Instant::now();
         let result = Staging::new(&args.out, name).and_then(|mut stage| {
             let summary = match open_stack(input, &args)? {
-                Some(stack) => detect_stack(
-                    &model, input, &stack, name, &args, &cfg, &formats, &mut stage,
-                )?,
-                None => detect_image(&model, input, name, &args, &cfg, &formats, &mut stage)?,
+                Some(stack) => detect_stack(&run, input, &stack, name, &mut stage)?,
+                None => detect_image(&run, input, name, &mut stage)?,
             };
             stage.commit()?;
             Ok(summary)
@@ -539,16 +543,22 @@ fn read_checked(
     Ok(img)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn detect_image(
-    model: &FasterRcnn,
-    input: &Path,
-    name: &str,
-    args: &Args,
-    cfg: &PipelineConfig,
-    formats: &Formats,
-    stage: &mut Staging,
-) -> Result<String> {
+/// What every input of one run shares: the model, the options, the pipeline, the formats.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    model: &'a FasterRcnn,
+    args: &'a Args,
+    cfg: &'a PipelineConfig,
+    formats: &'a Formats,
+}
+
+fn detect_image(run: &Run, input: &Path, name: &str, stage: &mut Staging) -> Result<String> {
+    let Run {
+        model,
+        args,
+        cfg,
+        formats,
+    } = *run;
     if !image::is_image_path(input) && !image::is_tiff_file(input) {
         if let Ok(c) = mrc::compression_of(input) {
             if c != mrc::Compression::None {
@@ -696,47 +706,26 @@ fn scaled_objects(objects: &[volume::Object3d], scale: f32) -> Vec<volume::Objec
     out
 }
 
-#[allow(clippy::too_many_arguments)]
 fn detect_stack(
-    model: &FasterRcnn,
+    run: &Run,
     input: &Path,
     stack: &Stack,
     name: &str,
-    args: &Args,
-    cfg: &PipelineConfig,
-    formats: &Formats,
     stage: &mut Staging,
 ) -> Result<String> {
+    let Run {
+        model,
+        args,
+        cfg,
+        formats,
+    } = *run;
     let (nz, ny, nx) = stack.dims();
-    let pixel = match (cfg.pixel_size, stack) {
-        (Some(nm), _) => Some(PixelSize {
-            nm,
-            source: "--pixel-size",
-        }),
-        (None, Stack::Mrc(r)) => crate::io::pixel_size::mrc_pixel_size(r.header.voxel_size[0]),
-        (None, Stack::Tiff { .. }) => cfg.pixel_size_of(input)?,
-    };
+    let pixel = stack_pixel_size(cfg, stack, input)?;
     let range = match &args.slices {
         Some(s) => parse_slices(s, nz)?,
         None => 0..nz,
     };
-    let tilts = match volume::tilt_file_for(input) {
-        Some(t) => {
-            let a = volume::read_tilt_angles(&t)?;
-            if a.len() != nz {
-                eprintln!(
-                    "warning: {}: {} tilt angles for {} images; ignored",
-                    t.display(),
-                    a.len(),
-                    nz
-                );
-                None
-            } else {
-                Some(a)
-            }
-        }
-        None => None,
-    };
+    let tilts = tilt_angles(input, nz)?;
     let mut slices = Vec::new();
     let mut units: Vec<(usize, Array2<f32>)> = Vec::new();
     let zs: Vec<usize> = range.clone().step_by(args.stride.max(1)).collect();
@@ -807,7 +796,75 @@ fn detect_stack(
         depth: nz as u32,
         slices,
     };
-    write_json(stage.file(format!("{name}.json")), &stack_dets)?;
+    write_stack_tables(stage, name, input, &stack_dets, formats, tilts.as_deref())?;
+    let total: usize = stack_dets.slices.iter().map(|s| s.detections.len()).sum();
+    if !args.three_d {
+        return Ok(format!(
+            "{} slice(s), {total} detection(s)",
+            stack_dets.slices.len()
+        ));
+    }
+    let objects = write_objects(run, stage, name, &stack_dets, &units, montage_scale)?;
+    if args.label_volume {
+        volume::write_label_volume(
+            &stage.file(format!("{name}.labels.mrc")),
+            &objects,
+            (nz, ny, nx),
+            &stack.geometry(pixel),
+        )?;
+    }
+    Ok(format!(
+        "{} slice(s), {total} detection(s), {} 3D object(s)",
+        stack_dets.slices.len(),
+        objects.len()
+    ))
+}
+
+/// The pixel size of a stack: `--pixel-size`, else the MRC header's, else the TIFF's tags.
+fn stack_pixel_size(
+    cfg: &PipelineConfig,
+    stack: &Stack,
+    input: &Path,
+) -> Result<Option<PixelSize>> {
+    Ok(match (cfg.pixel_size, stack) {
+        (Some(nm), _) => Some(PixelSize {
+            nm,
+            source: "--pixel-size",
+        }),
+        (None, Stack::Mrc(r)) => crate::io::pixel_size::mrc_pixel_size(r.header.voxel_size[0]),
+        (None, Stack::Tiff { .. }) => cfg.pixel_size_of(input)?,
+    })
+}
+
+/// The tilt angles of the IMOD `.tlt` / `.rawtlt` file beside `input`, if there is one with
+/// `nz` angles (one with another count is ignored, with a warning).
+fn tilt_angles(input: &Path, nz: usize) -> Result<Option<Vec<f32>>> {
+    let Some(t) = volume::tilt_file_for(input) else {
+        return Ok(None);
+    };
+    let a = volume::read_tilt_angles(&t)?;
+    if a.len() != nz {
+        eprintln!(
+            "warning: {}: {} tilt angles for {} images; ignored",
+            t.display(),
+            a.len(),
+            nz
+        );
+        return Ok(None);
+    }
+    Ok(Some(a))
+}
+
+/// `NAME.json`, `NAME.csv` (by `formats`) and, with tilt angles, `NAME.tilts.csv` of a stack.
+fn write_stack_tables(
+    stage: &mut Staging,
+    name: &str,
+    input: &Path,
+    stack_dets: &StackDetections,
+    formats: &Formats,
+    tilts: Option<&[f32]>,
+) -> Result<()> {
+    write_json(stage.file(format!("{name}.json")), stack_dets)?;
     if formats.csv {
         let rows: Vec<_> = stack_dets
             .slices
@@ -820,7 +877,7 @@ fn detect_stack(
             .collect();
         write_csv(stage.file(format!("{name}.csv")), &rows)?;
     }
-    if let Some(a) = &tilts {
+    if let Some(a) = tilts {
         let mut text = String::from("z,tilt_angle,detections\n");
         for s in &stack_dets.slices {
             text.push_str(&format!("{},{},{}\n", s.z, a[s.z], s.detections.len()));
@@ -828,15 +885,22 @@ fn detect_stack(
         let p = stage.file(format!("{name}.tilts.csv"));
         std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
     }
-    let total: usize = stack_dets.slices.iter().map(|s| s.detections.len()).sum();
-    if !args.three_d {
-        return Ok(format!(
-            "{} slice(s), {total} detection(s)",
-            stack_dets.slices.len()
-        ));
-    }
+    Ok(())
+}
+
+/// --3d: links the slices' boxes into objects and writes `NAME.objects.{json,csv,txt}` and
+/// `NAME.montage.png` (the tiles `units`, downscaled by `montage_scale`); returns the objects.
+fn write_objects(
+    run: &Run,
+    stage: &mut Staging,
+    name: &str,
+    stack_dets: &StackDetections,
+    units: &[(usize, Array2<f32>)],
+    montage_scale: f32,
+) -> Result<Vec<volume::Object3d>> {
+    let Run { model, args, .. } = *run;
     let link = args.link.config(args.stride)?;
-    let objects = volume::link_slices(&volume::slice_boxes(&stack_dets), &link);
+    let objects = volume::link_slices(&volume::slice_boxes(stack_dets), &link);
     volume::write_objects_json(
         &stage.file(format!("{name}.objects.json")),
         &objects,
@@ -856,19 +920,7 @@ fn detect_stack(
     }
     save_png(
         &stage.file(format!("{name}.montage.png")),
-        &volume::montage(&units, &scaled_objects(&objects, montage_scale), 1, 4),
+        &volume::montage(units, &scaled_objects(&objects, montage_scale), 1, 4),
     )?;
-    if args.label_volume {
-        volume::write_label_volume(
-            &stage.file(format!("{name}.labels.mrc")),
-            &objects,
-            (nz, ny, nx),
-            &stack.geometry(pixel),
-        )?;
-    }
-    Ok(format!(
-        "{} slice(s), {total} detection(s), {} 3D object(s)",
-        stack_dets.slices.len(),
-        objects.len()
-    ))
+    Ok(objects)
 }
