@@ -164,31 +164,25 @@ fn mrc_malformed_headers_and_sizes() {
         err.contains("trailing.mrc: 10 byte(s) after the voxel data"),
         "{err}"
     );
-    // 4. unsupported mode
-    let mut b = good.clone();
-    put_i32(&mut b, 12, 3);
-    info_fails(&d, "mode3.mrc", &b, &["unsupported MRC mode 3"]);
-    // 5. negative nx
-    let mut b = good.clone();
-    put_i32(&mut b, 0, -6);
-    info_fails(&d, "neg_nx.mrc", &b, &["invalid MRC header: nx = -6"]);
-    // 6. zero ny
-    let mut b = good.clone();
-    put_i32(&mut b, 4, 0);
-    info_fails(&d, "zero_ny.mrc", &b, &["invalid MRC header: ny = 0"]);
-    // 7. negative nsymbt
-    let mut b = good.clone();
-    put_i32(&mut b, 92, -4);
-    info_fails(&d, "neg_nsymbt.mrc", &b, &["nsymbt = -4"]);
-    // 8. nsymbt larger than the file
-    let mut b = good.clone();
-    put_i32(&mut b, 92, 1 << 30);
-    info_fails(
-        &d,
-        "big_nsymbt.mrc",
-        &b,
-        &["1073741824 bytes of extended", "truncated?"],
-    );
+    // 4. unsupported mode; 5. negative nx; 6. zero ny; 7. negative nsymbt; 8. nsymbt larger
+    // than the file: the i32 at byte `at` set to `v`.
+    let cases: [(&str, usize, i32, &[&str]); 5] = [
+        ("mode3.mrc", 12, 3, &["unsupported MRC mode 3"]),
+        ("neg_nx.mrc", 0, -6, &["invalid MRC header: nx = -6"]),
+        ("zero_ny.mrc", 4, 0, &["invalid MRC header: ny = 0"]),
+        ("neg_nsymbt.mrc", 92, -4, &["nsymbt = -4"]),
+        (
+            "big_nsymbt.mrc",
+            92,
+            1 << 30,
+            &["1073741824 bytes of extended", "truncated?"],
+        ),
+    ];
+    for (name, at, v, want) in cases {
+        let mut b = good.clone();
+        put_i32(&mut b, at, v);
+        info_fails(&d, name, &b, want);
+    }
     // 9. unknown machine stamp and a header valid under no byte order
     let mut b = good.clone();
     b[212..216].copy_from_slice(&[0x12, 0x34, 0, 0]);

@@ -442,27 +442,15 @@ fn cli_writes_a_readable_dataset() {
     use cryodet::io::voc::read_voc;
     let out = cryodet::testutil::temp_dir("synth-cli");
     let args = Args {
-        out: out.clone(),
-        n: 5,
         size: Some(96),
         snr: Some(0.1),
         seed: 5,
-        groups: 2,
         bit_depth: 16,
         mrc_slices: Some(8),
-        min_mito: 1,
-        max_mito: 3,
         p_incomplete: 0.3,
-        pixel_nm: None,
-        preview: false,
         slice_images: true,
         classic: true,
-        families: vec![],
-        exclude_family: vec![],
-        pixel_nm_range: None,
-        fov_nm_range: None,
-        snr_range: None,
-        resume: false,
+        ..self::args(&out, 5)
     };
     run(args).expect("synth run");
     let mut cfg = SynthConfig::new((96, 96), 0.1, 5);

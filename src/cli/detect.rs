@@ -553,12 +553,7 @@ struct Run<'a> {
 }
 
 fn detect_image(run: &Run, input: &Path, name: &str, stage: &mut Staging) -> Result<String> {
-    let Run {
-        model,
-        args,
-        cfg,
-        formats,
-    } = *run;
+    let (model, args, cfg, formats) = (run.model, run.args, run.cfg, run.formats);
     if !image::is_image_path(input) && !image::is_tiff_file(input) {
         if let Ok(c) = mrc::compression_of(input) {
             if c != mrc::Compression::None {
@@ -713,12 +708,7 @@ fn detect_stack(
     name: &str,
     stage: &mut Staging,
 ) -> Result<String> {
-    let Run {
-        model,
-        args,
-        cfg,
-        formats,
-    } = *run;
+    let (model, args, cfg, formats) = (run.model, run.args, run.cfg, run.formats);
     let (nz, ny, nx) = stack.dims();
     let pixel = stack_pixel_size(cfg, stack, input)?;
     let range = match &args.slices {

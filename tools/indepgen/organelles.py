@@ -46,7 +46,21 @@ def _walled(mem, d, p, dz, lumen):
     return mem(d, e2) + smooth_inside(d, e2) * lumen, e2
 
 
-class Vesicle:
+class _Sphere:
+    """A membrane-bounded sphere: centre self.c, radius self.R, membrane self.mem, lumen density
+    self.lumen."""
+
+    def sdf_points(self, P):
+        return shapes.sphere(P[:, 0], P[:, 1], P[:, 2], self.c, self.R)
+
+    def _walled_sphere(self, x, y, z, p, dz):
+        """(d, rho, e2): the signed distance and the membrane + lumen potential."""
+        d = shapes.sphere(x, y, z, self.c, self.R)
+        rho, e2 = _walled(self.mem, d, p, dz, self.lumen)
+        return d, rho, e2
+
+
+class Vesicle(_Sphere):
     name = "vesicle"
     cull = 1.0
 
@@ -58,18 +72,14 @@ class Vesicle:
         m = R + (22 if coated else 5)
         self.box = _cube(c, m)
 
-    def sdf_points(self, P):
-        return shapes.sphere(P[:, 0], P[:, 1], P[:, 2], self.c, self.R)
-
     def density(self, x, y, z, p, dz):
-        d = shapes.sphere(x, y, z, self.c, self.R)
-        rho, e2 = _walled(self.mem, d, p, dz, self.lumen)
+        d, rho, e2 = self._walled_sphere(x, y, z, p, dz)
         if self.coat:
             rho = rho + self.coat * gauss(d - 12.0, np.sqrt(16.0 + e2))
         return rho.astype(np.float32), None
 
 
-class MVB:
+class MVB(_Sphere):
     name = "mvb"
     cull = 1.0
 
@@ -86,12 +96,8 @@ class MVB:
         m = R + 5
         self.box = _cube(c, m)
 
-    def sdf_points(self, P):
-        return shapes.sphere(P[:, 0], P[:, 1], P[:, 2], self.c, self.R)
-
     def density(self, x, y, z, p, dz):
-        d = shapes.sphere(x, y, z, self.c, self.R)
-        rho, e2 = _walled(self.mem, d, p, dz, self.lumen)
+        d, rho, e2 = self._walled_sphere(x, y, z, p, dz)
         for c, r, mem, lum in self.inner:
             di = shapes.sphere(x, y, z, c, r)
             # intraluminal vesicle: its lumen replaces the MVB lumen
