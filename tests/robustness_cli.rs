@@ -225,19 +225,11 @@ fn mrc_claiming_1e12_voxels_is_refused_fast_without_allocating() {
     }
     let p = d.join("huge.mrc");
     std::fs::write(&p, &b).unwrap();
-    // Under an address-space limit far below the claimed size: an allocation of the claimed
-    // size would abort (signal, not exit 1).
-    let cmd = format!(
-        "ulimit -v {HUGE_CLAIM_MAX_VMEM_KB}; exec '{}' info '{}'",
-        bin(),
-        s(&p)
-    );
     let t0 = Instant::now();
-    let out = Command::new("sh").args(["-c", &cmd]).output().unwrap();
+    let (code, err) = info_under_vmem_limit(&p);
     let dt = t0.elapsed();
-    let err = String::from_utf8_lossy(&out.stderr);
     check_failure(
-        out.status.code().unwrap_or(-1),
+        code,
         &err,
         &["info", s(&p)],
         &[
@@ -360,21 +352,30 @@ fn image_malformed_files() {
     assert_eq!(patched, 2, "ImageWidth/ImageLength tags not found");
     let p = d.join("huge_claim.tif");
     std::fs::write(&p, &tif).unwrap();
-    let cmd = format!(
-        "ulimit -v {HUGE_CLAIM_MAX_VMEM_KB}; exec '{}' info '{}'",
-        bin(),
-        s(&p)
-    );
-    let out = Command::new("sh").args(["-c", &cmd]).output().unwrap();
+    let (code, err) = info_under_vmem_limit(&p);
     check_failure(
-        out.status.code().unwrap_or(-1),
-        &String::from_utf8_lossy(&out.stderr),
+        code,
+        &err,
         &["info", s(&p)],
         &["huge_claim.tif", "cannot decode TIFF"],
     );
     // 24. TIFF cut after its header
     let tif = std::fs::read(fixture_path("io/gray16.tif")).unwrap();
     info_fails(&d, "cut.tif", &tif[..12], &["cannot decode TIFF"]);
+}
+
+/// `cryodet info PATH` under an address-space limit (`HUGE_CLAIM_MAX_VMEM_KB`) far below the
+/// size a file claims, where an allocation of the claimed size would abort (a signal, not exit
+/// 1): the exit code and stderr.
+fn info_under_vmem_limit(p: &Path) -> (i32, String) {
+    let cmd = format!(
+        "ulimit -v {HUGE_CLAIM_MAX_VMEM_KB}; exec '{}' info '{}'",
+        bin(),
+        s(p)
+    );
+    let out = Command::new("sh").args(["-c", &cmd]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().unwrap_or(-1), err)
 }
 
 /// CRC-32 (PNG chunk checksum, polynomial 0xEDB88320).

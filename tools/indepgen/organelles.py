@@ -105,28 +105,38 @@ class MVB(_Sphere):
         return rho.astype(np.float32), None
 
 
-class LipidDroplet:
+class _Ellipsoid:
+    """A body bounded by a randomly rotated ellipsoid: centre self.c, semi-axes self.axes."""
+
+    def _place(self, rng, c, axes):
+        """Centre c, semi-axes axes, a random rotation (one draw of rng), the bounding box."""
+        self.c, self.axes = np.asarray(c, float), tuple(axes)
+        self.rot = shapes.random_rotation(rng)
+        self.box = _cube(c, max(axes) + 5)
+
+    def sdf_points(self, P):
+        return self._distance(P[:, 0], P[:, 1], P[:, 2])
+
+    def _distance(self, x, y, z):
+        return shapes.ellipsoid(x, y, z, self.c, self.axes, self.rot)
+
+
+class LipidDroplet(_Ellipsoid):
     name = "lipid_droplet"
     cull = 2.0
 
     def __init__(self, rng, c, axes, rho_cyto):
-        self.c, self.axes = np.asarray(c, float), tuple(axes)
-        self.rot = shapes.random_rotation(rng)
+        self._place(rng, c, axes)
         self.mem = Monolayer(rng)
         self.core = rng.uniform(-0.1, 0.06) * V_PROTEIN
-        m = max(axes) + 5
-        self.box = _cube(c, m)
-
-    def sdf_points(self, P):
-        return shapes.ellipsoid(P[:, 0], P[:, 1], P[:, 2], self.c, self.axes, self.rot)
 
     def density(self, x, y, z, p, dz):
-        d = shapes.ellipsoid(x, y, z, self.c, self.axes, self.rot)
+        d = self._distance(x, y, z)
         rho, e2 = _walled(self.mem, d, p, dz, self.core)
         return rho.astype(np.float32), None
 
 
-class DoubleMembraneBody:
+class DoubleMembraneBody(_Ellipsoid):
     """Autophagosome-like double-membrane organelle (not a mitochondrion: no cristae, engulfed
     cytosol-like content, wider and more variable membrane spacing)."""
 
@@ -134,20 +144,14 @@ class DoubleMembraneBody:
     cull = 2.0
 
     def __init__(self, rng, c, axes, rho_cyto):
-        self.c, self.axes = np.asarray(c, float), tuple(axes)
-        self.rot = shapes.random_rotation(rng)
+        self._place(rng, c, axes)
         self.m1, self.m2 = Bilayer(rng), Bilayer(rng)
         self.gap = rng.uniform(10.0, 25.0)
         self.between = rng.uniform(-0.03, 0.08) * V_PROTEIN
         self.inside = rng.uniform(0.0, 0.12) * V_PROTEIN
-        m = max(axes) + 5
-        self.box = _cube(c, m)
-
-    def sdf_points(self, P):
-        return shapes.ellipsoid(P[:, 0], P[:, 1], P[:, 2], self.c, self.axes, self.rot)
 
     def density(self, x, y, z, p, dz):
-        d = shapes.ellipsoid(x, y, z, self.c, self.axes, self.rot)
+        d = self._distance(x, y, z)
         e2 = _e2(d, p, dz)
         d2 = d + self.gap
         rho = self.m1(d, e2) + self.m2(d2, e2) + smooth_inside(d, e2) * self.between
