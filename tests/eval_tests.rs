@@ -211,14 +211,19 @@ fn close(name: &str, got: f64, want: f64, tol: f64) {
     );
 }
 
+/// The summary of the first class at IoU 0.5 on one image with ground truth `gt` and
+/// predictions `pred`.
+fn first_class_at_05(gt: Vec<GtBox>, pred: Vec<PredBox>) -> Summary {
+    let r = evaluate(&[image("a", gt, pred)], &cfg(&[0.5]));
+    r.per_class[0].per_iou[0].clone()
+}
+
 const A: [f32; 4] = [10.0, 10.0, 50.0, 50.0];
 const B: [f32; 4] = [100.0, 100.0, 140.0, 160.0];
 
 #[test]
 fn no_predictions_at_all() {
-    let ims = vec![image("a", vec![gt(A, "mito"), gt(B, "mito")], vec![])];
-    let r = evaluate(&ims, &cfg(&[0.5]));
-    let s = &r.per_class[0].per_iou[0];
+    let s = &first_class_at_05(vec![gt(A, "mito"), gt(B, "mito")], vec![]);
     assert_eq!((s.tp, s.fp, s.fn_), (0, 0, 2));
     assert_eq!(s.ap_all_point, Some(0.0));
     assert_eq!(s.ap_coco101, Some(0.0));
@@ -261,17 +266,8 @@ fn images_without_ground_truth_only_add_false_positives() {
 #[test]
 fn duplicate_detections_are_false_positives() {
     let a2 = [12.0, 10.0, 52.0, 50.0];
-    let ims = vec![image(
-        "a",
-        vec![gt(A, "mito"), gt(B, "mito")],
-        vec![
-            pred(A, "mito", 0.9),
-            pred(a2, "mito", 0.8),
-            pred(B, "mito", 0.7),
-        ],
-    )];
-    let r = evaluate(&ims, &cfg(&[0.5]));
-    let s = &r.per_class[0].per_iou[0];
+    let preds = [(A, 0.9), (a2, 0.8), (B, 0.7)].map(|(b, sc)| pred(b, "mito", sc));
+    let s = &first_class_at_05(vec![gt(A, "mito"), gt(B, "mito")], preds.to_vec());
     assert_eq!((s.tp, s.fp, s.fn_), (2, 1, 0));
     // TP, FP, TP with 2 GT: (1/2)*1 + (1/2)*(2/3).
     close(
@@ -329,17 +325,8 @@ fn class_absent_from_predictions_and_from_ground_truth() {
 fn difficult_objects_are_neither_missed_nor_found() {
     let mut d = gt(B, "mito");
     d.difficult = true;
-    let ims = vec![image(
-        "a",
-        vec![gt(A, "mito"), d],
-        vec![
-            pred(B, "mito", 0.95),
-            pred(B, "mito", 0.9),
-            pred(A, "mito", 0.8),
-        ],
-    )];
-    let r = evaluate(&ims, &cfg(&[0.5]));
-    let s = &r.per_class[0].per_iou[0];
+    let preds = [(B, 0.95), (B, 0.9), (A, 0.8)].map(|(b, sc)| pred(b, "mito", sc));
+    let s = &first_class_at_05(vec![gt(A, "mito"), d], preds.to_vec());
     assert_eq!(s.n_gt, 1, "difficult ground truth is not counted");
     assert_eq!(s.n_ignored, 2);
     assert_eq!((s.tp, s.fp, s.fn_), (1, 0, 0));

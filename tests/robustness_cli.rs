@@ -378,6 +378,16 @@ fn info_under_vmem_limit(p: &Path) -> (i32, String) {
     (out.status.code().unwrap_or(-1), err)
 }
 
+/// A fresh directory `tag` holding a valid `cell.png`: (the directory, the image, `out` in it for
+/// detect's outputs).
+fn cell_dir(tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let d = temp_dir(tag);
+    let img = d.join("cell.png");
+    std::fs::write(&img, valid_png(&d)).unwrap();
+    let out = d.join("out");
+    (d, img, out)
+}
+
 /// CRC-32 (PNG chunk checksum, polynomial 0xEDB88320).
 fn crc32(data: &[u8]) -> u32 {
     let mut c = 0xFFFF_FFFFu32;
@@ -425,11 +435,8 @@ const GOOD_XML: &str = "<annotation>\n\t<folder>f</folder>\n\t<filename>cell.png
 
 #[test]
 fn voc_malformed_annotations() {
-    let d = temp_dir("robust-voc");
-    let img = d.join("cell.png");
-    std::fs::write(&img, valid_png(&d)).unwrap();
+    let (d, img, out) = cell_dir("robust-voc");
     let w = weights_path();
-    let out = d.join("out");
     let gt = d.join("gt");
     std::fs::create_dir_all(&gt).unwrap();
     let xml = gt.join("cell.xml");
@@ -531,10 +538,7 @@ fn save_variant(
 
 #[test]
 fn weights_malformed_files() {
-    let d = temp_dir("robust-weights");
-    let img = d.join("cell.png");
-    std::fs::write(&img, valid_png(&d)).unwrap();
-    let out = d.join("out");
+    let (d, img, out) = cell_dir("robust-weights");
     let detect_with = |name: &str, expected: &[&str]| {
         let p = d.join(name);
         let mut exp = vec![name];
@@ -639,11 +643,8 @@ fn weights_malformed_files() {
 
 #[test]
 fn bad_arguments_and_inputs() {
-    let d = temp_dir("robust-args");
-    let img = d.join("cell.png");
-    std::fs::write(&img, valid_png(&d)).unwrap();
+    let (d, img, out) = cell_dir("robust-args");
     let w = weights_path();
-    let out = d.join("out");
     // 45. --shard I/N with I >= N
     expect_failure(
         &detect_args(s(&img), s(&w), s(&out), &["--shard", "3/2"]),
