@@ -28,6 +28,15 @@ fn box_of(v: &Value) -> [f32; 4] {
     [f32_of(&a[0]), f32_of(&a[1]), f32_of(&a[2]), f32_of(&a[3])]
 }
 
+/// `im[key]`, an array, each element made into a `T` by `f`.
+fn boxes<T>(im: &Value, key: &str, f: impl Fn(&Value) -> T) -> Vec<T> {
+    im[key].as_array().expect(key).iter().map(f).collect()
+}
+
+fn class_of(b: &Value) -> String {
+    b["class"].as_str().expect("class").to_string()
+}
+
 fn load_reference() -> (Vec<ImageEval>, Value) {
     let text = std::fs::read_to_string(fixture_path("ap_reference.json"))
         .expect("tests/fixtures/eval/ap_reference.json (run tools/check_ap.py)");
@@ -39,27 +48,17 @@ fn load_reference() -> (Vec<ImageEval>, Value) {
         .map(|im| ImageEval {
             name: im["name"].as_str().expect("name").to_string(),
             group: None,
-            gt: im["gt"]
-                .as_array()
-                .expect("gt")
-                .iter()
-                .map(|g| GtBox {
-                    bbox: box_of(&g["box"]),
-                    class: g["class"].as_str().expect("class").to_string(),
-                    difficult: false,
-                    incomplete: false,
-                })
-                .collect(),
-            pred: im["pred"]
-                .as_array()
-                .expect("pred")
-                .iter()
-                .map(|p| PredBox {
-                    bbox: box_of(&p["box"]),
-                    class: p["class"].as_str().expect("class").to_string(),
-                    score: f32_of(&p["score"]),
-                })
-                .collect(),
+            gt: boxes(im, "gt", |g| GtBox {
+                bbox: box_of(&g["box"]),
+                class: class_of(g),
+                difficult: false,
+                incomplete: false,
+            }),
+            pred: boxes(im, "pred", |p| PredBox {
+                bbox: box_of(&p["box"]),
+                class: class_of(p),
+                score: f32_of(&p["score"]),
+            }),
         })
         .collect();
     (images, v)

@@ -690,39 +690,26 @@ fn eval_malformed_detection_json() {
     std::fs::write(gt.join("cell_01.xml"), GOOD_XML).unwrap();
     let json = pred.join("cell_01.json");
     let eval_out = d.join("eval_out");
+    let eval_args = [
+        "eval",
+        "--gt",
+        s(&gt),
+        "--pred",
+        s(&pred),
+        "--out",
+        s(&eval_out),
+    ];
     let eval = |text: &str, expected: &[&str]| {
         std::fs::write(&json, text).unwrap();
         let mut exp = vec!["cell_01.json"];
         exp.extend_from_slice(expected);
-        expect_failure(
-            &[
-                "eval",
-                "--gt",
-                s(&gt),
-                "--pred",
-                s(&pred),
-                "--out",
-                s(&eval_out),
-            ],
-            &exp,
-        );
+        expect_failure(&eval_args, &exp);
     };
     let good = r#"{"image": "cell.png", "width": 64, "height": 64, "detections": [
         {"box": [9, 11, 30, 40], "score": 0.9, "label": "mitochondria", "class_id": 1}]}"#;
     // The valid file evaluates (so the cases below fail for their own reason).
     std::fs::write(&json, good).unwrap();
-    let out = Command::new(bin())
-        .args([
-            "eval",
-            "--gt",
-            s(&gt),
-            "--pred",
-            s(&pred),
-            "--out",
-            s(&eval_out),
-        ])
-        .output()
-        .unwrap();
+    let out = Command::new(bin()).args(eval_args).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
