@@ -625,14 +625,17 @@ fn cli_eval_end_to_end() {
             .args(extra);
         cmd.output().expect("run cryodet")
     };
-    let o = run(&["--pred", pred_dir.to_str().unwrap()]);
-    assert!(
-        o.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let m: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    // A run that must succeed: its metrics.json.
+    let metrics = |extra: &[&str]| -> Value {
+        let o = run(extra);
+        assert!(
+            o.status.success(),
+            "stderr: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap()
+    };
+    let m = metrics(&["--pred", pred_dir.to_str().unwrap()]);
     let groups = m["groups"].as_array().unwrap();
     let names: Vec<&str> = groups
         .iter()
@@ -668,19 +671,12 @@ fn cli_eval_end_to_end() {
         "image\tgroup\nUnstim_20k_mito1_001.png\tA\nUnstim_20k_mito1_002\tA\nINS_21_001\tA\n",
     )
     .unwrap();
-    let o = run(&[
+    let m = metrics(&[
         "--pred",
         pred_dir.to_str().unwrap(),
         "--groups",
         manifest.to_str().unwrap(),
     ]);
-    assert!(
-        o.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let m: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(m["groups"].as_array().unwrap().len(), 1);
 
     // --weights needs the images.
