@@ -293,7 +293,7 @@ fn main() {
             let feat = model.backbone.forward(&x);
             let rpn = model.rpn.forward(&feat);
             let p = model.proposals(&rpn, (h, w), (h, w), (feat.dim().2, feat.dim().3));
-            let dets = model.head_forward(&feat, &p, (h, w), None);
+            let dets = model.head.forward(&feat, &p, (h, w), &model.config, None);
             let t = t0.elapsed().as_secs_f64();
             props = p.nrows();
             ndet = dets.len();
@@ -414,7 +414,11 @@ fn main() {
     );
     let (t, _) = time(o.runs, || spatial_mean(&y4));
     r.line("spatial mean", t, 0.0);
-    let (t, _) = time(o.runs, || model.head_forward(&feat, &props, (h, w), None));
+    let (t, _) = time(o.runs, || {
+        model
+            .head
+            .forward(&feat, &props, (h, w), &model.config, None)
+    });
     r.line("RoI head (pool+layer4+pred+post)", t, head_flops(p));
     let (t, dets) = time(o.runs, || model.detect(&x));
     let total = f_backbone + f_rpn + head_flops(p);

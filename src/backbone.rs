@@ -59,10 +59,7 @@ impl ConvBn {
             ));
         }
         let pad = kh / 2;
-        let mut vec = |suffix: &str| -> Result<Array1<f32>> {
-            let t = wf.take_shaped(&format!("{bn}.{suffix}"), &[co])?;
-            Ok(t.into_dimensionality::<Ix1>().expect("checked"))
-        };
+        let mut vec = |suffix: &str| take1(wf, &format!("{bn}.{suffix}"), co);
         let bn = FrozenBatchNorm2d {
             weight: vec("weight")?,
             bias: vec("bias")?,
@@ -184,6 +181,12 @@ impl ConvBnGrads {
         }
         self.dx
     }
+}
+
+/// Takes a 1-D tensor of `n` elements.
+pub fn take1(wf: &mut WeightFile, name: &str, n: usize) -> Result<Array1<f32>> {
+    let t = wf.take_shaped(name, &[n])?;
+    Ok(t.into_dimensionality::<Ix1>().expect("checked"))
 }
 
 /// Takes a 4-D tensor with no zero dimension (a layer without channels or kernel is no layer).

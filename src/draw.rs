@@ -300,8 +300,61 @@ pub fn gray_to_rgb(gray: ArrayView2<f32>) -> RgbImage {
     img
 }
 
-/// Distinct colours for plot series (blue, orange, green, red, purple, brown, pink, gray).
-pub const PALETTE: [[u8; 3]; 8] = [
+/// Ground truth in overlays: red, as the study's Fig. 5.
+pub const GT_COLOR: [u8; 3] = [230, 30, 30];
+/// Predictions in overlays: blue, as the study's Fig. 5.
+pub const PRED_COLOR: [u8; 3] = [40, 90, 255];
+/// Ground truth cut by the image edge (`synth --preview`): yellow.
+pub const INCOMPLETE_COLOR: [u8; 3] = [255, 220, 0];
+
+/// One box of an [`overlay`]: `bbox = [x1, y1, x2, y2]` (pixels), its colour and an optional
+/// label.
+pub struct Mark {
+    pub bbox: [f32; 4],
+    pub color: [u8; 3],
+    pub label: Option<String>,
+}
+
+/// The overlay style of an image whose short side is `side` px: `(line width, text scale)` =
+/// `(max(side / 300, 2), max(side / 350, 2))`, so boxes and labels grow with the image.
+pub fn overlay_style(side: u32) -> (u32, u32) {
+    ((side / 300).max(2), (side / 350).max(2))
+}
+
+/// Draws the `marks` in order on `base` in the [`overlay_style`] of its short side: each box's
+/// outline, and its label in white on a tag of the box's colour, above the box (inside it,
+/// under the top edge, when the box touches the top).
+pub fn overlay(mut base: RgbImage, marks: &[Mark]) -> RgbImage {
+    let (thickness, scale) = overlay_style(base.width().min(base.height()));
+    for m in marks {
+        draw_rect(&mut base, m.bbox, m.color, thickness);
+        let Some(label) = &m.label else { continue };
+        let (tw, th) = text_size(label, scale);
+        let x = m.bbox[0].max(0.0) as i64;
+        let above = m.bbox[1] as i64 - th as i64 - 2 * scale as i64;
+        let y = if above >= 0 {
+            above
+        } else {
+            m.bbox[1].max(0.0) as i64 + thickness as i64
+        };
+        let pad = 2 * scale as i64;
+        fill_rect(
+            &mut base,
+            x,
+            y,
+            x + tw as i64 + pad,
+            y + th as i64 + pad,
+            m.color,
+        );
+        let (tx, ty) = ((x + scale as i64) as i32, (y + scale as i64) as i32);
+        draw_text(&mut base, tx, ty, label, [255, 255, 255], scale);
+    }
+    base
+}
+
+/// The one palette of distinct colours (matplotlib's tab10: blue, orange, green, red, purple,
+/// brown, pink, gray, olive, cyan), for plot series and for the objects of a montage.
+pub const PALETTE: [[u8; 3]; 10] = [
     [31, 119, 180],
     [255, 127, 14],
     [44, 160, 44],
@@ -310,6 +363,8 @@ pub const PALETTE: [[u8; 3]; 8] = [
     [140, 86, 75],
     [227, 119, 194],
     [127, 127, 127],
+    [188, 189, 34],
+    [23, 190, 207],
 ];
 
 /// One curve of a [`line_plot`].

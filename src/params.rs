@@ -39,7 +39,8 @@ macro_rules! visitor {
     ($View:ident, $view:ident $(, $m:tt)?) => {
         use super::Kind;
         use crate::backbone::{Backbone, Bottleneck, ConvBn, Stage};
-        use crate::model::{FasterRcnn, RoiHead, RpnHead};
+        use crate::detection::{roi_head::RoiHead, rpn_head::RpnHead};
+        use crate::model::FasterRcnn;
         use crate::nn::{Conv2d, FrozenBatchNorm2d, Linear};
         use ndarray::$View;
 
@@ -108,17 +109,22 @@ macro_rules! visitor {
                 cls_logits,
                 bbox_pred,
             } = rpn;
-            conv(rpn_conv, "rpn.conv", f);
-            conv(cls_logits, "rpn.cls_logits", f);
-            conv(bbox_pred, "rpn.bbox_pred", f);
+            for (c, name) in [
+                (rpn_conv, "rpn.conv"),
+                (cls_logits, "rpn.cls_logits"),
+                (bbox_pred, "rpn.bbox_pred"),
+            ] {
+                conv(c, name, f);
+            }
             let RoiHead {
                 layer4,
                 cls_score,
                 bbox_pred,
             } = head;
             stage(layer4, "head.layer4", f);
-            linear(cls_score, "head.cls_score", f);
-            linear(bbox_pred, "head.bbox_pred", f);
+            for (l, name) in [(cls_score, "head.cls_score"), (bbox_pred, "head.bbox_pred")] {
+                linear(l, name, f);
+            }
         }
     };
 }

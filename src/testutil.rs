@@ -84,6 +84,20 @@ pub const TINY_TRAIN: [&str; 8] = [
     "1",
 ];
 
+/// Runs `exe ARGS` (a test passes `env!("CARGO_BIN_EXE_cryodet")`, which only an integration
+/// test knows): whether it succeeded, and its stderr.
+pub fn run_exe(exe: &str, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(exe)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{exe}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A fresh, empty directory `cryodet-{tag}-{pid}` in the system's temp directory.
 pub fn temp_dir(tag: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("cryodet-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);

@@ -28,6 +28,15 @@ fn box_of(v: &Value) -> [f32; 4] {
     [f32_of(&a[0]), f32_of(&a[1]), f32_of(&a[2]), f32_of(&a[3])]
 }
 
+/// `im[key]`, an array, each element made into a `T` by `f`.
+fn boxes<T>(im: &Value, key: &str, f: impl Fn(&Value) -> T) -> Vec<T> {
+    im[key].as_array().expect(key).iter().map(f).collect()
+}
+
+fn class_of(b: &Value) -> String {
+    b["class"].as_str().expect("class").to_string()
+}
+
 fn load_reference() -> (Vec<ImageEval>, Value) {
     let text = std::fs::read_to_string(fixture_path("ap_reference.json"))
         .expect("tests/fixtures/eval/ap_reference.json (run tools/check_ap.py)");
@@ -39,27 +48,17 @@ fn load_reference() -> (Vec<ImageEval>, Value) {
         .map(|im| ImageEval {
             name: im["name"].as_str().expect("name").to_string(),
             group: None,
-            gt: im["gt"]
-                .as_array()
-                .expect("gt")
-                .iter()
-                .map(|g| GtBox {
-                    bbox: box_of(&g["box"]),
-                    class: g["class"].as_str().expect("class").to_string(),
-                    difficult: false,
-                    incomplete: false,
-                })
-                .collect(),
-            pred: im["pred"]
-                .as_array()
-                .expect("pred")
-                .iter()
-                .map(|p| PredBox {
-                    bbox: box_of(&p["box"]),
-                    class: p["class"].as_str().expect("class").to_string(),
-                    score: f32_of(&p["score"]),
-                })
-                .collect(),
+            gt: boxes(im, "gt", |g| GtBox {
+                bbox: box_of(&g["box"]),
+                class: class_of(g),
+                difficult: false,
+                incomplete: false,
+            }),
+            pred: boxes(im, "pred", |p| PredBox {
+                bbox: box_of(&p["box"]),
+                class: class_of(p),
+                score: f32_of(&p["score"]),
+            }),
         })
         .collect();
     (images, v)
@@ -159,22 +158,11 @@ fn ap_matches_pycocotools_and_voc_devkit() {
         COCO_TOL,
         "COCO 101-point (maxDets unbounded)",
     );
-    let a = report
-        .per_class
-        .iter()
-        .find(|c| c.class == "mito")
-        .unwrap()
-        .per_iou[0]
-        .ap_coco101
-        .unwrap();
-    let b = report_all
-        .per_class
-        .iter()
-        .find(|c| c.class == "mito")
-        .unwrap()
-        .per_iou[0]
-        .ap_coco101
-        .unwrap();
+    let mito_ap = |r: &cryodet::eval::EvalReport| {
+        let mito = r.per_class.iter().find(|c| c.class == "mito").unwrap();
+        mito.per_iou[0].ap_coco101.unwrap()
+    };
+    let (a, b) = (mito_ap(&report), mito_ap(&report_all));
     assert!(
         (a - b).abs() > 1e-3,
         "maxDets should matter on this fixture: {a} vs {b}"
@@ -222,14 +210,19 @@ fn close(name: &str, got: f64, want: f64, tol: f64) {
     );
 }
 
+/// The summary of the first class at IoU 0.5 on one image with ground truth `gt` and
+/// predictions `pred`.
+fn first_class_at_05(gt: Vec<GtBox>, pred: Vec<PredBox>) -> Summary {
+    let r = evaluate(&[image("a", gt, pred)], &cfg(&[0.5]));
+    r.per_class[0].per_iou[0].clone()
+}
+
 const A: [f32; 4] = [10.0, 10.0, 50.0, 50.0];
 const B: [f32; 4] = [100.0, 100.0, 140.0, 160.0];
 
 #[test]
 fn no_predictions_at_all() {
-    let ims = vec![image("a", vec![gt(A, "mito"), gt(B, "mito")], vec![])];
-    let r = evaluate(&ims, &cfg(&[0.5]));
-    let s = &r.per_class[0].per_iou[0];
+    let s = &first_class_at_05(vec![gt(A, "mito"), gt(B, "mito")], vec![]);
     assert_eq!((s.tp, s.fp, s.fn_), (0, 0, 2));
     assert_eq!(s.ap_all_point, Some(0.0));
     assert_eq!(s.ap_coco101, Some(0.0));
@@ -272,17 +265,8 @@ fn images_without_ground_truth_only_add_false_positives() {
 #[test]
 fn duplicate_detections_are_false_positives() {
     let a2 = [12.0, 10.0, 52.0, 50.0];
-    let ims = vec![image(
-        "a",
-        vec![gt(A, "mito"), gt(B, "mito")],
-        vec![
-            pred(A, "mito", 0.9),
-            pred(a2, "mito", 0.8),
-            pred(B, "mito", 0.7),
-        ],
-    )];
-    let r = evaluate(&ims, &cfg(&[0.5]));
-    let s = &r.per_class[0].per_iou[0];
+    let preds = [(A, 0.9), (a2, 0.8), (B, 0.7)].map(|(b, sc)| pred(b, "mito", sc));
+    let s = &first_class_at_05(vec![gt(A, "mito"), gt(B, "mito")], preds.to_vec());
     assert_eq!((s.tp, s.fp, s.fn_), (2, 1, 0));
     // TP, FP, TP with 2 GT: (1/2)*1 + (1/2)*(2/3).
     close(
@@ -340,17 +324,8 @@ fn class_absent_from_predictions_and_from_ground_truth() {
 fn difficult_objects_are_neither_missed_nor_found() {
     let mut d = gt(B, "mito");
     d.difficult = true;
-    let ims = vec![image(
-        "a",
-        vec![gt(A, "mito"), d],
-        vec![
-            pred(B, "mito", 0.95),
-            pred(B, "mito", 0.9),
-            pred(A, "mito", 0.8),
-        ],
-    )];
-    let r = evaluate(&ims, &cfg(&[0.5]));
-    let s = &r.per_class[0].per_iou[0];
+    let preds = [(B, 0.95), (B, 0.9), (A, 0.8)].map(|(b, sc)| pred(b, "mito", sc));
+    let s = &first_class_at_05(vec![gt(A, "mito"), d], preds.to_vec());
     assert_eq!(s.n_gt, 1, "difficult ground truth is not counted");
     assert_eq!(s.n_ignored, 2);
     assert_eq!((s.tp, s.fp, s.fn_), (1, 0, 0));
@@ -650,14 +625,17 @@ fn cli_eval_end_to_end() {
             .args(extra);
         cmd.output().expect("run cryodet")
     };
-    let o = run(&["--pred", pred_dir.to_str().unwrap()]);
-    assert!(
-        o.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let m: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    // A run that must succeed: its metrics.json.
+    let metrics = |extra: &[&str]| -> Value {
+        let o = run(extra);
+        assert!(
+            o.status.success(),
+            "stderr: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap()
+    };
+    let m = metrics(&["--pred", pred_dir.to_str().unwrap()]);
     let groups = m["groups"].as_array().unwrap();
     let names: Vec<&str> = groups
         .iter()
@@ -693,19 +671,12 @@ fn cli_eval_end_to_end() {
         "image\tgroup\nUnstim_20k_mito1_001.png\tA\nUnstim_20k_mito1_002\tA\nINS_21_001\tA\n",
     )
     .unwrap();
-    let o = run(&[
+    let m = metrics(&[
         "--pred",
         pred_dir.to_str().unwrap(),
         "--groups",
         manifest.to_str().unwrap(),
     ]);
-    assert!(
-        o.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let m: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(m["groups"].as_array().unwrap().len(), 1);
 
     // --weights needs the images.

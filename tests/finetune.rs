@@ -25,17 +25,9 @@ use cryodet::train::trainer::{BnMode, TrainOptions, TrainState};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn run(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cryodet"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    cryodet::testutil::run_exe(env!("CARGO_BIN_EXE_cryodet"), args)
 }
 
 /// An in-memory data set of `n` images with one object each (no file is read by `plan`).
@@ -432,22 +424,17 @@ fn detect_voc_round_trip_is_training_input() {
     assert!(boxes > 0, "the fixture network should detect something");
 
     // The directory as detect wrote it (with the JSON files beside the XML) is training input.
+    // `train` on that directory from the model into `out`, with `opts`.
+    let train = |out: &Path, opts: &[&str]| {
+        let (data, model, out) = (data.to_str(), model.to_str(), out.to_str());
+        let mut a = vec!["train", "--data", data.unwrap(), "--init", model.unwrap()];
+        a.extend(["--out", out.unwrap(), "--classes", "mitochondria,vesicle"]);
+        a.extend(["--threads", "1"]);
+        a.extend_from_slice(opts);
+        run(&a)
+    };
     let run_dir = d.join("run");
-    let (ok, err) = run(&[
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--init",
-        model.to_str().unwrap(),
-        "--out",
-        run_dir.to_str().unwrap(),
-        "--classes",
-        "mitochondria,vesicle",
-        "--max-iters",
-        "2",
-        "--threads",
-        "1",
-    ]);
+    let (ok, err) = train(&run_dir, &["--max-iters", "2"]);
     assert!(ok, "{err}");
     let n = kept.len();
     assert!(
@@ -481,33 +468,25 @@ fn detect_voc_round_trip_is_training_input() {
 
     // Explicit options through the binary replace the recipe's choices.
     let run2 = d.join("run2");
-    let (ok, err) = run(&[
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--init",
-        model.to_str().unwrap(),
-        "--out",
-        run2.to_str().unwrap(),
-        "--classes",
-        "mitochondria,vesicle",
-        "--epochs",
-        "2",
-        "--lr",
-        "2e-4",
-        "--roi-batch",
-        "64",
-        "--trainable-layers",
-        "5",
-        "--model-pixel-size",
-        "2",
-        "--select",
-        "loss",
-        "--max-iters",
-        "1",
-        "--threads",
-        "1",
-    ]);
+    let (ok, err) = train(
+        &run2,
+        &[
+            "--epochs",
+            "2",
+            "--lr",
+            "2e-4",
+            "--roi-batch",
+            "64",
+            "--trainable-layers",
+            "5",
+            "--model-pixel-size",
+            "2",
+            "--select",
+            "loss",
+            "--max-iters",
+            "1",
+        ],
+    );
     assert!(ok, "{err}");
     assert!(
         err.contains(

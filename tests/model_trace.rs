@@ -20,23 +20,7 @@ fn check_trace(trace_file: &str) {
     let mut trace = Trace::default();
     model.forward(&x, Some(&mut trace));
     let names: Vec<&str> = trace.tensors.iter().map(|(n, _)| n.as_str()).collect();
-    for expected in [
-        "input",
-        "backbone.stem",
-        "backbone.layer1",
-        "backbone.layer2",
-        "backbone.layer3",
-        "rpn.cls_logits",
-        "rpn.bbox_pred",
-        "rpn.proposals",
-        "roi_pool",
-        "head.pooled",
-        "head.cls_score",
-        "head.bbox_pred",
-        "detections.boxes",
-        "detections.scores",
-        "detections.labels",
-    ] {
+    for expected in Trace::NAMES {
         assert!(names.contains(&expected), "trace lacks {expected}");
     }
     for (name, got) in &trace.tensors {

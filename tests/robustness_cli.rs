@@ -164,31 +164,25 @@ fn mrc_malformed_headers_and_sizes() {
         err.contains("trailing.mrc: 10 byte(s) after the voxel data"),
         "{err}"
     );
-    // 4. unsupported mode
-    let mut b = good.clone();
-    put_i32(&mut b, 12, 3);
-    info_fails(&d, "mode3.mrc", &b, &["unsupported MRC mode 3"]);
-    // 5. negative nx
-    let mut b = good.clone();
-    put_i32(&mut b, 0, -6);
-    info_fails(&d, "neg_nx.mrc", &b, &["invalid MRC header: nx = -6"]);
-    // 6. zero ny
-    let mut b = good.clone();
-    put_i32(&mut b, 4, 0);
-    info_fails(&d, "zero_ny.mrc", &b, &["invalid MRC header: ny = 0"]);
-    // 7. negative nsymbt
-    let mut b = good.clone();
-    put_i32(&mut b, 92, -4);
-    info_fails(&d, "neg_nsymbt.mrc", &b, &["nsymbt = -4"]);
-    // 8. nsymbt larger than the file
-    let mut b = good.clone();
-    put_i32(&mut b, 92, 1 << 30);
-    info_fails(
-        &d,
-        "big_nsymbt.mrc",
-        &b,
-        &["1073741824 bytes of extended", "truncated?"],
-    );
+    // 4. unsupported mode; 5. negative nx; 6. zero ny; 7. negative nsymbt; 8. nsymbt larger
+    // than the file: the i32 at byte `at` set to `v`.
+    let cases: [(&str, usize, i32, &[&str]); 5] = [
+        ("mode3.mrc", 12, 3, &["unsupported MRC mode 3"]),
+        ("neg_nx.mrc", 0, -6, &["invalid MRC header: nx = -6"]),
+        ("zero_ny.mrc", 4, 0, &["invalid MRC header: ny = 0"]),
+        ("neg_nsymbt.mrc", 92, -4, &["nsymbt = -4"]),
+        (
+            "big_nsymbt.mrc",
+            92,
+            1 << 30,
+            &["1073741824 bytes of extended", "truncated?"],
+        ),
+    ];
+    for (name, at, v, want) in cases {
+        let mut b = good.clone();
+        put_i32(&mut b, at, v);
+        info_fails(&d, name, &b, want);
+    }
     // 9. unknown machine stamp and a header valid under no byte order
     let mut b = good.clone();
     b[212..216].copy_from_slice(&[0x12, 0x34, 0, 0]);
@@ -231,19 +225,11 @@ fn mrc_claiming_1e12_voxels_is_refused_fast_without_allocating() {
     }
     let p = d.join("huge.mrc");
     std::fs::write(&p, &b).unwrap();
-    // Under an address-space limit far below the claimed size: an allocation of the claimed
-    // size would abort (signal, not exit 1).
-    let cmd = format!(
-        "ulimit -v {HUGE_CLAIM_MAX_VMEM_KB}; exec '{}' info '{}'",
-        bin(),
-        s(&p)
-    );
     let t0 = Instant::now();
-    let out = Command::new("sh").args(["-c", &cmd]).output().unwrap();
+    let (code, err) = info_under_vmem_limit(&p);
     let dt = t0.elapsed();
-    let err = String::from_utf8_lossy(&out.stderr);
     check_failure(
-        out.status.code().unwrap_or(-1),
+        code,
         &err,
         &["info", s(&p)],
         &[
@@ -366,21 +352,40 @@ fn image_malformed_files() {
     assert_eq!(patched, 2, "ImageWidth/ImageLength tags not found");
     let p = d.join("huge_claim.tif");
     std::fs::write(&p, &tif).unwrap();
-    let cmd = format!(
-        "ulimit -v {HUGE_CLAIM_MAX_VMEM_KB}; exec '{}' info '{}'",
-        bin(),
-        s(&p)
-    );
-    let out = Command::new("sh").args(["-c", &cmd]).output().unwrap();
+    let (code, err) = info_under_vmem_limit(&p);
     check_failure(
-        out.status.code().unwrap_or(-1),
-        &String::from_utf8_lossy(&out.stderr),
+        code,
+        &err,
         &["info", s(&p)],
         &["huge_claim.tif", "cannot decode TIFF"],
     );
     // 24. TIFF cut after its header
     let tif = std::fs::read(fixture_path("io/gray16.tif")).unwrap();
     info_fails(&d, "cut.tif", &tif[..12], &["cannot decode TIFF"]);
+}
+
+/// `cryodet info PATH` under an address-space limit (`HUGE_CLAIM_MAX_VMEM_KB`) far below the
+/// size a file claims, where an allocation of the claimed size would abort (a signal, not exit
+/// 1): the exit code and stderr.
+fn info_under_vmem_limit(p: &Path) -> (i32, String) {
+    let cmd = format!(
+        "ulimit -v {HUGE_CLAIM_MAX_VMEM_KB}; exec '{}' info '{}'",
+        bin(),
+        s(p)
+    );
+    let out = Command::new("sh").args(["-c", &cmd]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().unwrap_or(-1), err)
+}
+
+/// A fresh directory `tag` holding a valid `cell.png`: (the directory, the image, `out` in it for
+/// detect's outputs).
+fn cell_dir(tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let d = temp_dir(tag);
+    let img = d.join("cell.png");
+    std::fs::write(&img, valid_png(&d)).unwrap();
+    let out = d.join("out");
+    (d, img, out)
 }
 
 /// CRC-32 (PNG chunk checksum, polynomial 0xEDB88320).
@@ -430,11 +435,8 @@ const GOOD_XML: &str = "<annotation>\n\t<folder>f</folder>\n\t<filename>cell.png
 
 #[test]
 fn voc_malformed_annotations() {
-    let d = temp_dir("robust-voc");
-    let img = d.join("cell.png");
-    std::fs::write(&img, valid_png(&d)).unwrap();
+    let (d, img, out) = cell_dir("robust-voc");
     let w = weights_path();
-    let out = d.join("out");
     let gt = d.join("gt");
     std::fs::create_dir_all(&gt).unwrap();
     let xml = gt.join("cell.xml");
@@ -536,10 +538,7 @@ fn save_variant(
 
 #[test]
 fn weights_malformed_files() {
-    let d = temp_dir("robust-weights");
-    let img = d.join("cell.png");
-    std::fs::write(&img, valid_png(&d)).unwrap();
-    let out = d.join("out");
+    let (d, img, out) = cell_dir("robust-weights");
     let detect_with = |name: &str, expected: &[&str]| {
         let p = d.join(name);
         let mut exp = vec![name];
@@ -580,25 +579,24 @@ fn weights_malformed_files() {
     );
 
     let (tensors, meta) = fixture_tensors();
+    // Saves the tensors `t` with metadata `m` as `name`; detect with it fails with `expected`.
+    let variant_fails = |name: &str, t: &[(String, ArrayD<f32>)], m: &_, expected: &[&str]| {
+        save_variant(&d.join(name), t, m);
+        detect_with(name, expected);
+    };
     // 39. missing tensor
     let t: Vec<_> = tensors
         .iter()
         .filter(|(n, _)| n != "head.bbox_pred.bias")
         .cloned()
         .collect();
-    save_variant(&d.join("missing.safetensors"), &t, &meta);
-    detect_with(
-        "missing.safetensors",
-        &["missing tensor `head.bbox_pred.bias`"],
-    );
+    let want = ["missing tensor `head.bbox_pred.bias`"];
+    variant_fails("missing.safetensors", &t, &meta, &want);
     // 40. extra tensor
     let mut t = tensors.clone();
     t.push(("head.extra.weight".into(), ArrayD::zeros(vec![3, 2])));
-    save_variant(&d.join("extra.safetensors"), &t, &meta);
-    detect_with(
-        "extra.safetensors",
-        &["1 unexpected tensor(s)", "`head.extra.weight` [3, 2]"],
-    );
+    let want = ["1 unexpected tensor(s)", "`head.extra.weight` [3, 2]"];
+    variant_fails("extra.safetensors", &t, &meta, &want);
     // 41. mis-shaped tensor
     let mut t = tensors.clone();
     let i = t
@@ -607,39 +605,37 @@ fn weights_malformed_files() {
         .unwrap();
     let k = t[i].1.len();
     t[i].1 = ArrayD::zeros(vec![k + 1]);
-    save_variant(&d.join("misshaped.safetensors"), &t, &meta);
-    detect_with(
-        "misshaped.safetensors",
-        &[&format!(
-            "tensor `head.cls_score.bias` has shape [{}], expected [{k}]",
-            k + 1
-        )],
+    let want = format!(
+        "tensor `head.cls_score.bias` has shape [{}], expected [{k}]",
+        k + 1
     );
+    variant_fails("misshaped.safetensors", &t, &meta, &[&want]);
     // 42. NaN in a tensor
     let mut t = tensors.clone();
     let i = t.iter().position(|(n, _)| n == "rpn.conv.weight").unwrap();
     t[i].1.as_slice_mut().unwrap()[3] = f32::NAN;
-    save_variant(&d.join("nan.safetensors"), &t, &meta);
-    detect_with(
-        "nan.safetensors",
-        &["tensor `rpn.conv.weight` contains NaN or Inf"],
-    );
-    // 43. `classes` metadata naming the wrong number of classes
-    let mut m = meta.clone();
-    m.insert("classes".into(), "__background__,a,b,c,d,e,f".into());
-    save_variant(&d.join("classes.safetensors"), &tensors, &m);
-    detect_with(
-        "classes.safetensors",
-        &["metadata `classes` names 7 classes"],
-    );
-    // 44. `bn_eps` metadata that is not a number
-    let mut m = meta.clone();
-    m.insert("bn_eps".into(), "tiny".into());
-    save_variant(&d.join("bneps.safetensors"), &tensors, &m);
-    detect_with(
-        "bneps.safetensors",
-        &["metadata `bn_eps` = \"tiny\" is not a number >= 0"],
-    );
+    let want = ["tensor `rpn.conv.weight` contains NaN or Inf"];
+    variant_fails("nan.safetensors", &t, &meta, &want);
+    // 43. `classes` metadata naming the wrong number of classes;
+    // 44. `bn_eps` metadata that is not a number.
+    for (name, key, value, want) in [
+        (
+            "classes.safetensors",
+            "classes",
+            "__background__,a,b,c,d,e,f",
+            "metadata `classes` names 7 classes",
+        ),
+        (
+            "bneps.safetensors",
+            "bn_eps",
+            "tiny",
+            "metadata `bn_eps` = \"tiny\" is not a number >= 0",
+        ),
+    ] {
+        let mut m = meta.clone();
+        m.insert(key.into(), value.into());
+        variant_fails(name, &tensors, &m, &[want]);
+    }
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -647,11 +643,8 @@ fn weights_malformed_files() {
 
 #[test]
 fn bad_arguments_and_inputs() {
-    let d = temp_dir("robust-args");
-    let img = d.join("cell.png");
-    std::fs::write(&img, valid_png(&d)).unwrap();
+    let (d, img, out) = cell_dir("robust-args");
     let w = weights_path();
-    let out = d.join("out");
     // 45. --shard I/N with I >= N
     expect_failure(
         &detect_args(s(&img), s(&w), s(&out), &["--shard", "3/2"]),
@@ -697,39 +690,26 @@ fn eval_malformed_detection_json() {
     std::fs::write(gt.join("cell_01.xml"), GOOD_XML).unwrap();
     let json = pred.join("cell_01.json");
     let eval_out = d.join("eval_out");
+    let eval_args = [
+        "eval",
+        "--gt",
+        s(&gt),
+        "--pred",
+        s(&pred),
+        "--out",
+        s(&eval_out),
+    ];
     let eval = |text: &str, expected: &[&str]| {
         std::fs::write(&json, text).unwrap();
         let mut exp = vec!["cell_01.json"];
         exp.extend_from_slice(expected);
-        expect_failure(
-            &[
-                "eval",
-                "--gt",
-                s(&gt),
-                "--pred",
-                s(&pred),
-                "--out",
-                s(&eval_out),
-            ],
-            &exp,
-        );
+        expect_failure(&eval_args, &exp);
     };
     let good = r#"{"image": "cell.png", "width": 64, "height": 64, "detections": [
         {"box": [9, 11, 30, 40], "score": 0.9, "label": "mitochondria", "class_id": 1}]}"#;
     // The valid file evaluates (so the cases below fail for their own reason).
     std::fs::write(&json, good).unwrap();
-    let out = Command::new(bin())
-        .args([
-            "eval",
-            "--gt",
-            s(&gt),
-            "--pred",
-            s(&pred),
-            "--out",
-            s(&eval_out),
-        ])
-        .output()
-        .unwrap();
+    let out = Command::new(bin()).args(eval_args).output().unwrap();
     assert!(
         out.status.success(),
         "{}",

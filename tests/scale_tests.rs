@@ -13,7 +13,6 @@ use cryodet::testutil::{fixture_path, temp_dir, TINY_TRAIN};
 use cryodet::transform::{antialias_taps, boxes_to_original, resample_antialiased};
 use ndarray::{Array2, Array3};
 use std::path::Path;
-use std::process::Command;
 
 fn close(a: Option<f32>, b: f32) -> bool {
     a.is_some_and(|a| (a - b).abs() <= 1e-4 * b)
@@ -338,14 +337,7 @@ fn anchors_from_metadata_round_trip_and_mismatch_errors() {
 }
 
 fn run(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cryodet"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    cryodet::testutil::run_exe(env!("CARGO_BIN_EXE_cryodet"), args)
 }
 
 #[test]
@@ -363,47 +355,24 @@ fn detect_prints_the_scale_line() {
         png.to_str().unwrap(),
         d.join("out").display().to_string(),
     );
-    let (ok, err) = run(&[
-        "detect",
-        png,
-        "--weights",
-        w,
-        "--out",
-        &out,
-        "--threads",
-        "1",
-    ]);
+    let detect = |opts: &[&str]| {
+        let mut a = vec!["detect", png, "--weights", w, "--out", &out];
+        a.extend_from_slice(opts);
+        run(&a)
+    };
+    let (ok, err) = detect(&["--threads", "1"]);
     assert!(ok, "{err}");
     assert!(
         err.contains("pixel 1.250 nm (PNG pHYs) -> 2.50 nm, x0.500"),
         "{err}"
     );
-    let (ok, err) = run(&[
-        "detect",
-        png,
-        "--weights",
-        w,
-        "--out",
-        &out,
-        "--pixel-size",
-        "5",
-        "--threads",
-        "1",
-    ]);
+    let (ok, err) = detect(&["--pixel-size", "5", "--threads", "1"]);
     assert!(ok, "{err}");
     assert!(
         err.contains("pixel 5.000 nm (--pixel-size) -> 2.50 nm, x2.000"),
         "{err}"
     );
-    let (ok, err) = run(&[
-        "detect",
-        png,
-        "--weights",
-        w,
-        "--out",
-        &out,
-        "--pixel-size=-1",
-    ]);
+    let (ok, err) = detect(&["--pixel-size=-1"]);
     assert!(!ok && err.contains("--pixel-size"), "{err}");
     std::fs::remove_dir_all(&d).ok();
 }

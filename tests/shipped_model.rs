@@ -170,8 +170,7 @@ fn detect_3d_finds_the_objects_of_a_fresh_synthetic_tomogram() {
 /// checks that fallback and says it skipped the comparison.
 #[test]
 fn bf16_detections_match_f32_on_the_shipped_example() {
-    let base = std::env::temp_dir().join(format!("cryodet-bf16-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
+    let base = cryodet::testutil::temp_dir("bf16");
     let run = |p: &str| {
         let out = base.join(p);
         let o = Command::new(env!("CARGO_BIN_EXE_cryodet"))

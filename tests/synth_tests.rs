@@ -132,22 +132,32 @@ fn rim_means(s: &SynthImage, label: u8, r_in: isize, r_out: isize) -> (f32, f32)
     (si / ni.max(1) as f32, so / no.max(1) as f32)
 }
 
-/// The mask is what is drawn: the image is darker just inside the mask's edge (the membrane
-/// rim, dense = dark) than just outside it, for nearly every object.
-#[test]
-fn outer_membrane_is_drawn_dark() {
-    let c = cfg(13);
+/// `(dark, total)`: of all objects of `images`, how many are darker just inside their mask's
+/// edge than just outside ([`rim_means`] with `r_in`, `r_out`).
+fn dark_rims(
+    images: impl Iterator<Item = SynthImage>,
+    r_in: isize,
+    r_out: isize,
+) -> (usize, usize) {
     let (mut dark, mut total) = (0, 0);
-    for index in 0..6 {
-        let s = generate(&c, index);
+    for s in images {
         for k in 0..s.boxes.len() {
-            let (inner, outer) = rim_means(&s, (k + 1) as u8, 3, 4);
+            let (inner, outer) = rim_means(&s, (k + 1) as u8, r_in, r_out);
             total += 1;
             if inner < outer {
                 dark += 1;
             }
         }
     }
+    (dark, total)
+}
+
+/// The mask is what is drawn: the image is darker just inside the mask's edge (the membrane
+/// rim, dense = dark) than just outside it, for nearly every object.
+#[test]
+fn outer_membrane_is_drawn_dark() {
+    let c = cfg(13);
+    let (dark, total) = dark_rims((0..6).map(|i| generate(&c, i)), 3, 4);
     assert!(
         total >= 6 && dark * 10 >= total * 9,
         "dark rim in {dark}/{total} objects"
@@ -432,27 +442,15 @@ fn cli_writes_a_readable_dataset() {
     use cryodet::io::voc::read_voc;
     let out = cryodet::testutil::temp_dir("synth-cli");
     let args = Args {
-        out: out.clone(),
-        n: 5,
         size: Some(96),
         snr: Some(0.1),
         seed: 5,
-        groups: 2,
         bit_depth: 16,
         mrc_slices: Some(8),
-        min_mito: 1,
-        max_mito: 3,
         p_incomplete: 0.3,
-        pixel_nm: None,
-        preview: false,
         slice_images: true,
         classic: true,
-        families: vec![],
-        exclude_family: vec![],
-        pixel_nm_range: None,
-        fov_nm_range: None,
-        snr_range: None,
-        resume: false,
+        ..self::args(&out, 5)
     };
     run(args).expect("synth run");
     let mut cfg = SynthConfig::new((96, 96), 0.1, 5);
@@ -815,17 +813,7 @@ fn randomized_outer_membrane_is_dark() {
         .filter(|f| *f != Family::Inverted)
         .collect();
     let c = rcfg(95, &fams);
-    let (mut dark, mut total) = (0, 0);
-    for index in 0..14 {
-        let s = generate_random(&c, index);
-        for k in 0..s.boxes.len() {
-            let (inner, outer) = rim_means(&s, (k + 1) as u8, 2, 3);
-            total += 1;
-            if inner < outer {
-                dark += 1;
-            }
-        }
-    }
+    let (dark, total) = dark_rims((0..14).map(|i| generate_random(&c, i)), 2, 3);
     println!("dark rim in {dark}/{total}");
     assert!(
         total >= 10 && dark * 10 >= total * 7,

@@ -38,18 +38,9 @@ BOX_PX = 1e-2  # absolute, pixels
 SCORE = 1e-4  # absolute, probabilities
 TINY = 1e-12
 
-DENSE = (
-    "input",
-    "backbone.stem",
-    "backbone.layer1",
-    "backbone.layer2",
-    "backbone.layer3",
-    "rpn.cls_logits",
-    "rpn.bbox_pred",
-    "roi_pool",
-    "head.pooled",
-    "head.cls_score",
-    "head.bbox_pred",
+# the dense trace tensors, compared element-wise (the others are boxes, compared as such)
+DENSE = tuple(
+    n for n in ref.TRACE_NAMES if n != "rpn.proposals" and not n.startswith("detections.")
 )
 # tensors with one row per proposal: only comparable when the proposals agree
 PER_PROPOSAL = ("roi_pool", "head.pooled", "head.cls_score", "head.bbox_pred")

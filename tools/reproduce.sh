@@ -15,16 +15,8 @@ set -euo pipefail
 OUT=${OUT:-runs/reproduce}
 N_TRAIN=${N_TRAIN:-300}
 N_TEST=${N_TEST:-60}
-GEN_SIZE=${GEN_SIZE:-1536}   # synthetic projections, SNR measured at this resolution (as the study's)
 SIZE=${SIZE:-384}           # network input (short side), as tools/train_default.sh
-SNR=${SNR:-0.1}
-EPOCHS=${EPOCHS:-80}
-LR_STEPS=${LR_STEPS:-60}
-LR=${LR:-2e-4}
-WIDTH_DIV=${WIDTH_DIV:-8}
-BLOCKS=${BLOCKS:-2,2,2,2}
-ROI_BATCH=${ROI_BATCH:-128}
-THREADS=${THREADS:-$(nproc)}
+. "$(dirname "$0")/classic_recipe.sh"
 
 cargo build --release
 CRYODET=${CRYODET:-${CARGO_TARGET_DIR:-target}/release/cryodet}

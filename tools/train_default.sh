@@ -35,17 +35,9 @@ set -euo pipefail
 CRYODET=${CRYODET:-${CARGO_TARGET_DIR:-target}/release/cryodet}
 WORK=${WORK:-runs/default}
 N=${N:-300}
-GEN_SIZE=${GEN_SIZE:-1536}
 IMAGE_SIZE=${IMAGE_SIZE:-384}
-SNR=${SNR:-0.1}
-EPOCHS=${EPOCHS:-80}
-LR_STEPS=${LR_STEPS:-60}
-LR=${LR:-2e-4}
-WIDTH_DIV=${WIDTH_DIV:-8}
-BLOCKS=${BLOCKS:-2,2,2,2}
-ROI_BATCH=${ROI_BATCH:-128}
-THREADS=${THREADS:-$(nproc)}
 SEED=${SEED:-1}
+. "$(dirname "$0")/classic_recipe.sh"
 
 cargo build --release
 mkdir -p "$WORK"

@@ -21,7 +21,7 @@
 //! and renamed into place when the input is done; a failing input leaves no output of its own.
 //! A failing input is reported on one line and skipped; the exit code is non-zero if any failed.
 
-use crate::draw::{draw_rect, draw_text, gray_to_rgb};
+use crate::draw::{self, gray_to_rgb, Mark, GT_COLOR, PRED_COLOR};
 use crate::error::{Error, Result};
 use crate::io::detections::{
     write_csv, write_json, Detection, ImageDetections, SliceDetections, StackDetections,
@@ -55,26 +55,8 @@ pub struct Args {
     /// `score_thresh_3d` when recorded; else 0.5).
     #[arg(long)]
     pub score_thresh: Option<f32>,
-    /// Short side of the network input in pixels (default: the size the model was trained at,
-    /// from its metadata, else 600).
-    #[arg(long)]
-    pub size: Option<usize>,
-    /// Upper bound of the long side (default 1000/600 of the short side).
-    #[arg(long)]
-    pub max_size: Option<usize>,
-    /// nm per pixel of the input files, overriding what they record (MRC header voxel size,
-    /// TIFF resolution tags or ImageJ description, PNG pHYs). With a known pixel size and a
-    /// model that records its own (`pixel_size_nm`), the image is resampled to the model's pixel
-    /// size; otherwise --size applies.
-    #[arg(long, value_name = "NM")]
-    pub pixel_size: Option<f32>,
-    /// Cap of the network input's long side when the pixel size sets the scale.
-    #[arg(long, value_name = "PX", default_value_t = crate::pipeline::MAX_INPUT)]
-    pub max_input: usize,
-    /// Skip the study's bilateral filter + histogram equalization (models trained without it
-    /// skip it by default, from their metadata).
-    #[arg(long)]
-    pub no_preprocess: bool,
+    #[command(flatten)]
+    pub scale: super::InputScaleArgs,
     /// Output formats besides JSON: any of json,csv,voc (comma-separated).
     #[arg(long, default_value = "json,csv")]
     pub format: String,
@@ -362,12 +344,12 @@ pub fn run(args: Args) -> Result<()> {
     let cfg = PipelineConfig::for_detect(
         &model,
         &DetectOptions {
-            size: args.size,
-            max_size: args.max_size,
-            preprocess: args.no_preprocess.then_some(false),
+            size: args.scale.size,
+            max_size: args.scale.max_size,
+            preprocess: args.scale.no_preprocess.then_some(false),
             score_thresh: args.score_thresh,
-            pixel_size: args.pixel_size,
-            max_input: Some(args.max_input),
+            pixel_size: args.scale.pixel_size,
+            max_input: Some(args.scale.max_input),
             three_d: args.three_d,
         },
     )?;
@@ -393,6 +375,12 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
+    let run = Run {
+        model: &model,
+        args: &args,
+        cfg: &cfg,
+        formats: &formats,
+    };
     let n = jobs.len();
     let mut failures: Vec<String> = Vec::new();
     let t_all = Instant::now();
@@ -400,10 +388,8 @@ pub fn run(args: Args) -> Result<()> {
         let t0 = Instant::now();
         let result = Staging::new(&args.out, name).and_then(|mut stage| {
             let summary = match open_stack(input, &args)? {
-                Some(stack) => detect_stack(
-                    &model, input, &stack, name, &args, &cfg, &formats, &mut stage,
-                )?,
-                None => detect_image(&model, input, name, &args, &cfg, &formats, &mut stage)?,
+                Some(stack) => detect_stack(&run, input, &stack, name, &mut stage)?,
+                None => detect_image(&run, input, name, &mut stage)?,
             };
             stage.commit()?;
             Ok(summary)
@@ -557,16 +543,17 @@ fn read_checked(
     Ok(img)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn detect_image(
-    model: &FasterRcnn,
-    input: &Path,
-    name: &str,
-    args: &Args,
-    cfg: &PipelineConfig,
-    formats: &Formats,
-    stage: &mut Staging,
-) -> Result<String> {
+/// What every input of one run shares: the model, the options, the pipeline, the formats.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    model: &'a FasterRcnn,
+    args: &'a Args,
+    cfg: &'a PipelineConfig,
+    formats: &'a Formats,
+}
+
+fn detect_image(run: &Run, input: &Path, name: &str, stage: &mut Staging) -> Result<String> {
+    let (model, args, cfg, formats) = (run.model, run.args, run.cfg, run.formats);
     if !image::is_image_path(input) && !image::is_tiff_file(input) {
         if let Ok(c) = mrc::compression_of(input) {
             if c != mrc::Compression::None {
@@ -657,29 +644,23 @@ fn read_gt(dir: Option<&Path>, name: &str) -> Result<Vec<[f32; 4]>> {
         .collect())
 }
 
-/// The image with ground truth (red) and predictions (blue, with label and score) drawn.
+/// The image with ground truth (red) and predictions (blue, with label and score) drawn
+/// ([`crate::draw::overlay`]).
 pub fn overlay(unit: &Array2<f32>, dets: &[Detection], gt: &[[f32; 4]]) -> ::image::RgbImage {
-    let mut img = gray_to_rgb(unit.view());
-    let (h, w) = unit.dim();
-    let thick = ((h.max(w) / 400) as u32).max(2);
-    let scale = ((h.max(w) / 500) as u32).max(1);
-    for b in gt {
-        draw_rect(&mut img, *b, [230, 30, 30], thick);
-    }
-    for d in dets {
-        draw_rect(&mut img, d.bbox, [40, 110, 255], thick);
-        let text = format!("{} {:.2}", d.label, d.score);
-        let ty = (d.bbox[1] as i32 - 9 * scale as i32 - 2).max(0);
-        draw_text(
-            &mut img,
-            d.bbox[0] as i32 + 2,
-            ty,
-            &text,
-            [40, 110, 255],
-            scale,
-        );
-    }
-    img
+    let gt = gt.iter().map(|&bbox| Mark {
+        bbox,
+        color: GT_COLOR,
+        label: None,
+    });
+    let dets = dets.iter().map(|d| Mark {
+        bbox: d.bbox,
+        color: PRED_COLOR,
+        label: Some(format!("{} {:.2}", d.label, d.score)),
+    });
+    draw::overlay(
+        gray_to_rgb(unit.view()),
+        &gt.chain(dets).collect::<Vec<_>>(),
+    )
 }
 
 fn save_png(path: &Path, img: &::image::RgbImage) -> Result<()> {
@@ -720,47 +701,21 @@ fn scaled_objects(objects: &[volume::Object3d], scale: f32) -> Vec<volume::Objec
     out
 }
 
-#[allow(clippy::too_many_arguments)]
 fn detect_stack(
-    model: &FasterRcnn,
+    run: &Run,
     input: &Path,
     stack: &Stack,
     name: &str,
-    args: &Args,
-    cfg: &PipelineConfig,
-    formats: &Formats,
     stage: &mut Staging,
 ) -> Result<String> {
+    let (model, args, cfg, formats) = (run.model, run.args, run.cfg, run.formats);
     let (nz, ny, nx) = stack.dims();
-    let pixel = match (cfg.pixel_size, stack) {
-        (Some(nm), _) => Some(PixelSize {
-            nm,
-            source: "--pixel-size",
-        }),
-        (None, Stack::Mrc(r)) => crate::io::pixel_size::mrc_pixel_size(r.header.voxel_size[0]),
-        (None, Stack::Tiff { .. }) => cfg.pixel_size_of(input)?,
-    };
+    let pixel = stack_pixel_size(cfg, stack, input)?;
     let range = match &args.slices {
         Some(s) => parse_slices(s, nz)?,
         None => 0..nz,
     };
-    let tilts = match volume::tilt_file_for(input) {
-        Some(t) => {
-            let a = volume::read_tilt_angles(&t)?;
-            if a.len() != nz {
-                eprintln!(
-                    "warning: {}: {} tilt angles for {} images; ignored",
-                    t.display(),
-                    a.len(),
-                    nz
-                );
-                None
-            } else {
-                Some(a)
-            }
-        }
-        None => None,
-    };
+    let tilts = tilt_angles(input, nz)?;
     let mut slices = Vec::new();
     let mut units: Vec<(usize, Array2<f32>)> = Vec::new();
     let zs: Vec<usize> = range.clone().step_by(args.stride.max(1)).collect();
@@ -831,7 +786,75 @@ fn detect_stack(
         depth: nz as u32,
         slices,
     };
-    write_json(stage.file(format!("{name}.json")), &stack_dets)?;
+    write_stack_tables(stage, name, input, &stack_dets, formats, tilts.as_deref())?;
+    let total: usize = stack_dets.slices.iter().map(|s| s.detections.len()).sum();
+    if !args.three_d {
+        return Ok(format!(
+            "{} slice(s), {total} detection(s)",
+            stack_dets.slices.len()
+        ));
+    }
+    let objects = write_objects(run, stage, name, &stack_dets, &units, montage_scale)?;
+    if args.label_volume {
+        volume::write_label_volume(
+            &stage.file(format!("{name}.labels.mrc")),
+            &objects,
+            (nz, ny, nx),
+            &stack.geometry(pixel),
+        )?;
+    }
+    Ok(format!(
+        "{} slice(s), {total} detection(s), {} 3D object(s)",
+        stack_dets.slices.len(),
+        objects.len()
+    ))
+}
+
+/// The pixel size of a stack: `--pixel-size`, else the MRC header's, else the TIFF's tags.
+fn stack_pixel_size(
+    cfg: &PipelineConfig,
+    stack: &Stack,
+    input: &Path,
+) -> Result<Option<PixelSize>> {
+    Ok(match (cfg.pixel_size, stack) {
+        (Some(nm), _) => Some(PixelSize {
+            nm,
+            source: "--pixel-size",
+        }),
+        (None, Stack::Mrc(r)) => crate::io::pixel_size::mrc_pixel_size(r.header.voxel_size[0]),
+        (None, Stack::Tiff { .. }) => cfg.pixel_size_of(input)?,
+    })
+}
+
+/// The tilt angles of the IMOD `.tlt` / `.rawtlt` file beside `input`, if there is one with
+/// `nz` angles (one with another count is ignored, with a warning).
+fn tilt_angles(input: &Path, nz: usize) -> Result<Option<Vec<f32>>> {
+    let Some(t) = volume::tilt_file_for(input) else {
+        return Ok(None);
+    };
+    let a = volume::read_tilt_angles(&t)?;
+    if a.len() != nz {
+        eprintln!(
+            "warning: {}: {} tilt angles for {} images; ignored",
+            t.display(),
+            a.len(),
+            nz
+        );
+        return Ok(None);
+    }
+    Ok(Some(a))
+}
+
+/// `NAME.json`, `NAME.csv` (by `formats`) and, with tilt angles, `NAME.tilts.csv` of a stack.
+fn write_stack_tables(
+    stage: &mut Staging,
+    name: &str,
+    input: &Path,
+    stack_dets: &StackDetections,
+    formats: &Formats,
+    tilts: Option<&[f32]>,
+) -> Result<()> {
+    write_json(stage.file(format!("{name}.json")), stack_dets)?;
     if formats.csv {
         let rows: Vec<_> = stack_dets
             .slices
@@ -844,7 +867,7 @@ fn detect_stack(
             .collect();
         write_csv(stage.file(format!("{name}.csv")), &rows)?;
     }
-    if let Some(a) = &tilts {
+    if let Some(a) = tilts {
         let mut text = String::from("z,tilt_angle,detections\n");
         for s in &stack_dets.slices {
             text.push_str(&format!("{},{},{}\n", s.z, a[s.z], s.detections.len()));
@@ -852,15 +875,22 @@ fn detect_stack(
         let p = stage.file(format!("{name}.tilts.csv"));
         std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
     }
-    let total: usize = stack_dets.slices.iter().map(|s| s.detections.len()).sum();
-    if !args.three_d {
-        return Ok(format!(
-            "{} slice(s), {total} detection(s)",
-            stack_dets.slices.len()
-        ));
-    }
+    Ok(())
+}
+
+/// --3d: links the slices' boxes into objects and writes `NAME.objects.{json,csv,txt}` and
+/// `NAME.montage.png` (the tiles `units`, downscaled by `montage_scale`); returns the objects.
+fn write_objects(
+    run: &Run,
+    stage: &mut Staging,
+    name: &str,
+    stack_dets: &StackDetections,
+    units: &[(usize, Array2<f32>)],
+    montage_scale: f32,
+) -> Result<Vec<volume::Object3d>> {
+    let Run { model, args, .. } = *run;
     let link = args.link.config(args.stride)?;
-    let objects = volume::link_slices(&volume::slice_boxes(&stack_dets), &link);
+    let objects = volume::link_slices(&volume::slice_boxes(stack_dets), &link);
     volume::write_objects_json(
         &stage.file(format!("{name}.objects.json")),
         &objects,
@@ -880,19 +910,7 @@ fn detect_stack(
     }
     save_png(
         &stage.file(format!("{name}.montage.png")),
-        &volume::montage(&units, &scaled_objects(&objects, montage_scale), 1, 4),
+        &volume::montage(units, &scaled_objects(&objects, montage_scale), 1, 4),
     )?;
-    if args.label_volume {
-        volume::write_label_volume(
-            &stage.file(format!("{name}.labels.mrc")),
-            &objects,
-            (nz, ny, nx),
-            &stack.geometry(pixel),
-        )?;
-    }
-    Ok(format!(
-        "{} slice(s), {total} detection(s), {} 3D object(s)",
-        stack_dets.slices.len(),
-        objects.len()
-    ))
+    Ok(objects)
 }

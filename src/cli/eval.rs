@@ -61,26 +61,9 @@ pub struct Args {
     /// (and detections/ in --weights mode).
     #[arg(long, default_value = "eval_out")]
     pub out: PathBuf,
-    /// --weights mode: short side of the network input (as `detect --size`; default: the size
-    /// the model was trained at, from its metadata, else 600).
-    #[arg(long)]
-    pub size: Option<usize>,
-    /// --weights mode: upper bound of the long side of the network input (default 1000/600 of
-    /// the short side).
-    #[arg(long)]
-    pub max_size: Option<usize>,
-    /// nm per pixel of the input files, overriding what they record (MRC header voxel size,
-    /// TIFF resolution tags or ImageJ description, PNG pHYs). With a known pixel size and a
-    /// model that records its own (`pixel_size_nm`), the image is resampled to the model's pixel
-    /// size; otherwise --size applies.
-    #[arg(long, value_name = "NM")]
-    pub pixel_size: Option<f32>,
-    /// Cap of the network input's long side when the pixel size sets the scale.
-    #[arg(long, value_name = "PX", default_value_t = crate::pipeline::MAX_INPUT)]
-    pub max_input: usize,
-    /// --weights mode: skip the study's preprocessing (bilateral filter + equalization).
-    #[arg(long)]
-    pub no_preprocess: bool,
+    // --weights mode: how the images become the network input, as in `detect`.
+    #[command(flatten)]
+    pub scale: super::InputScaleArgs,
     /// --weights mode: detections with a lower score are not kept (low, so AP sees the whole
     /// precision-recall curve; torchvision's box_score_thresh is 0.05).
     #[arg(long, default_value_t = 0.05)]
@@ -109,13 +92,13 @@ fn detect_all(weights: &Path, args: &Args, img_dir: &Path, det_dir: &Path) -> Re
     let model = FasterRcnn::load(weights)?;
     let mut cfg = PipelineConfig::for_model(
         &model,
-        args.size,
-        args.max_size,
-        args.no_preprocess,
+        args.scale.size,
+        args.scale.max_size,
+        args.scale.no_preprocess,
         Some(args.keep_thresh),
     );
-    cfg.pixel_size = crate::pipeline::check_pixel_size(args.pixel_size)?;
-    cfg.max_input = crate::pipeline::check_max_input(args.max_input)?;
+    cfg.pixel_size = crate::pipeline::check_pixel_size(args.scale.pixel_size)?;
+    cfg.max_input = crate::pipeline::check_max_input(args.scale.max_input)?;
     std::fs::create_dir_all(det_dir).map_err(|e| Error::io(det_dir, e))?;
     let stems = dataset::gt_stems(&args.gt)?;
     let t0 = Instant::now();

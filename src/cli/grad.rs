@@ -6,28 +6,18 @@
 //! Output: scalars `loss_objectness`, `loss_rpn_box_reg`, `loss_classifier`, `loss_box_reg`
 //! (shape `[1]`) and `grad.<weight name>` for every trained weight.
 
-use crate::cli::trace::read_input;
 use crate::error::{Error, Result};
-use crate::io::weights::{save, Precision, WeightFile};
-use crate::model::FasterRcnn;
-use crate::nn::gemm::num_threads;
-use crate::train::grad::{loss_and_grads, Phase, Sampling, TrainConfig};
+use crate::io::weights::WeightFile;
+use crate::train::grad::{loss_and_grads, Losses, Phase, Sampling, TrainConfig};
 use ndarray::{Array1, Array2, ArrayD, Ix2};
 use rand::SeedableRng;
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Weight file (safetensors, torchvision names).
-    #[arg(long)]
-    pub weights: PathBuf,
-    /// safetensors file with `input` `[1, 3, H, W]`, `boxes` `[G, 4]`, `labels` `[G]`.
-    #[arg(long)]
-    pub input: PathBuf,
-    /// Where to write losses and gradients (safetensors).
-    #[arg(long)]
-    pub out: PathBuf,
+    // --weights, --input (`input`, `boxes`, `labels`), --out (losses and gradients), --threads.
+    #[command(flatten)]
+    pub run: super::trace::ReferenceArgs,
     /// `all`: every labelled anchor / RoI (deterministic, as tools/torch_grad.py); `random`:
     /// torchvision's sampler (256 anchors, 512 RoIs).
     #[arg(long, default_value = "all")]
@@ -47,9 +37,6 @@ pub struct Args {
     /// RPN proposals kept after NMS (training default 2000).
     #[arg(long, default_value_t = 2000)]
     pub post_nms_top_n: usize,
-    /// Threads for GEMM and rayon (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
 }
 
 /// Reads `boxes` `[G, 4]` and `labels` `[G]` (values 1..K-1) from the input file.
@@ -107,10 +94,8 @@ pub fn read_targets(path: &Path, num_classes: usize) -> Result<(Array2<f32>, Vec
 }
 
 pub fn run(args: Args) -> Result<()> {
-    crate::nn::gemm::set_threads(args.threads.unwrap_or_else(num_threads));
-    let model = FasterRcnn::load(&args.weights)?;
-    let x = read_input(&args.input)?;
-    let (boxes, labels) = read_targets(&args.input, model.num_classes())?;
+    let (model, x) = args.run.start()?;
+    let (boxes, labels) = read_targets(&args.run.input, model.num_classes())?;
     let sampling = match args.sampling.as_str() {
         "all" => Sampling::All,
         "random" => Sampling::Random,
@@ -144,25 +129,11 @@ pub fn run(args: Args) -> Result<()> {
         grads.len(),
         t0.elapsed().as_secs_f64()
     );
-    let mut out: Vec<(String, ArrayD<f32>)> = vec![
-        (
-            "loss_objectness".into(),
-            Array1::from(vec![losses.objectness]).into_dyn(),
-        ),
-        (
-            "loss_rpn_box_reg".into(),
-            Array1::from(vec![losses.rpn_box_reg]).into_dyn(),
-        ),
-        (
-            "loss_classifier".into(),
-            Array1::from(vec![losses.classifier]).into_dyn(),
-        ),
-        (
-            "loss_box_reg".into(),
-            Array1::from(vec![losses.box_reg]).into_dyn(),
-        ),
-    ];
+    let mut out: Vec<(String, ArrayD<f32>)> = Losses::NAMES
+        .iter()
+        .zip(losses.values())
+        .map(|(n, v)| (n.to_string(), Array1::from(vec![v]).into_dyn()))
+        .collect();
     out.extend(grads.into_iter().map(|(n, g)| (format!("grad.{n}"), g)));
-    let views: Vec<_> = out.iter().map(|(n, t)| (n.clone(), t.view())).collect();
-    save(&args.out, &views, &HashMap::new(), Precision::F32)
+    args.run.write(&out)
 }

@@ -438,18 +438,22 @@ pub fn write_png_gray_with_pixel_size(
     wr.finish().map_err(to_err)
 }
 
-/// `img` in gray with each box drawn (red: complete, yellow: incomplete).
+/// `img` in gray with each box drawn (red: complete, yellow: incomplete; [`draw::overlay`]).
 fn write_overlay(path: &Path, img: ArrayView2<f32>, boxes: &[SynthBox]) -> Result<()> {
-    let mut rgb = draw::gray_to_rgb(img);
-    for b in boxes {
-        let col = if b.incomplete {
-            [255, 220, 0]
-        } else {
-            [255, 40, 40]
-        };
-        draw::draw_rect(&mut rgb, b.bbox, col, 1);
-    }
-    rgb.save(path)
+    let marks: Vec<draw::Mark> = boxes
+        .iter()
+        .map(|b| draw::Mark {
+            bbox: b.bbox,
+            color: if b.incomplete {
+                draw::INCOMPLETE_COLOR
+            } else {
+                draw::GT_COLOR
+            },
+            label: None,
+        })
+        .collect();
+    draw::overlay(draw::gray_to_rgb(img), &marks)
+        .save(path)
         .map_err(|e| Error::format(path, e.to_string()))
 }
 

@@ -9,24 +9,46 @@
 use crate::error::{Error, Result};
 use crate::io::weights::{save, Precision, WeightFile};
 use crate::model::{FasterRcnn, Trace};
-use ndarray::{Array4, Ix4};
+use ndarray::{Array4, ArrayD, Ix4};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    pub run: ReferenceArgs,
+}
+
+/// The options of the commands that compare one pass with torchvision (`trace`, `grad`).
+#[derive(clap::Args, Debug)]
+pub struct ReferenceArgs {
     /// Weight file (safetensors, torchvision names).
     #[arg(long)]
     pub weights: PathBuf,
-    /// safetensors file holding `input` [1, 3, H, W].
+    /// safetensors file holding `input` [1, 3, H, W] (for `grad` also `boxes` [G, 4] and
+    /// `labels` [G]).
     #[arg(long)]
     pub input: PathBuf,
-    /// Where to write the traced tensors (safetensors).
+    /// Where to write the tensors (safetensors).
     #[arg(long)]
     pub out: PathBuf,
     /// Threads for GEMM and rayon (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+impl ReferenceArgs {
+    /// Sets the threads, loads the model and the input `[3, 1, H, W]`.
+    pub fn start(&self) -> Result<(FasterRcnn, Array4<f32>)> {
+        crate::nn::gemm::set_threads(self.threads.unwrap_or_else(crate::nn::gemm::num_threads));
+        Ok((FasterRcnn::load(&self.weights)?, read_input(&self.input)?))
+    }
+
+    /// Writes `tensors` under their names to `--out` (f32, no metadata).
+    pub fn write(&self, tensors: &[(String, ArrayD<f32>)]) -> Result<()> {
+        let views: Vec<_> = tensors.iter().map(|(n, t)| (n.clone(), t.view())).collect();
+        save(&self.out, &views, &HashMap::new(), Precision::F32)
+    }
 }
 
 /// Reads `input` `[1, 3, H, W]` and returns it as CNHW `[3, 1, H, W]` (same memory).
@@ -50,9 +72,7 @@ pub fn read_input(path: &std::path::Path) -> Result<Array4<f32>> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    crate::nn::gemm::set_threads(args.threads.unwrap_or_else(crate::nn::gemm::num_threads));
-    let model = FasterRcnn::load(&args.weights)?;
-    let x = read_input(&args.input)?;
+    let (model, x) = args.run.start()?;
     let mut trace = Trace::default();
     let t0 = std::time::Instant::now();
     let dets = model.forward(&x, Some(&mut trace));
@@ -67,10 +87,5 @@ pub fn run(args: Args) -> Result<()> {
         dets.len(),
         t0.elapsed().as_secs_f64()
     );
-    let views: Vec<_> = trace
-        .tensors
-        .iter()
-        .map(|(n, t)| (n.clone(), t.view()))
-        .collect();
-    save(&args.out, &views, &HashMap::new(), Precision::F32)
+    args.run.write(&trace.tensors)
 }

@@ -5,4 +5,6 @@ pub mod box_coder;
 pub mod nms;
 pub mod postprocess;
 pub mod proposals;
+pub mod roi_head;
 pub mod roi_pool;
+pub mod rpn_head;

@@ -10,10 +10,7 @@ use crate::error::{Error, Result};
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// Ground-truth colour in overlays (red, as the study's Fig. 5).
-pub const GT_COLOR: [u8; 3] = [230, 30, 30];
-/// Detection colour in overlays (blue, as the study's Fig. 5).
-pub const PRED_COLOR: [u8; 3] = [40, 90, 255];
+pub use crate::draw::{GT_COLOR, PRED_COLOR};
 /// How many lowest-F1 images get an overlay.
 pub const N_OVERLAYS: usize = 6;
 
@@ -91,42 +88,20 @@ pub fn load_gray_rgb(path: &Path) -> Result<image::RgbImage> {
 
 /// Draws ground truth (red) and detections with `score >= score_threshold` (blue, labelled with
 /// their score) on `base`. Line width and text size grow with the image.
-pub fn overlay(mut base: image::RgbImage, im: &ImageEval, score_threshold: f64) -> image::RgbImage {
-    let side = base.width().min(base.height());
-    let thickness = (side / 300).max(2);
-    let scale = (side / 350).max(2);
-    for g in &im.gt {
-        draw::draw_rect(&mut base, g.bbox, GT_COLOR, thickness);
-    }
-    for p in im.pred.iter().filter(|p| p.score as f64 >= score_threshold) {
-        draw::draw_rect(&mut base, p.bbox, PRED_COLOR, thickness);
-        let label = format!("{:.2}", p.score);
-        let (tw, th) = draw::text_size(&label, scale);
-        let x = p.bbox[0].max(0.0) as i64;
-        // Above the box; inside it (under the top edge) when the box touches the top.
-        let above = p.bbox[1] as i64 - th as i64 - 2 * scale as i64;
-        let y = if above >= 0 {
-            above
-        } else {
-            p.bbox[1].max(0.0) as i64 + thickness as i64
-        };
-        draw::fill_rect(
-            &mut base,
-            x,
-            y,
-            x + tw as i64 + 2 * scale as i64,
-            y + th as i64 + 2 * scale as i64,
-            PRED_COLOR,
-        );
-        draw::draw_text(
-            &mut base,
-            (x + scale as i64) as i32,
-            (y + scale as i64) as i32,
-            &label,
-            [255, 255, 255],
-            scale,
-        );
-    }
+pub fn overlay(base: image::RgbImage, im: &ImageEval, score_threshold: f64) -> image::RgbImage {
+    let gt = im.gt.iter().map(|g| draw::Mark {
+        bbox: g.bbox,
+        color: GT_COLOR,
+        label: None,
+    });
+    let pred = im.pred.iter().filter(|p| p.score as f64 >= score_threshold);
+    let pred = pred.map(|p| draw::Mark {
+        bbox: p.bbox,
+        color: PRED_COLOR,
+        label: Some(format!("{:.2}", p.score)),
+    });
+    let mut base = draw::overlay(base, &gt.chain(pred).collect::<Vec<_>>());
+    let (_, scale) = draw::overlay_style(base.width().min(base.height()));
     // Legend bar in the bottom-left corner, wrapped to the image width (a long image name on a
     // narrow image takes several lines instead of running off the edge).
     let legend = format!("{}: GT red, det blue (>= {score_threshold})", im.name);

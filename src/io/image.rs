@@ -132,12 +132,30 @@ fn from_samples<T: Copy>(
     data: &[T],
     to_f32: impl Fn(T) -> f32,
 ) -> Array2<f32> {
+    to_gray(h, w, (channels, 1), channels, data, to_f32)
+}
+
+/// Gray from `channels` samples per pixel (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA), pixel `i`'s
+/// channel `c` at `data[i * step.0 + c * step.1]` (interleaved: `(channels, 1)`, planar:
+/// `(1, h * w)`): the gray sample, or `LUMA_601 · (R, G, B)`. `data` holds all of them.
+fn to_gray<T: Copy>(
+    h: usize,
+    w: usize,
+    step: (usize, usize),
+    channels: usize,
+    data: &[T],
+    to_f32: impl Fn(T) -> f32,
+) -> Array2<f32> {
+    let (ps, cs) = step;
     let mut out = Array2::<f32>::zeros((h, w));
-    for (o, px) in out.iter_mut().zip(data.chunks_exact(channels)) {
+    for (i, o) in out.iter_mut().enumerate() {
+        let j = i * ps;
         *o = if channels <= 2 {
-            to_f32(px[0])
+            to_f32(data[j])
         } else {
-            LUMA_601[0] * to_f32(px[0]) + LUMA_601[1] * to_f32(px[1]) + LUMA_601[2] * to_f32(px[2])
+            LUMA_601[0] * to_f32(data[j])
+                + LUMA_601[1] * to_f32(data[j + cs])
+                + LUMA_601[2] * to_f32(data[j + 2 * cs])
         };
     }
     out
@@ -278,7 +296,7 @@ fn decode_tiff_page<R: std::io::Read + std::io::Seek>(
     }
 }
 
-/// [`from_samples`] (chunky) or [`from_planes`] (planar) after checking that the decoder
+/// [`to_gray`] on chunky or planar samples after checking that the decoder
 /// returned exactly `h * w * channels` samples.
 fn gray_from<T: Copy>(
     path: &Path,
@@ -299,34 +317,8 @@ fn gray_from<T: Copy>(
             ),
         ));
     }
-    Ok(if planar {
-        from_planes(h, w, channels, v, to_f32)
-    } else {
-        from_samples(h, w, channels, v, to_f32)
-    })
-}
-
-/// Planar samples (`channels` planes of `h * w`, in the order gray[, alpha] or R, G, B[, A])
-/// to gray with the same weights as [`from_samples`].
-fn from_planes<T: Copy>(
-    h: usize,
-    w: usize,
-    channels: usize,
-    data: &[T],
-    to_f32: impl Fn(T) -> f32,
-) -> Array2<f32> {
-    let n = h * w;
-    let mut out = Array2::<f32>::zeros((h, w));
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = if channels <= 2 {
-            to_f32(data[i])
-        } else {
-            LUMA_601[0] * to_f32(data[i])
-                + LUMA_601[1] * to_f32(data[n + i])
-                + LUMA_601[2] * to_f32(data[2 * n + i])
-        };
-    }
-    out
+    let step = if planar { (1, h * w) } else { (channels, 1) };
+    Ok(to_gray(h, w, step, channels, v, to_f32))
 }
 
 /// Write `img` (values in [0, 1], clamped) as an 8-bit gray PNG: `v = round(255 x)`.

@@ -317,12 +317,25 @@ pub fn gemm_bf16(
     let Some(p) = product_bf16(a, b) else {
         return false;
     };
+    store(c, (m, n), (rsc, csc), alpha, beta, |i, j| p.at(i, j));
+    true
+}
+
+/// `c[i * rsc + j * csc] = alpha * x(i, j) + beta * c[..]` for `i < m, j < n`, row by row (the
+/// caller has checked that the pattern fits in `c`).
+fn store(
+    c: &mut [f32],
+    (m, n): (usize, usize),
+    (rsc, csc): (usize, usize),
+    alpha: f32,
+    beta: f32,
+    mut x: impl FnMut(usize, usize) -> f32,
+) {
     for i in 0..m {
         for j in 0..n {
-            scale_into(&mut c[i * rsc + j * csc], alpha, p.at(i, j), beta);
+            scale_into(&mut c[i * rsc + j * csc], alpha, x(i, j), beta);
         }
     }
-    true
 }
 
 /// `*v = alpha * x + beta * *v`, where `beta = 0` ignores the old `*v` (even NaN), as sgemm does.
@@ -347,15 +360,13 @@ pub fn gemm_bf16_naive(
 ) {
     let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
     assert_eq!(b.nrows(), k);
-    for i in 0..m {
-        for j in 0..n {
-            let mut s = 0f32;
-            for kk in 0..k {
-                s += round_bf16(a.at(i, kk)) * round_bf16(b.at(kk, j));
-            }
-            scale_into(&mut c[i * rsc + j * csc], alpha, s, beta);
+    store(c, (m, n), (rsc, csc), alpha, beta, |i, j| {
+        let mut s = 0f32;
+        for kk in 0..k {
+            s += round_bf16(a.at(i, kk)) * round_bf16(b.at(kk, j));
         }
-    }
+        s
+    });
 }
 
 #[cfg(test)]

@@ -176,9 +176,16 @@ fn winograd_3x3(
     y: &mut [std::mem::MaybeUninit<f32>],
 ) {
     let co = weight.dim().0;
-    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
-    let tiles = n * th * tw;
-    // U = G g G^T for every (co, ci).
+    let tiles = n * h.div_ceil(2) * w.div_ceil(2);
+    let u = winograd_filters(weight, ci);
+    let v = winograd_inputs(xs, (ci, n, h, w));
+    let m = winograd_products(&u, &v, co, ci, tiles);
+    winograd_outputs(&m, (n, h, w), y);
+}
+
+/// `U = G g G^T` for every (co, ci): `U[xi][co][ci]`, `[16, Co, Ci]`.
+fn winograd_filters(weight: &Array4<f32>, ci: usize) -> Vec<f32> {
+    let co = weight.dim().0;
     let ws = weight.as_slice().expect("standard layout");
     let mut u = vec![0f32; 16 * co * ci];
     u.par_chunks_mut(ci).enumerate().for_each(|(xi_co, row)| {
@@ -211,7 +218,13 @@ fn winograd_3x3(
             };
         }
     });
-    // V = B^T d B for every (ci, tile).
+    u
+}
+
+/// `V = B^T d B` for every (ci, tile): `V[ci][xi][t]`, `[Ci, 16, T]`.
+fn winograd_inputs(xs: &[f32], (ci, n, h, w): (usize, usize, usize, usize)) -> Vec<f32> {
+    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+    let tiles = n * th * tw;
     let mut v = vec![0f32; ci * 16 * tiles];
     v.par_chunks_mut(16 * tiles)
         .enumerate()
@@ -252,7 +265,12 @@ fn winograd_3x3(
                 }
             }
         });
-    // 16 GEMMs into M[co][xi][t].
+    v
+}
+
+/// The 16 GEMMs `M[xi]^T [T, Co] = V[xi]^T [T, Ci] · U[xi]^T [Ci, Co]`: `M[co][xi][t]`,
+/// `[Co, 16, T]`.
+fn winograd_products(u: &[f32], v: &[f32], co: usize, ci: usize, tiles: usize) -> Vec<f32> {
     let mut m: Vec<std::mem::MaybeUninit<f32>> = Vec::with_capacity(co * 16 * tiles);
     // SAFETY: MaybeUninit needs no initialization; every element is written by the GEMMs below.
     unsafe { m.set_len(co * 16 * tiles) };
@@ -269,7 +287,17 @@ fn winograd_3x3(
         let mut m = std::mem::ManuallyDrop::new(m);
         Vec::from_raw_parts(m.as_mut_ptr() as *mut f32, m.len(), m.capacity())
     };
-    // y tile = A^T M A.
+    m
+}
+
+/// `y tile = A^T M A` into `y` `[Co, N, H, W]` (every element written).
+fn winograd_outputs(
+    m: &[f32],
+    (n, h, w): (usize, usize, usize),
+    y: &mut [std::mem::MaybeUninit<f32>],
+) {
+    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+    let tiles = n * th * tw;
     y.par_chunks_mut(n * h * w).enumerate().for_each(|(o, yc)| {
         let mo = &m[o * 16 * tiles..][..16 * tiles];
         for nn in 0..n {

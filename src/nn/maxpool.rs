@@ -29,6 +29,20 @@ impl MaxPool2d {
         }
     }
 
+    /// The input range `[lo, hi)` of each of the `out` windows along an axis of length `len`,
+    /// clipped to the image: `lo = max(o*s - p, 0)`, `hi = min(o*s - p + k, len)` (shared by
+    /// all planes).
+    fn windows(&self, out: usize, len: usize) -> Vec<(usize, usize)> {
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        (0..out)
+            .map(|o| {
+                let lo = (o * s) as isize - p as isize;
+                let hi = (lo + k as isize).min(len as isize);
+                (lo.max(0) as usize, hi.max(0) as usize)
+            })
+            .collect()
+    }
+
     /// Returns `(y, argmax)`; argmax holds flat indices `iy * W + ix` into each input plane.
     pub fn forward(&self, x: &Array4<f32>) -> (Array4<f32>, Array4<u32>) {
         let (c, n, h, w) = x.dim();
@@ -42,16 +56,7 @@ impl MaxPool2d {
         if plane_out == 0 {
             return (y, arg);
         }
-        // Window bounds clipped to the image, per output row and column (shared by all planes).
-        let bounds = |o: usize, len: usize| {
-            let lo = (o * s) as isize - p as isize;
-            (
-                lo.max(0) as usize,
-                ((lo + k as isize).min(len as isize)).max(0) as usize,
-            )
-        };
-        let rows: Vec<(usize, usize)> = (0..oh).map(|o| bounds(o, h)).collect();
-        let cols: Vec<(usize, usize)> = (0..ow).map(|o| bounds(o, w)).collect();
+        let (rows, cols) = (self.windows(oh, h), self.windows(ow, w));
         y.as_slice_mut()
             .expect("fresh array")
             .par_chunks_mut(plane_out)
@@ -98,15 +103,7 @@ impl MaxPool2d {
         }
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
-        let bounds = |o: usize, len: usize| {
-            let lo = (o * s) as isize - p as isize;
-            (
-                lo.max(0) as usize,
-                ((lo + k as isize).min(len as isize)).max(0) as usize,
-            )
-        };
-        let rows: Vec<(usize, usize)> = (0..oh).map(|o| bounds(o, h)).collect();
-        let cols: Vec<(usize, usize)> = (0..ow).map(|o| bounds(o, w)).collect();
+        let (rows, cols) = (self.windows(oh, h), self.windows(ow, w));
         let max = |m: f32, v: f32| if v > m || v.is_nan() { v } else { m };
         y.as_slice_mut()
             .expect("fresh array")

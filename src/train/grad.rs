@@ -94,6 +94,24 @@ pub struct Losses {
 }
 
 impl Losses {
+    /// torchvision's names of the four losses, in the order of [`Losses::values`].
+    pub const NAMES: [&'static str; 4] = [
+        "loss_objectness",
+        "loss_rpn_box_reg",
+        "loss_classifier",
+        "loss_box_reg",
+    ];
+
+    /// `[objectness, rpn_box_reg, classifier, box_reg]`.
+    pub fn values(&self) -> [f32; 4] {
+        [
+            self.objectness,
+            self.rpn_box_reg,
+            self.classifier,
+            self.box_reg,
+        ]
+    }
+
     /// Sum with all weights lambda = 1.
     pub fn total(&self) -> f32 {
         self.objectness + self.rpn_box_reg + self.classifier + self.box_reg
@@ -126,7 +144,7 @@ pub fn loss_and_grads(
     let mut losses = Losses::default();
 
     let (feat, bcache) = model.backbone.forward_train(x, t, cfg.train_bn);
-    let (rpn, rpn_t) = model.rpn.forward_cached(&feat);
+    let (rpn, rpn_cache) = model.rpn.forward_cached(&feat);
     let (fh, fw) = (feat.dim().2, feat.dim().3);
     let anchors = model.anchors((h, w), (fh, fw));
     let proposals = filter_proposals(
@@ -179,14 +197,14 @@ pub fn loss_and_grads(
         losses.rpn_box_reg = l.box_reg;
         add(model.rpn.backward(
             &feat,
-            rpn_t,
+            rpn_cache,
             &l.d_objectness,
             l.d_deltas.view(),
             train_feat,
             &mut grads,
         ));
     } else {
-        drop(rpn_t);
+        drop(rpn_cache);
     }
 
     // RoI head: proposals + GT, targets, sample, forward on the sample, losses, backward.
@@ -211,13 +229,24 @@ pub fn loss_and_grads(
                 gt_boxes,
                 rois.view(),
             );
-            let (cls, bbox, hcache) =
-                model.head_forward_train(&feat, rois_s.view(), train_layer4, cfg.train_bn);
-            let l = head_loss(cls.view(), bbox.view(), &labels, targets.view(), cfg.beta);
+            let (out, hcache) = model.head.forward_train(
+                &feat,
+                rois_s.view(),
+                &model.config,
+                train_layer4,
+                cfg.train_bn,
+            );
+            let l = head_loss(
+                out.cls_logits.view(),
+                out.box_deltas.view(),
+                &labels,
+                targets.view(),
+                cfg.beta,
+            );
             losses.classifier = l.classifier;
             losses.box_reg = l.box_reg;
-            drop((cls, bbox));
-            add(model.head_backward(
+            drop(out);
+            add(model.head.backward(
                 hcache,
                 l.d_cls.view(),
                 l.d_bbox.view(),

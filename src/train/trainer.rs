@@ -621,20 +621,7 @@ fn run_loop(
             scale: o.scale.clone(),
         },
     );
-    let augment_cfg = o
-        .scale
-        .as_ref()
-        .map(|sc| crate::train::augment::AugmentConfig {
-            scale_range: if o.augment {
-                sc.scale_range
-            } else {
-                [1.0, 1.0]
-            },
-            max_input: sc.max_input,
-            dihedral: o.augment,
-            preprocess: o.preprocess.then(Default::default),
-            intensity: o.augment,
-        });
+    let augment_cfg = augment_config(o);
     let mut csv = open_csv(&dir.join("train.csv"), state.iteration)?;
     // --select val-ap: the validation images are scored after every epoch, the starting weights
     // being epoch 0 and the first best.safetensors (crate::train::finetune).
@@ -650,17 +637,7 @@ fn run_loop(
     let mut val_secs = 0.0;
     if let Some(v) = validator.as_mut() {
         if state.best_val.is_none() && state.iteration == 0 {
-            let (s, secs) = finetune::timed_score(v, &model, ds, 0)?;
-            v.log(&s, 0, None, secs, true)?;
-            save_weights(&dir.join("best.safetensors"), &model, &state)?;
-            eprintln!(
-                "epoch 0 (starting weights): validation AP@0.5 {:.4}, AP@0.7 {:.4} on {} images ({secs:.1} s); saved best.safetensors",
-                s.ap50,
-                s.ap70,
-                v.len()
-            );
-            state.best_val = Some(s);
-            val_secs = secs;
+            val_secs = score_starting_weights(v, &model, ds, dir, &mut state)?;
         }
     }
     let n = split.train.len();
@@ -694,18 +671,9 @@ fn run_loop(
             }
             let t0 = Instant::now();
             let i = state.order[state.pos];
-            let ex = match &augment_cfg {
-                Some(a) => augment_example(&loader.get_base(ds, i)?, a, &mut rng),
-                None => loader.get(ds, i)?,
-            };
-            let (x, boxes) = if o.augment && augment_cfg.is_none() {
-                Dihedral::random(&mut rng).apply(&ex.x, &ex.boxes)
-            } else {
-                (ex.x, ex.boxes)
-            };
-            let x = pad_to_multiple(&x, SIZE_DIVISIBLE);
+            let ex = step_input(o, ds, &mut loader, augment_cfg.as_ref(), i, &mut rng)?;
             let (losses, grads) =
-                loss_and_grads(&model, &x, boxes.view(), &ex.labels, &tcfg, &mut rng);
+                loss_and_grads(&model, &ex.x, ex.boxes.view(), &ex.labels, &tcfg, &mut rng);
             let total = losses.total();
             if !total.is_finite() {
                 return Err(Error::invalid(format!(
@@ -721,40 +689,14 @@ fn run_loop(
             state.epoch_loss_n += 1;
             let dt = t0.elapsed().as_secs_f64();
             state.seconds = start_seconds + started.elapsed().as_secs_f64();
-            writeln!(
-                csv,
-                "{},{},{},{},{},{},{},{:e},{:.4}",
-                state.epoch + 1,
-                state.iteration,
-                losses.objectness,
-                losses.rpn_box_reg,
-                losses.classifier,
-                losses.box_reg,
-                total,
-                adam.config.lr,
-                dt
-            )
-            .map_err(|e| Error::io(dir.join("train.csv"), e))?;
             // Seconds per iteration: exponential moving average (the first iterations also
             // load and preprocess images).
             let per_iter = ema.map_or(dt, |p| 0.9 * p + 0.1 * dt);
             ema = Some(per_iter);
-            eprintln!(
-                "epoch {}/{} iter {}/{} ({}) | obj {:.4} rpn_box {:.4} cls {:.4} box {:.4} total {:.4} | {:.2} img/s ETA {}",
-                state.epoch + 1,
-                o.epochs,
-                state.pos,
-                n,
-                state.iteration,
-                losses.objectness,
-                losses.rpn_box_reg,
-                losses.classifier,
-                losses.box_reg,
-                total,
-                1.0 / per_iter,
-                hms(per_iter * total_iters.saturating_sub(state.iteration) as f64
-                    + val_secs * (o.epochs - state.epoch) as f64)
-            );
+            let eta = per_iter * total_iters.saturating_sub(state.iteration) as f64
+                + val_secs * (o.epochs - state.epoch) as f64;
+            let lr = adam.config.lr;
+            log_iteration(&mut csv, o, &state, &losses, lr, dt, n, per_iter, eta)?;
         }
         let mean = state.epoch_loss_sum / state.epoch_loss_n.max(1) as f64;
         let loss_best = state.best_loss.is_none_or(|b| mean < b);
@@ -765,17 +707,8 @@ fn run_loop(
         let is_best = match validator.as_mut() {
             None => loss_best,
             Some(v) => {
-                let (s, secs) = finetune::timed_score(v, &model, ds, state.epoch + 1)?;
-                val_secs = secs;
-                let better = state.best_val.as_ref().is_none_or(|b| s.beats(b));
-                v.log(&s, state.iteration, Some(mean), secs, better)?;
-                val_note = format!(
-                    "; validation AP@0.5 {:.4}, AP@0.7 {:.4} ({secs:.1} s)",
-                    s.ap50, s.ap70
-                );
-                if better {
-                    state.best_val = Some(s);
-                }
+                let (better, secs, note) = score_epoch(v, &model, ds, &mut state, mean)?;
+                (val_secs, val_note) = (secs, note);
                 better
             }
         };
@@ -796,6 +729,57 @@ fn run_loop(
         state.rng_word_pos = rng.get_word_pos().to_string();
         save_checkpoint(dir, &model, &adam, &state, is_best)?;
     }
+    report_done(&state);
+    Ok(())
+}
+
+/// One iteration's row of train.csv and its progress line on stderr (`n` images per epoch,
+/// `per_iter` seconds per iteration, `eta` seconds left).
+#[allow(clippy::too_many_arguments)]
+fn log_iteration(
+    csv: &mut std::fs::File,
+    o: &TrainOptions,
+    state: &TrainState,
+    losses: &Losses,
+    lr: f32,
+    dt: f64,
+    n: usize,
+    per_iter: f64,
+    eta: f64,
+) -> Result<()> {
+    let total = losses.total();
+    let v = losses.values();
+    let cols: String = v.iter().map(|l| format!("{l},")).collect();
+    writeln!(
+        csv,
+        "{},{},{cols}{},{:e},{:.4}",
+        state.epoch + 1,
+        state.iteration,
+        total,
+        lr,
+        dt
+    )
+    .map_err(|e| Error::io(o.out.join("train.csv"), e))?;
+    eprintln!(
+        "epoch {}/{} iter {}/{} ({}) |{} total {total:.4} | {:.2} img/s ETA {}",
+        state.epoch + 1,
+        o.epochs,
+        state.pos,
+        n,
+        state.iteration,
+        ["obj", "rpn_box", "cls", "box"]
+            .iter()
+            .zip(v)
+            .map(|(n, l)| format!(" {n} {l:.4}"))
+            .collect::<String>(),
+        1.0 / per_iter,
+        hms(eta)
+    );
+    Ok(())
+}
+
+/// The closing lines of a run: epochs, iterations, time, and which epoch best.safetensors is.
+fn report_done(state: &TrainState) {
     eprintln!(
         "done: {} epochs, {} iterations, {}",
         state.epoch,
@@ -813,7 +797,94 @@ fn run_loop(
         ),
         None => {}
     }
-    Ok(())
+}
+
+/// The augmentation of a run at a physical scale (`--model-pixel-size`; None: the classic
+/// fixed-size loader, where `--augment` only flips and rotates).
+fn augment_config(o: &TrainOptions) -> Option<crate::train::augment::AugmentConfig> {
+    o.scale
+        .as_ref()
+        .map(|sc| crate::train::augment::AugmentConfig {
+            scale_range: if o.augment {
+                sc.scale_range
+            } else {
+                [1.0, 1.0]
+            },
+            max_input: sc.max_input,
+            dihedral: o.augment,
+            preprocess: o.preprocess.then(Default::default),
+            intensity: o.augment,
+        })
+}
+
+/// One iteration's input: sample `i` loaded (and augmented), padded to a multiple of
+/// `SIZE_DIVISIBLE`; `x` `[3, 1, H, W]`, boxes `[N, 4]` in x's pixels.
+fn step_input(
+    o: &TrainOptions,
+    ds: &Dataset,
+    loader: &mut Loader,
+    augment_cfg: Option<&crate::train::augment::AugmentConfig>,
+    i: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<crate::train::data::Example> {
+    let ex = match augment_cfg {
+        Some(a) => augment_example(&loader.get_base(ds, i)?, a, rng),
+        None => loader.get(ds, i)?,
+    };
+    let (x, boxes) = if o.augment && augment_cfg.is_none() {
+        Dihedral::random(rng).apply(&ex.x, &ex.boxes)
+    } else {
+        (ex.x, ex.boxes)
+    };
+    Ok(crate::train::data::Example {
+        x: pad_to_multiple(&x, SIZE_DIVISIBLE),
+        boxes,
+        labels: ex.labels,
+    })
+}
+
+/// --select val-ap before the first epoch: scores the starting weights (epoch 0), saves them as
+/// the first best.safetensors; returns the seconds the scoring took.
+fn score_starting_weights(
+    v: &mut Validator,
+    model: &FasterRcnn,
+    ds: &Dataset,
+    dir: &Path,
+    state: &mut TrainState,
+) -> Result<f64> {
+    let (s, secs) = finetune::timed_score(v, model, ds, 0)?;
+    v.log(&s, 0, None, secs, true)?;
+    save_weights(&dir.join("best.safetensors"), model, state)?;
+    eprintln!(
+        "epoch 0 (starting weights): validation AP@0.5 {:.4}, AP@0.7 {:.4} on {} images ({secs:.1} s); saved best.safetensors",
+        s.ap50,
+        s.ap70,
+        v.len()
+    );
+    state.best_val = Some(s);
+    Ok(secs)
+}
+
+/// --select val-ap after an epoch with mean loss `mean`: scores and logs the weights; returns
+/// (better than the best so far, seconds, the note for the epoch line).
+fn score_epoch(
+    v: &mut Validator,
+    model: &FasterRcnn,
+    ds: &Dataset,
+    state: &mut TrainState,
+    mean: f64,
+) -> Result<(bool, f64, String)> {
+    let (s, secs) = finetune::timed_score(v, model, ds, state.epoch + 1)?;
+    let better = state.best_val.as_ref().is_none_or(|b| s.beats(b));
+    v.log(&s, state.iteration, Some(mean), secs, better)?;
+    let note = format!(
+        "; validation AP@0.5 {:.4}, AP@0.7 {:.4} ({secs:.1} s)",
+        s.ap50, s.ap70
+    );
+    if better {
+        state.best_val = Some(s);
+    }
+    Ok((better, secs, note))
 }
 
 #[cfg(test)]

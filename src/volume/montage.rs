@@ -1,7 +1,7 @@
 //! A montage of a stack: every n-th slice tiled in a grid, with each object's box drawn in the
 //! object's colour, so one picture shows which boxes were linked into which object.
 
-use crate::draw::{draw_rect, draw_text, gray_to_rgb};
+use crate::draw::{draw_rect, draw_text, gray_to_rgb, PALETTE};
 use image::RgbImage;
 use ndarray::Array2;
 
@@ -12,24 +12,7 @@ const GAP: u32 = 4;
 /// Line thickness of a linked (detected) box; interpolated boxes are drawn 1 pixel thin.
 const LINKED_THICKNESS: u32 = 2;
 
-/// A fixed palette of well-separated colours (Kelly's, without white/black/greys).
-/// Object `id` gets `PALETTE[(id - 1) % PALETTE.len()]`.
-pub const PALETTE: [[u8; 3]; 12] = [
-    [255, 179, 0],
-    [128, 62, 117],
-    [255, 104, 0],
-    [166, 189, 215],
-    [193, 0, 32],
-    [206, 162, 98],
-    [0, 125, 52],
-    [246, 118, 142],
-    [0, 83, 138],
-    [255, 122, 92],
-    [83, 55, 122],
-    [179, 40, 81],
-];
-
-/// The colour of object `id` (1-based).
+/// The colour of object `id` (1-based): `PALETTE[(id - 1) % PALETTE.len()]`.
 pub fn object_color(id: usize) -> [u8; 3] {
     PALETTE[id.saturating_sub(1) % PALETTE.len()]
 }

@@ -215,37 +215,35 @@ class Mitochondrion:
             if k == "vesicular":
                 n_v = int(np.clip((br.length() + a) * a / rng.uniform(2000.0, 6000.0), 3, 40))
                 for _ in range(n_v):
-                    s = rng.uniform(0.0, 1.0)
-                    p, tan, nrm = self._frame(rng, br, s)
-                    a_loc = float(br.a_of(np.array(s)))
-                    c_loc = float(br.c_of(a_loc))
-                    r = rng.uniform(10.0, 40.0)
-                    room = 1.0 - (r + self.s_im + 6.0) / max(min(a_loc, c_loc), 1.0)
-                    if room <= 0.05:
-                        continue
-                    phi = rng.uniform(0, 2 * np.pi)
-                    f = rng.uniform(0, room)
-                    c = p + f * (np.cos(phi) * nrm * a_loc + np.sin(phi) * np.array([0, 0, c_loc]))
-                    out.append(Crista("ball", c=c, r=r))
+                    ball = self._inner_ball(rng, br, (10.0, 40.0), 6.0)
+                    if ball is not None:
+                        out.append(Crista("ball", c=ball[0], r=ball[1]))
         return out
+
+    def _inner_ball(self, rng, br, r_range, margin):
+        """A ball (centre, radius uniform in r_range) at a random place of branch br, at least
+        margin nm inside the inner membrane; None where the branch is too thin there."""
+        s = rng.uniform(0.0, 1.0)
+        p, tan, nrm = self._frame(rng, br, s)
+        a_loc = float(br.a_of(np.array(s)))
+        c_loc = float(br.c_of(a_loc))
+        r = rng.uniform(*r_range)
+        room = 1.0 - (r + self.s_im + margin) / max(min(a_loc, c_loc), 1.0)
+        if room <= 0.05:
+            return None
+        phi = rng.uniform(0, 2 * np.pi)
+        f = rng.uniform(0, room)
+        c = p + f * (np.cos(phi) * nrm * a_loc + np.sin(phi) * np.array([0, 0, c_loc]))
+        return c, r
 
     def _make_granules(self, rng):
         n = int(rng.choice([0, 0, 0, 0, 1, 2, 3, 5, 8]))
         out = []
         for _ in range(n):
             br = self.branches[int(rng.integers(len(self.branches)))]
-            s = rng.uniform(0.0, 1.0)
-            p, tan, nrm = self._frame(rng, br, s)
-            a_loc = float(br.a_of(np.array(s)))
-            c_loc = float(br.c_of(a_loc))
-            r = rng.uniform(8.0, 20.0)
-            room = 1.0 - (r + self.s_im + 8.0) / max(min(a_loc, c_loc), 1.0)
-            if room <= 0.05:
-                continue
-            phi = rng.uniform(0, 2 * np.pi)
-            f = rng.uniform(0, room)
-            c = p + f * (np.cos(phi) * nrm * a_loc + np.sin(phi) * np.array([0, 0, c_loc]))
-            out.append((c, r, rng.uniform(1.5, 3.0) * V_PROTEIN))
+            ball = self._inner_ball(rng, br, (8.0, 20.0), 8.0)
+            if ball is not None:
+                out.append((ball[0], ball[1], rng.uniform(1.5, 3.0) * V_PROTEIN))
         return out
 
     # ---- evaluation ---------------------------------------------------------------------

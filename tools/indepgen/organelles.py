@@ -35,7 +35,32 @@ def _e2(d, p, dz):
     return aa_sigma2(p, dz, gz)
 
 
-class Vesicle:
+def _cube(c, m):
+    """The box (x0, x1, y0, y1, z0, z1) reaching m from the centre c."""
+    return (c[0] - m, c[0] + m, c[1] - m, c[1] + m, c[2] - m, c[2] + m)
+
+
+def _walled(mem, d, p, dz, lumen):
+    """The membrane mem on the surface d = 0 around a lumen of density lumen: (rho, e2)."""
+    e2 = _e2(d, p, dz)
+    return mem(d, e2) + smooth_inside(d, e2) * lumen, e2
+
+
+class _Sphere:
+    """A membrane-bounded sphere: centre self.c, radius self.R, membrane self.mem, lumen density
+    self.lumen."""
+
+    def sdf_points(self, P):
+        return shapes.sphere(P[:, 0], P[:, 1], P[:, 2], self.c, self.R)
+
+    def _walled_sphere(self, x, y, z, p, dz):
+        """(d, rho, e2): the signed distance and the membrane + lumen potential."""
+        d = shapes.sphere(x, y, z, self.c, self.R)
+        rho, e2 = _walled(self.mem, d, p, dz, self.lumen)
+        return d, rho, e2
+
+
+class Vesicle(_Sphere):
     name = "vesicle"
     cull = 1.0
 
@@ -45,21 +70,16 @@ class Vesicle:
         self.lumen = rng.uniform(-0.03, 0.15) * V_PROTEIN
         self.coat = rng.uniform(0.4, 0.8) * V_PROTEIN * 8.0 if coated else 0.0
         m = R + (22 if coated else 5)
-        self.box = (c[0] - m, c[0] + m, c[1] - m, c[1] + m, c[2] - m, c[2] + m)
-
-    def sdf_points(self, P):
-        return shapes.sphere(P[:, 0], P[:, 1], P[:, 2], self.c, self.R)
+        self.box = _cube(c, m)
 
     def density(self, x, y, z, p, dz):
-        d = shapes.sphere(x, y, z, self.c, self.R)
-        e2 = _e2(d, p, dz)
-        rho = self.mem(d, e2) + smooth_inside(d, e2) * self.lumen
+        d, rho, e2 = self._walled_sphere(x, y, z, p, dz)
         if self.coat:
             rho = rho + self.coat * gauss(d - 12.0, np.sqrt(16.0 + e2))
         return rho.astype(np.float32), None
 
 
-class MVB:
+class MVB(_Sphere):
     name = "mvb"
     cull = 1.0
 
@@ -74,15 +94,10 @@ class MVB:
             v = shapes.unit(rng.normal(size=3)) * rng.uniform(0, max(R - r - 10, 1)) * rng.uniform(0.3, 1) ** 0.3
             self.inner.append((self.c + v, r, Bilayer(rng), rho_cyto + rng.uniform(-0.03, 0.15) * V_PROTEIN))
         m = R + 5
-        self.box = (c[0] - m, c[0] + m, c[1] - m, c[1] + m, c[2] - m, c[2] + m)
-
-    def sdf_points(self, P):
-        return shapes.sphere(P[:, 0], P[:, 1], P[:, 2], self.c, self.R)
+        self.box = _cube(c, m)
 
     def density(self, x, y, z, p, dz):
-        d = shapes.sphere(x, y, z, self.c, self.R)
-        e2 = _e2(d, p, dz)
-        rho = self.mem(d, e2) + smooth_inside(d, e2) * self.lumen
+        d, rho, e2 = self._walled_sphere(x, y, z, p, dz)
         for c, r, mem, lum in self.inner:
             di = shapes.sphere(x, y, z, c, r)
             # intraluminal vesicle: its lumen replaces the MVB lumen
@@ -90,29 +105,38 @@ class MVB:
         return rho.astype(np.float32), None
 
 
-class LipidDroplet:
+class _Ellipsoid:
+    """A body bounded by a randomly rotated ellipsoid: centre self.c, semi-axes self.axes."""
+
+    def _place(self, rng, c, axes):
+        """Centre c, semi-axes axes, a random rotation (one draw of rng), the bounding box."""
+        self.c, self.axes = np.asarray(c, float), tuple(axes)
+        self.rot = shapes.random_rotation(rng)
+        self.box = _cube(c, max(axes) + 5)
+
+    def sdf_points(self, P):
+        return self._distance(P[:, 0], P[:, 1], P[:, 2])
+
+    def _distance(self, x, y, z):
+        return shapes.ellipsoid(x, y, z, self.c, self.axes, self.rot)
+
+
+class LipidDroplet(_Ellipsoid):
     name = "lipid_droplet"
     cull = 2.0
 
     def __init__(self, rng, c, axes, rho_cyto):
-        self.c, self.axes = np.asarray(c, float), tuple(axes)
-        self.rot = shapes.random_rotation(rng)
+        self._place(rng, c, axes)
         self.mem = Monolayer(rng)
         self.core = rng.uniform(-0.1, 0.06) * V_PROTEIN
-        m = max(axes) + 5
-        self.box = (c[0] - m, c[0] + m, c[1] - m, c[1] + m, c[2] - m, c[2] + m)
-
-    def sdf_points(self, P):
-        return shapes.ellipsoid(P[:, 0], P[:, 1], P[:, 2], self.c, self.axes, self.rot)
 
     def density(self, x, y, z, p, dz):
-        d = shapes.ellipsoid(x, y, z, self.c, self.axes, self.rot)
-        e2 = _e2(d, p, dz)
-        rho = self.mem(d, e2) + smooth_inside(d, e2) * self.core
+        d = self._distance(x, y, z)
+        rho, e2 = _walled(self.mem, d, p, dz, self.core)
         return rho.astype(np.float32), None
 
 
-class DoubleMembraneBody:
+class DoubleMembraneBody(_Ellipsoid):
     """Autophagosome-like double-membrane organelle (not a mitochondrion: no cristae, engulfed
     cytosol-like content, wider and more variable membrane spacing)."""
 
@@ -120,20 +144,14 @@ class DoubleMembraneBody:
     cull = 2.0
 
     def __init__(self, rng, c, axes, rho_cyto):
-        self.c, self.axes = np.asarray(c, float), tuple(axes)
-        self.rot = shapes.random_rotation(rng)
+        self._place(rng, c, axes)
         self.m1, self.m2 = Bilayer(rng), Bilayer(rng)
         self.gap = rng.uniform(10.0, 25.0)
         self.between = rng.uniform(-0.03, 0.08) * V_PROTEIN
         self.inside = rng.uniform(0.0, 0.12) * V_PROTEIN
-        m = max(axes) + 5
-        self.box = (c[0] - m, c[0] + m, c[1] - m, c[1] + m, c[2] - m, c[2] + m)
-
-    def sdf_points(self, P):
-        return shapes.ellipsoid(P[:, 0], P[:, 1], P[:, 2], self.c, self.axes, self.rot)
 
     def density(self, x, y, z, p, dz):
-        d = shapes.ellipsoid(x, y, z, self.c, self.axes, self.rot)
+        d = self._distance(x, y, z)
         e2 = _e2(d, p, dz)
         d2 = d + self.gap
         rho = self.m1(d, e2) + self.m2(d2, e2) + smooth_inside(d, e2) * self.between
@@ -167,8 +185,7 @@ class ERTube:
         d = shapes.polyline_distance(x, y, z, self.pts, ids) - self.r
         if d.min() > 8:
             return None, None
-        e2 = _e2(d, p, dz)
-        rho = self.mem(d, e2) + smooth_inside(d, e2) * self.lumen
+        rho, e2 = _walled(self.mem, d, p, dz, self.lumen)
         return rho.astype(np.float32), None
 
 
@@ -181,7 +198,7 @@ class ERSheet:
         self.mem = Bilayer(rng)
         self.lumen = rng.uniform(-0.03, 0.15) * V_PROTEIN
         m = R + h + 5
-        self.box = (c[0] - m, c[0] + m, c[1] - m, c[1] + m, c[2] - m, c[2] + m)
+        self.box = _cube(c, m)
 
     def sdf_points(self, P):
         return shapes.rounded_disk(P[:, 0], P[:, 1], P[:, 2], self.c, self.n, self.h, self.R)
@@ -190,8 +207,7 @@ class ERSheet:
         d = shapes.rounded_disk(x, y, z, self.c, self.n, self.h, self.R)
         if d.min() > 8:
             return None, None
-        e2 = _e2(d, p, dz)
-        rho = self.mem(d, e2) + smooth_inside(d, e2) * self.lumen
+        rho, e2 = _walled(self.mem, d, p, dz, self.lumen)
         return rho.astype(np.float32), None
 
 

@@ -30,15 +30,21 @@ from .physics import V_PROTEIN, smooth_inside
 SIGMA_POINT = 2.2  # nm
 
 
-def ribosome_kernels(rng, p, dz, rho_cyto, n=8):
-    """n randomly oriented ribosome densities (V, relative to the cytosol) on a (p, dz) grid."""
-    half = 17.0
+def _kernel_grid(half, p, dz):
+    """Coordinates (x, y, z broadcastable, nm) of a kernel reaching half nm from its centre on a
+    (p, dz) grid, and the grid's anti-aliasing variance e2."""
     nx = int(np.ceil(half / p))
     nz = int(np.ceil(half / dz))
     x = (np.arange(-nx, nx + 1) * p)[None, None, :]
     y = (np.arange(-nx, nx + 1) * p)[None, :, None]
     z = (np.arange(-nz, nz + 1) * dz)[:, None, None]
-    e2 = (p * p + dz * dz) / 24.0
+    return x, y, z, (p * p + dz * dz) / 24.0
+
+
+def ribosome_kernels(rng, p, dz, rho_cyto, n=8):
+    """n randomly oriented ribosome densities (V, relative to the cytosol) on a (p, dz) grid."""
+    half = 17.0
+    x, y, z, e2 = _kernel_grid(half, p, dz)
     out = []
     for _ in range(n):
         rot = shapes.random_rotation(rng)
@@ -57,12 +63,7 @@ def ribosome_kernels(rng, p, dz, rho_cyto, n=8):
 
 def gold_kernel(p, dz, r=5.0):
     half = r + 3.0
-    nx = int(np.ceil(half / p))
-    nz = int(np.ceil(half / dz))
-    x = (np.arange(-nx, nx + 1) * p)[None, None, :]
-    y = (np.arange(-nx, nx + 1) * p)[None, :, None]
-    z = (np.arange(-nz, nz + 1) * dz)[:, None, None]
-    e2 = (p * p + dz * dz) / 24.0
+    x, y, z, e2 = _kernel_grid(half, p, dz)
     return (10.0 * V_PROTEIN * smooth_inside(shapes.sphere(x, y, z, np.zeros(3), r), e2, 0.5)).astype(np.float32)
 
 

@@ -28,5 +28,5 @@ pub use link::{
     iou3d, link_slices, slice_boxes, smooth_track, suppress_fragments, LinkConfig, Object3d,
     SliceBox,
 };
-pub use montage::{montage, object_color, PALETTE};
+pub use montage::{montage, object_color};
 pub use tilt::{read_tilt_angles, tilt_file_for};
