@@ -83,24 +83,18 @@ fn write_dataset(dir: &Path) -> Vec<(PathBuf, Vec<[f32; 4]>)> {
             let name = format!("disc_{i:02}");
             let png = dir.join("images").join(format!("{name}.png"));
             write_png_gray8(&png, img.view()).unwrap();
-            let ann = VocAnnotation {
-                filename: format!("{name}.png"),
-                path: None,
-                width: SIZE as u32,
-                height: SIZE as u32,
-                depth: 1,
-                objects: boxes
-                    .iter()
-                    .map(|b| VocObject {
-                        name: "disc".into(),
-                        // VOC stores integers: round the corners so what we compare is what
-                        // the trainer reads.
-                        bbox: b.map(f32::round),
-                        difficult: false,
-                        truncated: false,
-                    })
-                    .collect(),
-            };
+            let objects = boxes
+                .iter()
+                .map(|b| VocObject {
+                    name: "disc".into(),
+                    // VOC stores integers: round the corners so what we compare is what the
+                    // trainer reads.
+                    bbox: b.map(f32::round),
+                    difficult: false,
+                    truncated: false,
+                })
+                .collect();
+            let ann = VocAnnotation::gray(format!("{name}.png"), (SIZE, SIZE), objects);
             write_voc(&dir.join("annotations").join(format!("{name}.xml")), &ann).unwrap();
             (png, boxes.iter().map(|b| b.map(f32::round)).collect())
         })

@@ -143,6 +143,36 @@ fi
 fi # FROM_STAGE <= 3
 [ "${STAGE3_ONLY:-0}" = 1 ] && exit 0
 
+# Stages 4 and 5: one randomized set + mitochondrion-free images + the classic images, trained
+# from INIT with val-ap selection.
+#   late_stage K SEED N NNEG INIT EPOCHS LR_STEPS EXTRA
+# writes $WORK/dataK (synth --seed SEED, N images), $WORK/negK (seed SEED+1, NNEG images with no
+# mitochondrion), the list $WORK/mixK.txt (with classic3) and the run $RUN_K (default
+# $WORK/runK; resumed when interrupted).
+late_stage() {
+  local k=$1 seed=$2 n=$3 nneg=$4 init=$5 epochs=$6 lr_steps=$7 extra=$8
+  local run=$WORK/run$k
+  [ -f "$WORK/data$k/manifest.csv" ] || "$CRYODET" synth "$WORK/data$k" --n "$n" --seed "$seed" \
+    --groups 10 --pixel-nm-range 1.0,4 --fov-nm-range 800,3000 --snr-range 0.04,2
+  [ -f "$WORK/neg$k/manifest.csv" ] || "$CRYODET" synth "$WORK/neg$k" --n "$nneg" --seed $((seed + 1)) \
+    --groups 10 --min-mito 0 --max-mito 0 --pixel-nm-range 1.0,4 --fov-nm-range 800,3000 --snr-range 0.04,2
+  if [ ! -f "$WORK/mix$k.txt" ]; then
+    mix "mix$k" "data$k" ""
+    mix "mix$k" "neg$k" neg_
+    mix "mix$k" classic3 classic_
+  fi
+  if [ -f "$run/state.json" ]; then
+    "$CRYODET" train --resume "$run" --threads "$THREADS"
+  else
+    # shellcheck disable=SC2086
+    "$CRYODET" train --data "$WORK/mix$k.txt" --manifest "$WORK/mix$k/manifest.csv" --out "$run" \
+      --init "$init" --epochs "$epochs" --lr 1e-4 --lr-steps "$lr_steps" --roi-batch 128 \
+      --seed "$SEED" --split-by-group --model-pixel-size 2.5 --anchor-sizes 32,64,128,256,512 \
+      --scale-range 0.5,2 --max-input 640 --size 600 --select val-ap --trainable-layers 5 \
+      --threads "$THREADS" $extra
+  fi
+}
+
 # 5. Stage 4: the stage-3 network on a fourth randomized set (900 images, seed 141, the ranges of
 #    stage 3), 150 images of the same ranges with no mitochondrion at all (seed 142: context,
 #    membranes and organelles only; on its own held-out split the stage-1 model had put boxes on
@@ -150,31 +180,12 @@ fi # FROM_STAGE <= 3
 #    2), best.safetensors by validation AP on the held-out groups (epoch 0 = stage 3), one thread.
 #    FROM_STAGE=4 starts from the shipped stage-3 model (weights/default.safetensors of 919fd1e).
 if [ "${STAGE4:-1}" = 1 ] && [ "$FROM_STAGE" -le 4 ]; then
-  [ -f "$WORK/data4/manifest.csv" ] || "$CRYODET" synth "$WORK/data4" --n "${N4:-900}" --seed 141 \
-    --groups 10 --pixel-nm-range 1.0,4 --fov-nm-range 800,3000 --snr-range 0.04,2
-  [ -f "$WORK/neg4/manifest.csv" ] || "$CRYODET" synth "$WORK/neg4" --n "${NNEG4:-150}" --seed 142 \
-    --groups 10 --min-mito 0 --max-mito 0 --pixel-nm-range 1.0,4 --fov-nm-range 800,3000 --snr-range 0.04,2
-  if [ ! -f "$WORK/mix4.txt" ]; then
-    mix mix4 data4 ""
-    mix mix4 neg4 neg_
-    mix mix4 classic3 classic_
-  fi
   INIT4="$RUN3/best.safetensors"
   if [ "$FROM_STAGE" -ge 4 ]; then
     INIT4="$WORK/stage3.safetensors"
     [ -f "$INIT4" ] || git show 919fd1e:weights/default.safetensors > "$INIT4"
   fi
-  RUN4=${RUN4:-$WORK/run4}
-  if [ -f "$RUN4/state.json" ]; then
-    "$CRYODET" train --resume "$RUN4" --threads "$THREADS"
-  else
-    # shellcheck disable=SC2086
-    "$CRYODET" train --data "$WORK/mix4.txt" --manifest "$WORK/mix4/manifest.csv" --out "$RUN4" \
-      --init "$INIT4" --epochs "${EPOCHS4:-10}" --lr 1e-4 --lr-steps "${LR_STEPS4:-8}" --roi-batch 128 \
-      --seed "$SEED" --split-by-group --model-pixel-size 2.5 --anchor-sizes 32,64,128,256,512 \
-      --scale-range 0.5,2 --max-input 640 --size 600 --select val-ap --trainable-layers 5 \
-      --threads "$THREADS" ${EXTRA_TRAIN4:-}
-  fi
+  late_stage 4 141 "${N4:-900}" "${NNEG4:-150}" "$INIT4" "${EPOCHS4:-10}" "${LR_STEPS4:-8}" "${EXTRA_TRAIN4:-}"
 fi
 
 # 6. Stage 5: the stage-4 network on data that marks what no observer could see. synth now flags
@@ -187,31 +198,12 @@ fi
 #    the classic generator marks nothing), 12 epochs (lr x0.1 for the last 2), val-ap.
 #    FROM_STAGE=5 starts from the shipped stage-4 model (weights/default.safetensors of 3b93aca).
 if [ "$FROM_STAGE" -le 5 ]; then
-  [ -f "$WORK/data5/manifest.csv" ] || "$CRYODET" synth "$WORK/data5" --n "${N5:-1200}" --seed 151 \
-    --groups 10 --pixel-nm-range 1.0,4 --fov-nm-range 800,3000 --snr-range 0.04,2
-  [ -f "$WORK/neg5/manifest.csv" ] || "$CRYODET" synth "$WORK/neg5" --n "${NNEG5:-150}" --seed 152 \
-    --groups 10 --min-mito 0 --max-mito 0 --pixel-nm-range 1.0,4 --fov-nm-range 800,3000 --snr-range 0.04,2
-  if [ ! -f "$WORK/mix5.txt" ]; then
-    mix mix5 data5 ""
-    mix mix5 neg5 neg_
-    mix mix5 classic3 classic_
-  fi
-  INIT5="${RUN4:-$WORK/run4}/best.safetensors"
+  INIT5="$WORK/run4/best.safetensors"
   if [ "$FROM_STAGE" -ge 5 ]; then
     INIT5="$WORK/stage4.safetensors"
     [ -f "$INIT5" ] || git show 3b93aca:weights/default.safetensors > "$INIT5"
   fi
-  RUN5=${RUN5:-$WORK/run5}
-  if [ -f "$RUN5/state.json" ]; then
-    "$CRYODET" train --resume "$RUN5" --threads "$THREADS"
-  else
-    # shellcheck disable=SC2086
-    "$CRYODET" train --data "$WORK/mix5.txt" --manifest "$WORK/mix5/manifest.csv" --out "$RUN5" \
-      --init "$INIT5" --epochs "${EPOCHS5:-12}" --lr 1e-4 --lr-steps "${LR_STEPS5:-10}" --roi-batch 128 \
-      --seed "$SEED" --split-by-group --model-pixel-size 2.5 --anchor-sizes 32,64,128,256,512 \
-      --scale-range 0.5,2 --max-input 640 --size 600 --select val-ap --trainable-layers 5 \
-      --threads "$THREADS" ${EXTRA_TRAIN5:-}
-  fi
+  late_stage 5 151 "${N5:-1200}" "${NNEG5:-150}" "$INIT5" "${EPOCHS5:-12}" "${LR_STEPS5:-10}" "${EXTRA_TRAIN5:-}"
 fi
 [ "${TRAIN_ONLY:-0}" = 1 ] && exit 0
 

@@ -176,6 +176,23 @@ fn esc(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 impl VocAnnotation {
+    /// The annotation of a gray image (depth 1) `(h, w)` named `filename` (no path) holding
+    /// `objects`.
+    pub fn gray(
+        filename: String,
+        (h, w): (usize, usize),
+        objects: Vec<VocObject>,
+    ) -> VocAnnotation {
+        VocAnnotation {
+            filename,
+            path: None,
+            width: w as u32,
+            height: h as u32,
+            depth: 1,
+            objects,
+        }
+    }
+
     /// The annotation of detections on an image `(h, w)` (gray, depth 1) named `filename`, at
     /// `path`, as `cryodet detect --format voc` writes it: one object per detection, class =
     /// its label, not difficult, not truncated.

@@ -8,8 +8,8 @@
 use super::field::smooth_field_any;
 use super::region;
 use super::scene::{
-    body, centre, cover, rough_er_ribosomes, shell_body, Canvas, Crista, Mito, Ribosome, Vesicle,
-    RHO_CYTO, RHO_RIBOSOME,
+    body, centre, cover, near_spine, rough_er_ribosomes, shell_body, Canvas, Crista, Mito,
+    Ribosome, Vesicle, RHO_CYTO, RHO_RIBOSOME,
 };
 use super::shape::{chord, Spine, Wobble, P2};
 use rand::Rng;
@@ -22,6 +22,14 @@ pub(crate) fn anywhere(rng: &mut ChaCha8Rng, cv: &Canvas) -> P2 {
         rng.gen_range(0.0..cv.w as f32),
         rng.gen_range(0.0..cv.h as f32),
     ]
+}
+
+/// The first of 20 uniform points ([`anywhere`]) whose disc of radius `r` is free of
+/// mitochondria ([`free_of_mitos`]), if any.
+pub(crate) fn free_place(rng: &mut ChaCha8Rng, cv: &Canvas, r: f32) -> Option<P2> {
+    (0..20)
+        .map(|_| anywhere(rng, cv))
+        .find(|&p| free_of_mitos(cv, p, r))
 }
 
 /// True when a disc of radius `r` at `p` overlaps no mitochondrion (tested on a 9 x 9 grid of
@@ -114,10 +122,7 @@ pub(crate) fn lipid_droplet(
     slice: bool,
 ) {
     let r = rng.gen_range(80.0..500.0) / px;
-    let Some(p) = (0..20)
-        .map(|_| anywhere(rng, cv))
-        .find(|&p| free_of_mitos(cv, p, r))
-    else {
+    let Some(p) = free_place(rng, cv, r) else {
         return;
     };
     let c = r.min(c_max);
@@ -128,12 +133,7 @@ pub(crate) fn lipid_droplet(
     };
     let t = (2.5 / px).max(0.7);
     let dz = section(rng, slice, c);
-    let Some((ri, rj)) = cv.span([
-        p[0] - r - 1.0,
-        p[1] - r - 1.0,
-        p[0] + r + 1.0,
-        p[1] + r + 1.0,
-    ]) else {
+    let Some((ri, rj)) = cv.span_grown([p[0], p[1], p[0], p[1]], r, 1.0) else {
         return;
     };
     for i in ri {
@@ -168,10 +168,7 @@ pub(crate) fn mvb(
     slice: bool,
 ) {
     let r = rng.gen_range(125.0..300.0) / px;
-    let Some(p) = (0..20)
-        .map(|_| anywhere(rng, cv))
-        .find(|&p| free_of_mitos(cv, p, r))
-    else {
+    let Some(p) = free_place(rng, cv, r) else {
         return;
     };
     let mut outer = clear_vesicle(rng, p, r, t, rho);
@@ -232,10 +229,7 @@ pub(crate) fn autophagosome(
     slice: bool,
 ) {
     let a = rng.gen_range(150.0..450.0) / px;
-    let Some(p) = (0..20)
-        .map(|_| anywhere(rng, cv))
-        .find(|&p| free_of_mitos(cv, p, a * 1.3))
-    else {
+    let Some(p) = free_place(rng, cv, a * 1.3) else {
         return;
     };
     let len = a * rng.gen_range(0.0..0.6);
@@ -300,29 +294,12 @@ fn tube(
     dz: Option<f32>,
     code: u8,
 ) {
-    let b = spine.bbox();
-    let Some((ri, rj)) = cv.span([
-        b[0] - a - 1.0,
-        b[1] - a - 1.0,
-        b[2] + a + 1.0,
-        b[3] + a + 1.0,
-    ]) else {
-        return;
-    };
-    for i in ri {
-        for j in rj.clone() {
-            let f = spine.frame(centre(i, j));
-            if f.dist >= a + 1.0 {
-                continue;
-            }
-            let idx = i * cv.w + j;
-            cv.density[idx] +=
-                rho * shell_body(f.dist, a, c, t, dz) + lumen * body(f.dist, a - t, c - t, dz);
-            if body(f.dist, a, c, dz) > 0.5 {
-                cv.set_region(idx, code);
-            }
+    near_spine(cv, spine, a, |cv, idx, d| {
+        cv.density[idx] += rho * shell_body(d, a, c, t, dz) + lumen * body(d, a - t, c - t, dz);
+        if body(d, a, c, dz) > 0.5 {
+            cv.set_region(idx, code);
         }
-    }
+    });
 }
 
 /// ER: a sheet seen edge-on (lumen 30-50 nm, extent along the beam 40-150 nm, 200-900 nm long,
@@ -400,12 +377,7 @@ pub(crate) fn filament(rng: &mut ChaCha8Rng, cv: &mut Canvas, px: f32, actin: bo
         let p = [p0[0] + nx * off, p0[1] + ny * off];
         let spine = Spine::curved(p, len * rng.gen_range(0.7..1.0), theta, k0, 0.0, 8);
         let b = spine.bbox();
-        let Some((ri, rj)) = cv.span([
-            b[0] - r - 1.0,
-            b[1] - r - 1.0,
-            b[2] + r + 1.0,
-            b[3] + r + 1.0,
-        ]) else {
+        let Some((ri, rj)) = cv.span_grown(b, r, 1.0) else {
             continue;
         };
         let dz = section(rng, slice, r);

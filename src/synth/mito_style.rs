@@ -25,7 +25,7 @@
 
 use super::appearance::{log_uniform, pick, uniform, Cristae, MitoStyle, Mode, Shape};
 use super::region;
-use super::scene::{Crista, Mito};
+use super::scene::{elongated, Crista, Mito};
 use super::shape::{Spine, Wobble, P2};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -72,14 +72,7 @@ pub(crate) fn sample_styled(
             let k0 = rng.gen_range(-0.6..0.6) / len;
             (a, len, k0, 0.0, Wobble::random(rng, 0.0, 0.05, 3.0 * a))
         }
-        _ => {
-            let a = base_a * scale;
-            let len = a * rng.gen_range(1.5..8.0);
-            let k0 = rng.gen_range(-1.0..1.0) / len;
-            let k1 = rng.gen_range(-1.5..1.5) / len;
-            let lambda = rng.gen_range(2.0..4.0) * a;
-            (a, len, k0, k1, Wobble::random(rng, 0.0, 0.06, lambda))
-        }
+        _ => elongated(rng, base_a * scale, 8.0),
     };
     let spine = Spine::curved(centre, len.max(0.5), theta, k0, k1, 24);
     let t = nm(st.membrane_nm).max(1.0);

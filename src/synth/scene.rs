@@ -74,9 +74,47 @@ impl Canvas {
         (j0 < j1 && i0 < i1).then_some((i0..i1, j0..j1))
     }
 
+    /// [`Canvas::span`] of `b` grown by `m1` and then `m2` on every side (`b[0] - m1 - m2`, ...:
+    /// two terms, so that a caller's `x - r - 1.0` keeps its rounding).
+    pub(crate) fn span_grown(
+        &self,
+        b: [f32; 4],
+        m1: f32,
+        m2: f32,
+    ) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+        self.span([
+            b[0] - m1 - m2,
+            b[1] - m1 - m2,
+            b[2] + m1 + m2,
+            b[3] + m1 + m2,
+        ])
+    }
+
     pub(crate) fn set_region(&mut self, k: usize, code: u8) {
         if self.region[k] != region::MITOCHONDRION {
             self.region[k] = code;
+        }
+    }
+}
+
+/// Calls `f(cv, pixel index, distance)` for every pixel of `cv` closer than `a + 1` to `spine`
+/// (a tube of half-width `a` and its anti-aliasing pixel), row by row.
+pub(crate) fn near_spine(
+    cv: &mut Canvas,
+    spine: &Spine,
+    a: f32,
+    mut f: impl FnMut(&mut Canvas, usize, f32),
+) {
+    let Some((ri, rj)) = cv.span_grown(spine.bbox(), a, 1.0) else {
+        return;
+    };
+    for i in ri {
+        for j in rj.clone() {
+            let d = spine.frame(centre(i, j)).dist;
+            if d < a + 1.0 {
+                let idx = i * cv.w + j;
+                f(cv, idx, d);
+            }
         }
     }
 }
@@ -322,6 +360,21 @@ impl Mito {
 
 /// Sample one mitochondrion's shape (not its position: `centre`), sizes in pixels.
 /// Round (45 %): `a` 90-190 nm, a short spine (0-0.5 a, slightly oval). Elongated: `a` 65-130 nm,
+/// The spine of an elongated body of half-width `a`: `(a, length, k0, k1, wobble)`, length
+/// `a * U(1.5, len_max)`, curvature `k0 + k1 s` with `|k0| < 1 / length`, `|k1| < 1.5 / length`, and
+/// a width wobble of 6 % at a wavelength of 2-4 `a` (drawn in this order).
+pub(crate) fn elongated(
+    rng: &mut ChaCha8Rng,
+    a: f32,
+    len_max: f32,
+) -> (f32, f32, f32, f32, Wobble) {
+    let len = a * rng.gen_range(1.5..len_max);
+    let k0 = rng.gen_range(-1.0..1.0) / len;
+    let k1 = rng.gen_range(-1.5..1.5) / len;
+    let lambda = rng.gen_range(2.0..4.0) * a;
+    (a, len, k0, k1, Wobble::random(rng, 0.0, 0.06, lambda))
+}
+
 /// spine 1.5-6 a, bent (constant + sinusoidal curvature), like the slanted strips of Fig. 7.
 pub(crate) fn sample_mito(
     rng: &mut ChaCha8Rng,
@@ -339,11 +392,7 @@ pub(crate) fn sample_mito(
         (a, len, 0.0, 0.0, Wobble::random(rng, 0.07, 0.0, 1.0))
     } else {
         let a = nm(rng.gen_range(65.0..130.0)) * scale;
-        let len = a * rng.gen_range(1.5..6.0);
-        let k0 = rng.gen_range(-1.0..1.0) / len;
-        let k1 = rng.gen_range(-1.5..1.5) / len;
-        let lambda = rng.gen_range(2.0..4.0) * a;
-        (a, len, k0, k1, Wobble::random(rng, 0.0, 0.06, lambda))
+        elongated(rng, a, 6.0)
     };
     let spine = Spine::curved(centre, len.max(0.5), theta, k0, k1, 24);
     let t = nm(MEMBRANE_NM).max(1.0);
@@ -526,12 +575,8 @@ impl Vesicle {
 
     pub fn render(&self, cv: &mut Canvas, dz: Option<f32>) {
         let rr = self.r * self.aspect + 1.0;
-        let Some((ri, rj)) = cv.span([
-            self.centre[0] - rr,
-            self.centre[1] - rr,
-            self.centre[0] + rr,
-            self.centre[1] + rr,
-        ]) else {
+        let o = self.centre;
+        let Some((ri, rj)) = cv.span_grown([o[0], o[1], o[0], o[1]], rr, 0.0) else {
             return;
         };
         let (s, co) = self.angle.sin_cos();
@@ -576,12 +621,8 @@ pub(crate) struct Ribosome {
 impl Ribosome {
     pub fn render(&self, cv: &mut Canvas, dz: Option<f32>) {
         let rr = self.r + 1.0;
-        let Some((ri, rj)) = cv.span([
-            self.centre[0] - rr,
-            self.centre[1] - rr,
-            self.centre[0] + rr,
-            self.centre[1] + rr,
-        ]) else {
+        let o = self.centre;
+        let Some((ri, rj)) = cv.span_grown([o[0], o[1], o[0], o[1]], rr, 0.0) else {
             return;
         };
         for i in ri {
@@ -682,28 +723,13 @@ pub(crate) fn render_er(rng: &mut ChaCha8Rng, cv: &mut Canvas, px_nm: f32) -> Ve
     let a = nm(rng.gen_range(15.0..25.0)) + t;
     let c = nm(rng.gen_range(20.0..60.0));
     let lumen = rng.gen_range(0.0..0.1);
-    let b = spine.bbox();
-    if let Some((ri, rj)) = cv.span([
-        b[0] - a - 1.0,
-        b[1] - a - 1.0,
-        b[2] + a + 1.0,
-        b[3] + a + 1.0,
-    ]) {
-        for i in ri {
-            for j in rj.clone() {
-                let f = spine.frame(centre(i, j));
-                if f.dist >= a + 1.0 {
-                    continue;
-                }
-                let idx = i * cv.w + j;
-                cv.density[idx] += RHO_MEMBRANE * shell_body(f.dist, a, c, t, None)
-                    + lumen * chord(f.dist, a - t, c - t);
-                if f.dist < a {
-                    cv.set_region(idx, region::ER);
-                }
-            }
+    near_spine(cv, &spine, a, |cv, idx, d| {
+        cv.density[idx] +=
+            RHO_MEMBRANE * shell_body(d, a, c, t, None) + lumen * chord(d, a - t, c - t);
+        if d < a {
+            cv.set_region(idx, region::ER);
         }
-    }
+    });
     if rng.gen_bool(0.6) {
         rough_er_ribosomes(rng, &spine, a, px_nm)
     } else {
@@ -754,7 +780,7 @@ pub(crate) fn render_ice(rng: &mut ChaCha8Rng, cv: &mut Canvas, px_nm: f32) {
     let c = r * rng.gen_range(0.6..1.0);
     let rho_ice = rng.gen_range(1.5..2.5);
     let rr = r * (1.0 + wob.max_amp()) + 1.0;
-    if let Some((ri, rj)) = cv.span([cx[0] - rr, cx[1] - rr, cx[0] + rr, cx[1] + rr]) {
+    if let Some((ri, rj)) = cv.span_grown([cx[0], cx[1], cx[0], cx[1]], rr, 0.0) {
         for i in ri {
             for j in rj.clone() {
                 let p = centre(i, j);

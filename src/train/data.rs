@@ -681,14 +681,7 @@ mod tests {
         std::fs::create_dir_all(dir.join("annotations")).unwrap();
         let img = Array2::from_shape_fn((h, w), |(y, x)| ((x + 2 * y) % 17) as f32 / 16.0);
         write_png_gray8(&dir.join("images").join(format!("{stem}.png")), img.view()).unwrap();
-        let ann = VocAnnotation {
-            filename: format!("{stem}.png"),
-            path: None,
-            width: w as u32,
-            height: h as u32,
-            depth: 1,
-            objects,
-        };
+        let ann = VocAnnotation::gray(format!("{stem}.png"), (h, w), objects);
         write_voc(&dir.join("annotations").join(format!("{stem}.xml")), &ann).unwrap();
     }
 
