@@ -15,6 +15,7 @@ pub mod io;
 pub mod preprocess;
 pub mod transform;
 
+pub mod arch;
 pub mod backbone;
 pub mod detection;
 pub mod model;

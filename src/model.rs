@@ -20,7 +20,7 @@
 //! [`crate::detection::rpn_head`] and [`crate::detection::roi_head`]. This file assembles them,
 //! loads and saves the whole network.
 
-use crate::backbone::Backbone;
+use crate::backbone::{Backbone, Bottleneck, ConvBn};
 use crate::detection::anchors::{feature_stride, AnchorGenerator};
 use crate::detection::postprocess::{Detections, PostprocessConfig};
 use crate::detection::proposals::{filter_proposals, ProposalConfig};
@@ -123,6 +123,10 @@ impl FasterRcnn {
         Self::from_weights(WeightFile::load(path)?)
     }
 
+    /// The network `wf` holds: its architecture is inferred from the tensors' names and shapes
+    /// ([`crate::arch::skeleton`], zero tensors), every tensor the visitor names is then taken
+    /// from the file with the placeholder's shape ([`FasterRcnn::fill`]), the convolutions are
+    /// folded once, and a tensor the visitor never named is an error ([`WeightFile::finish`]).
     pub fn from_weights(mut wf: WeightFile) -> Result<Self> {
         let bn_eps = match wf.metadata.get("bn_eps") {
             Some(s) => s
@@ -138,29 +142,13 @@ impl FasterRcnn {
                 })?,
             None => 1e-5,
         };
-        let backbone = Backbone::load(&mut wf, bn_eps)?;
-        let c3 = backbone.out_channels();
         let mut config = DetectConfig::default();
         if let Some(anchors) = AnchorGenerator::from_metadata(&wf.metadata)
             .map_err(|reason| Error::weights(&wf.path, reason))?
         {
             config.anchors = anchors;
         }
-        let a = config.anchors.num_anchors();
-        let rpn_a = wf.get("rpn.cls_logits.weight").map(|t| t.shape()[0]);
-        if rpn_a.is_some_and(|n| n != a) {
-            return Err(Error::weights(
-                &wf.path,
-                format!(
-                    "the RPN head predicts {} anchors per cell but the anchors ({}) give {a} \
-                     (metadata `anchor_sizes` x `anchor_ratios`, default 128,256,512 x 0.5,1,2)",
-                    rpn_a.unwrap_or(0),
-                    config.anchors.describe()
-                ),
-            ));
-        }
-        let rpn = RpnHead::load(&mut wf, c3, a)?;
-        let head = RoiHead::load(&mut wf, c3, bn_eps)?;
+        let (backbone, rpn, head) = crate::arch::skeleton(&wf, bn_eps, &config.anchors)?;
         let k = head.num_classes();
         let classes = match wf.classes() {
             Some(c) if c.len() == k => c,
@@ -183,8 +171,7 @@ impl FasterRcnn {
             .filter(|(k, _)| k.as_str() != "classes" && k.as_str() != "bn_eps")
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        wf.finish()?;
-        Ok(FasterRcnn {
+        let mut model = FasterRcnn {
             backbone,
             rpn,
             head,
@@ -192,7 +179,53 @@ impl FasterRcnn {
             bn_eps,
             info,
             config,
-        })
+        };
+        model.fill(&mut wf)?;
+        model.refold();
+        model.check_folds(&wf.path)?;
+        wf.finish()?;
+        Ok(model)
+    }
+
+    /// Every conv + BN pair: backbone.conv1, then each block of layer1 .. layer3 and layer4
+    /// (conv1, conv2, conv3, downsample).
+    fn conv_bns_mut(&mut self) -> impl Iterator<Item = &mut ConvBn> + '_ {
+        let FasterRcnn { backbone, head, .. } = self;
+        let Backbone { conv1, layers, .. } = backbone;
+        let stages = layers.iter_mut().chain(std::iter::once(&mut head.layer4));
+        let blocks = stages.flat_map(|s| s.blocks.iter_mut());
+        std::iter::once(conv1).chain(blocks.flat_map(|b| {
+            let Bottleneck {
+                conv1,
+                conv2,
+                conv3,
+                downsample,
+            } = b;
+            [conv1, conv2, conv3].into_iter().chain(downsample.as_mut())
+        }))
+    }
+
+    /// Fails if a folded convolution has a non-finite weight or bias: `scale = weight /
+    /// sqrt(running_var + eps)`, so a negative variance gives NaN weights.
+    fn check_folds(&mut self, path: &Path) -> Result<()> {
+        let finite = |c: &crate::nn::Conv2d| {
+            c.weight.iter().all(|v| v.is_finite()) && c.bias.iter().flatten().all(|v| v.is_finite())
+        };
+        let Some(bad) = self
+            .conv_bns_mut()
+            .find(|cb| !finite(&cb.fused))
+            .map(|cb| cb.conv.weight.as_ptr())
+        else {
+            return Ok(());
+        };
+        let name = self.param_name(bad).expect("a visited conv weight");
+        let conv = name.strip_suffix(".weight").unwrap_or(&name);
+        Err(Error::weights(
+            path,
+            format!(
+                "the batch norm after `{conv}` folds into non-finite weights (running_var + eps <= 0?)"
+            ),
+        ))
     }
 
     pub fn num_classes(&self) -> usize {
@@ -291,22 +324,7 @@ impl FasterRcnn {
 
     /// Recomputes every folded conv + BN of the backbone and layer4 (after weight updates).
     pub fn refold(&mut self) {
-        self.backbone.conv1.refold();
-        for st in self
-            .backbone
-            .layers
-            .iter_mut()
-            .chain(std::iter::once(&mut self.head.layer4))
-        {
-            for b in &mut st.blocks {
-                b.conv1.refold();
-                b.conv2.refold();
-                b.conv3.refold();
-                if let Some(d) = &mut b.downsample {
-                    d.refold();
-                }
-            }
-        }
+        self.conv_bns_mut().for_each(ConvBn::refold);
     }
 
     /// All weights under their torchvision names (for saving; [`crate::params`]).

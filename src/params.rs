@@ -12,14 +12,18 @@
 //! [`FasterRcnn::visit_params_mut`] lends it writable (the optimizer step, gradient checks).
 //! Both are generated from one body by the `visitor!` macro below, which differs only in `&` /
 //! `&mut` and `view` / `view_mut` (the pattern of syn's `visit` / `visit_mut`), so the naming
-//! scheme is written once. Loading (`FasterRcnn::from_weights`) still reads the names itself,
-//! because it also infers the architecture from them.
+//! scheme is written once. Loading goes through it too: [`crate::arch`] infers the architecture
+//! from the few names and shapes it needs and builds the network with zero tensors, then
+//! [`FasterRcnn::fill`] takes each visited name's tensor out of the file (checking its shape)
+//! and whatever the file has left is an error.
 //!
 //! Each tensor comes with its [`Kind`]: the trainable parameters (conv and linear weights and
 //! biases, batch-norm gamma and beta) and the batch-norm statistics, which are never trained. A conv weight of the
 //! backbone or layer4 is the unfolded `conv.weight`; the folded convolution the forward pass
 //! runs must be recomputed with [`FasterRcnn::refold`] after writing to it.
 
+use crate::error::Result;
+use crate::io::weights::WeightFile;
 use crate::model::FasterRcnn;
 use ndarray::{ArrayViewD, ArrayViewMutD};
 
@@ -150,6 +154,30 @@ impl FasterRcnn {
         mut f: impl FnMut(&str, Kind, ArrayViewMutD<'a, f32>),
     ) {
         exclusive::model(self, &mut f);
+    }
+
+    /// Copies into every visited tensor the file's tensor of that name, taking it out of `wf`;
+    /// it must have the visited tensor's shape (the errors name the file, the tensor and both
+    /// shapes, [`WeightFile::take_shaped`]). Call [`FasterRcnn::refold`] after.
+    pub fn fill(&mut self, wf: &mut WeightFile) -> Result<()> {
+        let mut res = Ok(());
+        self.visit_params_mut(|name, _, mut t| {
+            if res.is_ok() {
+                res = wf.take_shaped(name, t.shape()).map(|v| t.assign(&v));
+            }
+        });
+        res
+    }
+
+    /// The visitor's name of the tensor whose data starts at `ptr` (to name a layer in an error).
+    pub fn param_name(&self, ptr: *const f32) -> Option<String> {
+        let mut found = None;
+        self.visit_params(|n, _, t| {
+            if t.as_ptr() == ptr {
+                found = Some(n.to_string());
+            }
+        });
+        found
     }
 }
 

@@ -15,12 +15,10 @@
 use crate::backbone::{Stage, StageCache};
 use crate::detection::postprocess::{postprocess_detections, Detections};
 use crate::detection::roi_pool::{roi_pool_backward, roi_pool_forward, roi_pool_values};
-use crate::error::{Error, Result};
-use crate::io::weights::WeightFile;
 use crate::model::{DetectConfig, Trace};
 use crate::nn::mean::{spatial_mean, spatial_mean_backward};
 use crate::nn::{Grads, Linear};
-use ndarray::{Array1, Array2, Array4, ArrayView2, Axis, Ix2};
+use ndarray::{Array1, Array2, Array4, ArrayView2, Axis};
 
 /// The RoI head: layer4 + spatial mean + the class-specific predictor.
 #[derive(Debug, Clone)]
@@ -60,45 +58,6 @@ pub struct HeadCache {
 }
 
 impl RoiHead {
-    /// Loads `head.layer4.*` (taking `c3` channels) and `head.{cls_score,bbox_pred}.*`; K is
-    /// `head.cls_score.weight`'s first dimension.
-    pub fn load(wf: &mut WeightFile, c3: usize, bn_eps: f32) -> Result<Self> {
-        let layer4 = Stage::load(wf, "head.layer4", 2, bn_eps)?;
-        if layer4.in_channels() != c3 {
-            return Err(Error::weights(
-                &wf.path,
-                format!(
-                    "`head.layer4.0.conv1.weight` takes {} channels, layer3 gives {c3}",
-                    layer4.in_channels()
-                ),
-            ));
-        }
-        let c4 = layer4.out_channels();
-        let k = match wf.get("head.cls_score.weight") {
-            None => {
-                return Err(Error::weights(
-                    &wf.path,
-                    "missing tensor `head.cls_score.weight`",
-                ))
-            }
-            Some(t) if t.ndim() == 2 && t.shape()[0] > 0 => t.shape()[0],
-            Some(t) => {
-                return Err(Error::weights(
-                    &wf.path,
-                    format!(
-                    "tensor `head.cls_score.weight` has shape {:?}, expected [num_classes, {c4}]",
-                    t.shape()
-                ),
-                ))
-            }
-        };
-        Ok(RoiHead {
-            layer4,
-            cls_score: take_linear(wf, "head.cls_score", c4, k)?,
-            bbox_pred: take_linear(wf, "head.bbox_pred", c4, 4 * k)?,
-        })
-    }
-
     /// K, the number of classes including the background.
     pub fn num_classes(&self) -> usize {
         self.cls_score.weight.nrows()
@@ -265,14 +224,4 @@ impl RoiHead {
                 .expect("contiguous"),
         )
     }
-}
-
-/// Takes `{name}.weight` `[out_f, in_f]` and `{name}.bias` `[out_f]`.
-fn take_linear(wf: &mut WeightFile, name: &str, in_f: usize, out_f: usize) -> Result<Linear> {
-    let w = wf
-        .take_shaped(&format!("{name}.weight"), &[out_f, in_f])?
-        .into_dimensionality::<Ix2>()
-        .expect("checked");
-    let b = crate::backbone::take1(wf, &format!("{name}.bias"), out_f)?;
-    Ok(Linear::new(w, b))
 }

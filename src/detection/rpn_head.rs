@@ -9,8 +9,6 @@
 //! then both flattened to rows in torchvision's (h, w, A) order. The proposals the outputs give
 //! are [`crate::detection::proposals`]'s.
 
-use crate::error::{Error, Result};
-use crate::io::weights::WeightFile;
 use crate::nn::relu::relu_backward_inplace;
 use crate::nn::{Conv2d, Grads};
 use ndarray::{Array2, Array4, ArrayView2};
@@ -45,18 +43,6 @@ pub struct RpnCache {
 }
 
 impl RpnHead {
-    /// Loads `rpn.{conv,cls_logits,bbox_pred}.{weight,bias}` for a feature map of `c3`
-    /// channels and `a` anchors per cell.
-    pub fn load(wf: &mut WeightFile, c3: usize, a: usize) -> Result<Self> {
-        let conv = take_conv(wf, "rpn.conv", c3, 3, None)?;
-        let r = conv.out_channels();
-        Ok(RpnHead {
-            conv,
-            cls_logits: take_conv(wf, "rpn.cls_logits", r, 1, Some(a))?,
-            bbox_pred: take_conv(wf, "rpn.bbox_pred", r, 1, Some(4 * a))?,
-        })
-    }
-
     pub fn forward(&self, feat: &Array4<f32>) -> RpnOutput {
         self.forward_cached(feat).0
     }
@@ -134,30 +120,4 @@ pub fn flatten_rpn(cls: &Array4<f32>, bbox: &Array4<f32>) -> (Vec<f32>, Array2<f
         }
     }
     (obj, deltas)
-}
-
-/// Takes `{name}.weight` `[out, in_ch, k, k]` (out = `out_ch` if given) and `{name}.bias`
-/// `[out]`: a conv with stride 1 and padding k/2.
-fn take_conv(
-    wf: &mut WeightFile,
-    name: &str,
-    in_ch: usize,
-    k: usize,
-    out_ch: Option<usize>,
-) -> Result<Conv2d> {
-    let w = crate::backbone::take4(wf, &format!("{name}.weight"))?;
-    let (co, ci, kh, kw) = w.dim();
-    let want_co = out_ch.unwrap_or(co);
-    if (ci, kh, kw, co) != (in_ch, k, k, want_co) {
-        return Err(Error::weights(
-            &wf.path,
-            format!(
-                "tensor `{name}.weight` has shape {:?}, expected {:?}",
-                w.shape(),
-                [want_co, in_ch, k, k]
-            ),
-        ));
-    }
-    let b = crate::backbone::take1(wf, &format!("{name}.bias"), co)?;
-    Ok(Conv2d::new(w, Some(b), 1, k / 2))
 }
