@@ -20,7 +20,7 @@
 //! [`crate::detection::rpn_head`] and [`crate::detection::roi_head`]. This file assembles them,
 //! loads and saves the whole network.
 
-use crate::backbone::{Backbone, Bottleneck, ConvBn};
+use crate::backbone::{Backbone, ConvBn};
 use crate::detection::anchors::{feature_stride, AnchorGenerator};
 use crate::detection::postprocess::{Detections, PostprocessConfig};
 use crate::detection::proposals::{filter_proposals, ProposalConfig};
@@ -195,13 +195,8 @@ impl FasterRcnn {
         let stages = layers.iter_mut().chain(std::iter::once(&mut head.layer4));
         let blocks = stages.flat_map(|s| s.blocks.iter_mut());
         std::iter::once(conv1).chain(blocks.flat_map(|b| {
-            let Bottleneck {
-                conv1,
-                conv2,
-                conv3,
-                downsample,
-            } = b;
-            [conv1, conv2, conv3].into_iter().chain(downsample.as_mut())
+            let main = [&mut b.conv1, &mut b.conv2, &mut b.conv3];
+            main.into_iter().chain(b.downsample.as_mut())
         }))
     }
 

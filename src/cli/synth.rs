@@ -13,7 +13,9 @@
 //!   family), each with a pHYs chunk giving its pixel size (unit metre,
 //!   `pixels_per_metre = round(1e9 / pixel_nm)`);
 //! - `annotations/NAME.xml`: LabelImg Pascal VOC, one `mitochondria` object per box,
-//!   `<truncated>1</truncated>` for objects cut by the border;
+//!   `<truncated>1</truncated>` for objects cut by the border; randomized images mark
+//!   `<difficult>1</difficult>` the objects no observer could see (`synth/visibility.rs`):
+//!   `train` and `eval` ignore them;
 //! - `manifest.csv`: `image,group` rows; a group plays the role of one tomogram (images of a group
 //!   must stay on the same side of a train/test split); randomized images add the columns
 //!   `family,pixel_nm,snr`;

@@ -20,7 +20,8 @@ use std::path::PathBuf;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Data set: a directory with images/ and annotations/, or a list file of
-    /// `image_path annotation_path` lines.
+    /// `image_path annotation_path` lines. Objects marked `<difficult>1` are ignored: anchors
+    /// and RoIs on them are neither foreground nor background.
     #[arg(long, required_unless_present = "resume")]
     pub data: Option<PathBuf>,
     /// Run directory (created): checkpoints, train.csv, split.json.
