@@ -38,7 +38,8 @@
 //! interrupted phase 2 (`state.json.new` exists: phase 1 had completed) or deletes the debris of
 //! an interrupted phase 1. **Test hook**: the environment variable `CRYODET_TEST_SLOW_SAVE_MS`
 //! makes the trainer sleep that many milliseconds between the two phases, so a test can kill it
-//! while it saves (tests/train_kill.rs); it is read only by `test_hook_pause_between_save_phases`.
+//! while it saves (tests/train_kill.rs); it is read only by `test_hook_pause_between_save_phases`,
+//! compiled only with the `testutil` feature (on for `cargo test`, off for `cargo install`).
 
 use crate::error::{Error, Result};
 use crate::io::weights::{save, write_atomic, Precision};
@@ -354,12 +355,12 @@ pub fn save_checkpoint(
 /// The one test hook of the crate, read here and nowhere else: with the environment variable
 /// `CRYODET_TEST_SLOW_SAVE_MS` set to a number, the trainer sleeps that many milliseconds between
 /// the two phases of a checkpoint, a window in which a kill finds phase 1 complete
-/// (tests/train_kill.rs kills the `cryodet` binary there). Unset (always, outside that test) it
-/// costs one environment lookup per checkpoint.
+/// (tests/train_kill.rs kills the `cryodet` binary there).
 ///
-/// Not behind a cargo feature: the test runs the binary that `cargo test --release` builds with
-/// the default features, so a feature would silently drop the hook and with it the test's only
-/// way to land a kill inside a save.
+/// Compiled only with the `testutil` feature, which the dev-dependency on this crate turns on for
+/// `cargo test` (the binary the integration tests run is built with it; tests/train_kill.rs
+/// fails without the hook); `cargo build` and `cargo install` leave it out.
+#[cfg(feature = "testutil")]
 fn test_hook_pause_between_save_phases() {
     if let Some(ms) = std::env::var("CRYODET_TEST_SLOW_SAVE_MS")
         .ok()
@@ -368,6 +369,10 @@ fn test_hook_pause_between_save_phases() {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
 }
+
+/// Without the `testutil` feature: nothing.
+#[cfg(not(feature = "testutil"))]
+fn test_hook_pause_between_save_phases() {}
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
