@@ -147,8 +147,8 @@ fi # FROM_STAGE <= 3
 # from INIT with val-ap selection.
 #   late_stage K SEED N NNEG INIT EPOCHS LR_STEPS EXTRA
 # writes $WORK/dataK (synth --seed SEED, N images), $WORK/negK (seed SEED+1, NNEG images with no
-# mitochondrion), the list $WORK/mixK.txt (with classic3) and the run $RUN_K (default
-# $WORK/runK; resumed when interrupted).
+# mitochondrion), the list $WORK/mixK.txt (with classic3) and the run $WORK/runK
+# (resumed when interrupted).
 late_stage() {
   local k=$1 seed=$2 n=$3 nneg=$4 init=$5 epochs=$6 lr_steps=$7 extra=$8
   local run=$WORK/run$k

@@ -60,17 +60,17 @@ const MEMBRANE_SCALE_NM: f32 = 4.0;
 /// Half-width of the local background's square (nm).
 const BACKGROUND_SCALE_NM: f32 = 20.0;
 
-/// Standard deviation of `x`.
-fn std_of(x: &Array2<f32>) -> f32 {
-    let n = x.len().max(1) as f64;
-    let m = x.iter().map(|&v| v as f64).sum::<f64>() / n;
-    (x.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / n).sqrt() as f32
+/// Variance of the values, about their mean (two passes: the one-pass `E[x^2] - E[x]^2` of
+/// `field::mean_var` cancels to nothing for the faint contrasts measured here).
+fn variance<I: Iterator<Item = f64> + Clone>(values: I) -> f64 {
+    let n = values.clone().count().max(1) as f64;
+    let m = values.clone().sum::<f64>() / n;
+    values.map(|v| (v - m).powi(2)).sum::<f64>() / n
 }
 
-/// Band-pass `G_s * x - B_b * x`: a Gaussian of sigma `s` pixels minus the local background,
-/// the mean over the square of half-width `b` ([`box_mean`]).
-fn band(x: &Array2<f32>, s: f32, b: usize) -> Array2<f32> {
-    gaussian_blur(x, s) - box_mean(x, b)
+/// Standard deviation of `x`'s pixels.
+fn std_of(x: &Array2<f32>) -> f32 {
+    variance(x.iter().map(|&v| v as f64)).sqrt() as f32
 }
 
 /// Mean of `x` over the square `[i - r, i + r] x [j - r, j + r]` cut to the image, per pixel,
@@ -113,8 +113,11 @@ pub fn detectability(
     let s = (MEMBRANE_SCALE_NM / pixel_nm).max(0.7);
     let b = (BACKGROUND_SCALE_NM / pixel_nm).max(2.0 * s).round() as usize;
     let noise = image - clean;
-    let d = band(clean, s, b);
-    let sigma_n = std_of(&band(&noise, s, b)).max(1e-12);
+    // D and N: the band-pass G_s * x - B_b * x of the clean image and of the noise. B_b * clean
+    // is also the blob term's smoothed surround.
+    let smooth = box_mean(clean, b);
+    let d = gaussian_blur(clean, s) - &smooth;
+    let sigma_n = std_of(&(gaussian_blur(&noise, s) - box_mean(&noise, b))).max(1e-12);
     // Membrane term: the RMS band-pass contrast of the object's rim (its membrane pixels
     // within 2 s of its outline: where a projected shell is seen edge-on; a section's membrane
     // is all rim). A membrane imaged through the CTF is a dark core between bright fringes: its
@@ -132,9 +135,8 @@ pub fn detectability(
         }
     }
     // Blob term: the object's matrix (mitochondrion pixels inside its box) against the ring
-    // around the box, with the noise averaged over the smaller of the two areas.
+    // around the box, with the noise averaged over the matrix.
     let sigma_pixel = std_of(&noise).max(1e-12);
-    let smooth = box_mean(clean, b);
     (0..n)
         .map(|k| {
             let membrane = if on[k].1 == 0 {
@@ -208,13 +210,12 @@ fn blob_detectability(
         return 0.0;
     }
     let contrast = (si / ni as f64 - so / no as f64).abs();
-    let m = ring.iter().sum::<f64>() / no as f64;
-    let clutter = ring.iter().map(|v| (v - m).powi(2)).sum::<f64>() / no as f64;
+    let clutter = variance(ring.iter().copied());
     let noise = (sigma_pixel as f64).powi(2) / ni as f64;
     (contrast / (noise + clutter).sqrt().max(1e-12)) as f32
 }
 
-/// Marks the boxes that are difficult under the module doc's rule; returns their detectabilities.
+/// Marks the boxes that are difficult under the module doc's rule.
 pub fn mark_difficult(
     boxes: &mut [SynthBox],
     image: &Array2<f32>,
@@ -222,7 +223,7 @@ pub fn mark_difficult(
     region_map: &Array2<u8>,
     outer_membrane: &Array2<u8>,
     pixel_nm: f32,
-) -> Vec<f32> {
+) {
     let v = detectability(image, clean, region_map, outer_membrane, boxes, pixel_nm);
     let (h, w) = image.dim();
     for (b, &vk) in boxes.iter_mut().zip(&v) {
@@ -230,7 +231,6 @@ pub fn mark_difficult(
         let fills = x2 - x1 >= FILL * w as f32 && y2 - y1 >= FILL * h as f32;
         b.difficult = fills || vk < V_MIN;
     }
-    v
 }
 
 #[cfg(test)]

@@ -279,13 +279,13 @@ fn split_difficult(
     let keep: Vec<usize> = (0..labels.len())
         .filter(|&i| labels[i] != DIFFICULT)
         .collect();
-    let drop: Vec<usize> = (0..labels.len())
+    let hard: Vec<usize> = (0..labels.len())
         .filter(|&i| labels[i] == DIFFICULT)
         .collect();
     (
         boxes.select(Axis(0), &keep),
         keep.iter().map(|&i| labels[i]).collect(),
-        boxes.select(Axis(0), &drop),
+        boxes.select(Axis(0), &hard),
     )
 }
 
